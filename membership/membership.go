@@ -1,0 +1,79 @@
+package membership
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"time"
+)
+
+// Membership is the list of nodes at one version. Anchors sign it; nodes
+// accept only a newer version than the one they hold.
+type Membership struct {
+	Cluster string    `json:"cluster"`
+	Version uint64    `json:"version"`
+	Issued  time.Time `json:"issued"`
+	Nodes   []Node    `json:"nodes"`
+}
+
+// Find returns the node with that name.
+func (m Membership) Find(name string) (Node, bool) {
+	for _, n := range m.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// FreeIndex is the smallest index in the address plan no node holds.
+func (m Membership) FreeIndex(nets Networks) (int, error) {
+	used := map[int]bool{}
+	for _, n := range m.Nodes {
+		used[n.Index] = true
+	}
+	for i := 1; i <= nets.MaxNodes(); i++ {
+		if !used[i] {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("address plan full: %d nodes", nets.MaxNodes())
+}
+
+// OpenMembership verifies a signed membership and every record in it.
+func OpenMembership(s Signed, c Cluster) (Membership, error) {
+	var m Membership
+	if err := s.Open(c.PublicKey, KindMembership, &m); err != nil {
+		return Membership{}, err
+	}
+	if m.Cluster != c.Name {
+		return Membership{}, fmt.Errorf("membership is for cluster %q, not %q", m.Cluster, c.Name)
+	}
+	names, keys, idx := map[string]bool{}, map[string]bool{}, map[int]bool{}
+	for _, n := range m.Nodes {
+		if err := n.Validate(c.Networks); err != nil {
+			return Membership{}, fmt.Errorf("membership: %w", err)
+		}
+		if names[n.Name] || keys[n.PublicKey.String()] || idx[n.Index] {
+			return Membership{}, fmt.Errorf("membership: node %s appears twice", n.Name)
+		}
+		names[n.Name], keys[n.PublicKey.String()], idx[n.Index] = true, true, true
+	}
+	return m, nil
+}
+
+// SignMembership signs m.
+func SignMembership(priv ed25519.PrivateKey, m Membership) (Signed, error) {
+	return Sign(priv, KindMembership, m)
+}
+
+// OpenNode verifies a signed node record.
+func OpenNode(s Signed, c Cluster) (Node, error) {
+	var n Node
+	if err := s.Open(c.PublicKey, KindNode, &n); err != nil {
+		return Node{}, err
+	}
+	if err := n.Validate(c.Networks); err != nil {
+		return Node{}, err
+	}
+	return n, nil
+}
