@@ -40,14 +40,19 @@ func NewNode(nets Networks, index int, name string, pub key.Public) (Node, error
 // IsAnchor reports whether the node has the anchor role.
 func (n Node) IsAnchor() bool { return slices.Contains(n.Roles, RoleAnchor) }
 
-// Prefixes are the node's overlay addresses as host prefixes, then its pod
-// ranges: what WireGuard accepts from it and routes to it.
-func (n Node) Prefixes() []netip.Prefix {
+// HostPrefixes are the node's overlay addresses as host prefixes.
+func (n Node) HostPrefixes() []netip.Prefix {
 	var out []netip.Prefix
 	for _, a := range n.OverlayIPs {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
-	return append(out, n.PodCIDRs...)
+	return out
+}
+
+// Prefixes are the node's overlay addresses, then its pod ranges: what
+// WireGuard accepts from it and routes to it.
+func (n Node) Prefixes() []netip.Prefix {
+	return append(n.HostPrefixes(), n.PodCIDRs...)
 }
 
 // Validate checks a record against the plan it claims to follow.

@@ -12,6 +12,7 @@ const (
 	KindNode       = "node"
 	KindMembership = "membership"
 	KindToken      = "token"
+	KindCluster    = "cluster"
 )
 
 // ErrBadSignature means a payload was not signed by the cluster key.

@@ -1,0 +1,51 @@
+# hepto — see README.md. Every target works on a fresh Debian 12 machine as root
+# once `make deps` has installed the packages it needs.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+APT_PKGS := iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools
+
+.PHONY: all build deps test test-short fuzz bench demo lint clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto ./cmd/hepto
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
+
+# deps installs the Debian packages the lab, the tests and the benchmarks use.
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# test runs every test; the integration tests need root (they skip otherwise).
+test: deps build
+	HEPTO_BIN=$(CURDIR)/bin/hepto $(GO) test -count=1 -timeout 25m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# fuzz runs each fuzz target for a short while.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./membership -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME)
+	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenMembership -fuzztime $(FUZZTIME)
+	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./tunnel -run '^$$' -fuzz FuzzClassify -fuzztime $(FUZZTIME)
+
+# bench compares hepto's tunnel with stock wireguard-go and the raw veth
+# (iperf3 in the lab); the table goes to stdout.
+bench: deps build
+	./bin/hepto-lab bench
+
+# demo: an anchor and three homes behind NAT boxes, until Ctrl-C.
+demo: deps build
+	./bin/hepto-lab demo
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hepto-net/hepto/localapi"
+	"github.com/hepto-net/hepto/state"
+)
+
+func statusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "Show this node and its peers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := localapi.NewClient(state.Dir(stateDir(cmd)).Path(state.SocketFile))
+			var st localapi.Status
+			if err := c.Do(cmd.Context(), "GET", "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printStatus(out io.Writer, st localapi.Status) {
+	role := "node"
+	if st.Anchor {
+		role = "anchor"
+	}
+	fmt.Fprintf(out, "%s (%s) in cluster %s, %s, UDP port %d\n\n", st.Name, role, st.Cluster, strings.Join(st.OverlayIPs, " "), st.ListenPort)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "PEER\tOVERLAY\tSTATE\tPATH\tENDPOINT\tRTT\tHANDSHAKE\tRX\tTX")
+	for _, p := range st.Peers {
+		state, path, rtt, hs := "idle", p.Path, "-", "never"
+		if p.Connected {
+			state = "up"
+		}
+		if p.Via != "" {
+			path += " via " + p.Via
+		}
+		if p.RTTSeconds != nil {
+			rtt = (time.Duration(*p.RTTSeconds * float64(time.Second))).Round(100 * time.Microsecond).String()
+		}
+		if p.LastHandshake != nil {
+			hs = time.Since(*p.LastHandshake).Round(time.Second).String() + " ago"
+		}
+		ip := ""
+		if len(p.OverlayIPs) > 0 {
+			ip = p.OverlayIPs[0]
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, ip, state, path, orDash(p.Endpoint), rtt, hs, bytes(p.RxBytes), bytes(p.TxBytes))
+	}
+	w.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func bytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/tunnel"
+)
+
+// Keepalive holds a home's NAT mapping open towards its anchors. Home boxes
+// keep idle UDP mappings for 30 s or more; 25 s is WireGuard's usual value.
+const Keepalive = 25 * time.Second
+
+// relayAnchor is the anchor that carries traffic between nodes that have
+// no direct path: the anchor with the lowest index, other than self.
+func relayAnchor(m membership.Membership, self string) (membership.Node, bool) {
+	var best membership.Node
+	found := false
+	for _, n := range m.Nodes {
+		if n.IsAnchor() && n.Name != self && (!found || n.Index < best.Index) {
+			best, found = n, true
+		}
+	}
+	return best, found
+}
+
+// wantPeers computes the WireGuard peers for a membership. An anchor peers
+// with every node. Another node peers with the anchors, and the relay
+// anchor's allowed IPs also cover the nodes it has no direct path to.
+func wantPeers(m membership.Membership, self membership.Node, resolve func(string) netip.AddrPort) []tunnel.Peer {
+	var peers []tunnel.Peer
+	relay, haveRelay := relayAnchor(m, self.Name)
+	anchorSelf := self.IsAnchor()
+	var relayed []netip.Prefix
+	for _, n := range m.Nodes {
+		if n.Name == self.Name {
+			continue
+		}
+		if !anchorSelf && !n.IsAnchor() {
+			relayed = append(relayed, n.Prefixes()...)
+			continue
+		}
+		p := tunnel.Peer{PublicKey: n.PublicKey, AllowedIPs: n.Prefixes()}
+		if n.Endpoint != "" {
+			p.Endpoint = resolve(n.Endpoint)
+		}
+		if !anchorSelf {
+			p.Keepalive = Keepalive
+		}
+		peers = append(peers, p)
+	}
+	if haveRelay {
+		for i := range peers {
+			if peers[i].PublicKey == relay.PublicKey {
+				peers[i].AllowedIPs = append(peers[i].AllowedIPs, relayed...)
+			}
+		}
+	}
+	return peers
+}
+
+// resolveEndpoint turns an anchor's HOST:PORT into an address; on failure
+// the peer keeps the endpoint it had.
+func resolveEndpoint(ep string) netip.AddrPort {
+	if ap, err := netip.ParseAddrPort(ep); err == nil {
+		return ap
+	}
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(ips[0].Unmap().String(), port))
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return ap
+}
+
+// apply makes the tunnel match the current membership (and, on an anchor,
+// the pending join tokens).
+func (d *Daemon) apply() error {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	d.mu.Lock()
+	m := d.members
+	var joins []tunnel.Peer
+	if d.tokens != nil {
+		joins = d.tokens.peers(time.Now())
+	}
+	d.mu.Unlock()
+	peers := append(wantPeers(m, d.self, resolveEndpoint), joins...)
+	return d.tun.SetPeers(peers)
+}

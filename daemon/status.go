@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hepto-net/hepto/key"
+	"github.com/hepto-net/hepto/localapi"
+	"github.com/hepto-net/hepto/tunnel"
+)
+
+// connectedWithin: a peer is connected when its last handshake is this
+// recent (WireGuard rekeys every 2 minutes on a busy link).
+const connectedWithin = 3 * time.Minute
+
+func (d *Daemon) status() (localapi.Status, error) {
+	stats, err := d.tun.Stats()
+	if err != nil {
+		return localapi.Status{}, err
+	}
+	byKey := map[key.Public]tunnel.PeerStats{}
+	for _, s := range stats {
+		byKey[s.PublicKey] = s
+	}
+	d.mu.Lock()
+	m := d.members
+	d.mu.Unlock()
+	st := localapi.Status{
+		Name: d.self.Name, Cluster: d.cluster.Name, Anchor: d.isAnchor(),
+		OverlayIPs: strs(d.self.OverlayIPs), PodCIDRs: strs(d.self.PodCIDRs),
+		ListenPort: d.tun.ListenPort(), Peers: []localapi.PeerStatus{},
+	}
+	relay, haveRelay := relayAnchor(m, d.self.Name)
+	now := time.Now()
+	for _, n := range m.Nodes {
+		if n.Name == d.self.Name {
+			continue
+		}
+		p := localapi.PeerStatus{Name: n.Name, OverlayIPs: strs(n.OverlayIPs), Path: "direct"}
+		s, direct := byKey[n.PublicKey]
+		if !direct && haveRelay {
+			// Reached through the relay anchor: report that link.
+			s, p.Path, p.Via = byKey[relay.PublicKey], "relay", relay.Name
+		} else {
+			p.RxBytes, p.TxBytes = s.RxBytes, s.TxBytes
+		}
+		if s.Endpoint.IsValid() {
+			p.Endpoint = s.Endpoint.String()
+		}
+		if !s.LastHandshake.IsZero() {
+			hs := s.LastHandshake.UTC()
+			p.LastHandshake = &hs
+			p.Connected = now.Sub(hs) < connectedWithin
+		}
+		st.Peers = append(st.Peers, p)
+	}
+	return st, nil
+}
+
+func strs[T fmt.Stringer](xs []T) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = x.String()
+	}
+	return out
+}

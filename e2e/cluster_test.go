@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hepto-net/hepto/lab"
+	"github.com/hepto-net/hepto/lab/cluster"
+	"github.com/hepto-net/hepto/localapi"
+)
+
+// world is a lab with hepto nodes in it; its helpers fail the test.
+type world struct {
+	t   *testing.T
+	ctx context.Context
+	lab *lab.Lab
+	c   *cluster.Cluster
+	dir string
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	lab.NeedRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := lab.New(ctx, lab.Options{})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	w := &world{t: t, ctx: ctx, lab: l, c: cluster.New(ctx, l, heptoBin, dir), dir: dir}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+		cancel()
+	})
+	return w
+}
+
+func (w *world) publicHost(name string) *lab.Host {
+	h, err := w.lab.AddPublicHost(name)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return h
+}
+
+func (w *world) home(name string, o lab.HomeOptions) *lab.Home {
+	h, err := w.lab.AddHome(name, o)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return h
+}
+
+// node wraps cluster.Node for tests.
+type node struct {
+	*cluster.Node
+	w *world
+}
+
+func (w *world) wrap(n *cluster.Node, err error) *node {
+	w.t.Helper()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	nd := &node{Node: n, w: w}
+	w.t.Cleanup(func() {
+		if w.t.Failed() && n.Log != "" {
+			w.t.Logf("--- %s, end of %s\n%s", n.Name, n.Log, n.LastLines(40))
+		}
+	})
+	return nd
+}
+
+func (w *world) node(name string, h *lab.Host) *node { return w.wrap(w.c.Node(name, h), nil) }
+
+func (w *world) anchor(name string, h *lab.Host) *node { return w.wrap(w.c.Anchor(name, h)) }
+
+func (w *world) join(name string, h *lab.Host, a *node, flags ...string) *node {
+	return w.wrap(w.c.Join(name, h, a.Node, flags...))
+}
+
+func (n *node) start(flags ...string) {
+	n.w.t.Helper()
+	if err := n.Start(flags...); err != nil {
+		n.w.t.Fatal(err)
+	}
+}
+
+func (n *node) waitSocket() {
+	n.w.t.Helper()
+	if err := n.WaitSocket(60 * time.Second); err != nil {
+		n.w.t.Fatal(err)
+	}
+}
+
+func (n *node) stop(sig syscall.Signal) int {
+	n.w.t.Helper()
+	code, err := n.Stop(sig)
+	if err != nil {
+		n.w.t.Fatalf("stop %s: %v", n.Name, err)
+	}
+	return code
+}
+
+func (n *node) token(name string, flags ...string) string {
+	n.w.t.Helper()
+	tok, err := n.Token(name, flags...)
+	if err != nil {
+		n.w.t.Fatal(err)
+	}
+	return tok
+}
+
+func (n *node) status() (localapi.Status, []byte, error) { return n.Status() }
+
+func (n *node) waitConnected(timeout time.Duration, names ...string) localapi.Status {
+	n.w.t.Helper()
+	st, err := n.WaitConnected(timeout, names...)
+	if err != nil {
+		n.w.t.Fatal(err)
+	}
+	return st
+}
+
+func (n *node) ping(ip string, within time.Duration) error { return n.Ping(ip, within) }
+
+func peer(st localapi.Status, name string) (localapi.PeerStatus, bool) { return cluster.Peer(st, name) }
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	if err := cluster.Eventually(timeout, f); err != nil {
+		t.Fatal(err)
+	}
+}

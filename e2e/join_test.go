@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hepto-net/hepto/lab"
+)
+
+// Two homes behind NAT boxes that drop unsolicited inbound join through an
+// anchor, reach each other over both families, survive a restart without
+// the anchor, and leave nothing behind on SIGTERM.
+func TestHomesJoinRestartAndStop(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	ha := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
+	hb := w.home("home-b", lab.HomeOptions{NAT: lab.EIM})
+	na := w.join("home-a", ha.Machines[0], a)
+	nb := w.join("home-b", hb.Machines[0], a)
+
+	stA := na.waitConnected(60*time.Second, "anchor", "home-b")
+	stB := nb.waitConnected(60*time.Second, "anchor", "home-a")
+	a.waitConnected(30*time.Second, "home-a", "home-b")
+
+	for _, ip := range stB.OverlayIPs {
+		if err := na.ping(ip, 20*time.Second); err != nil {
+			t.Fatalf("home-a → home-b %s: %v", ip, err)
+		}
+	}
+	for _, ip := range stA.OverlayIPs {
+		if err := nb.ping(ip, 20*time.Second); err != nil {
+			t.Fatalf("home-b → home-a %s: %v", ip, err)
+		}
+	}
+
+	t.Run("status json", func(t *testing.T) {
+		_, raw, err := na.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStatusJSON(t, raw, "home-a", "demo", map[string]string{"anchor": "direct", "home-b": "relay"})
+		st, _, _ := na.status()
+		if p, _ := peer(st, "anchor"); p.Endpoint != a.Host.IPv4.String()+":51820" {
+			t.Errorf("anchor endpoint %q", p.Endpoint)
+		}
+	})
+
+	// Restart home-b with the anchor down: it comes back from its state
+	// directory alone, with the same identity.
+	keyBefore, _ := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	if code := a.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("anchor exit code %d", code)
+	}
+	if code := nb.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("home-b exit code %d", code)
+	}
+	t.Run("SIGTERM removes hepto0 and its routes", func(t *testing.T) {
+		if out, err := nb.Host.Run(w.ctx, "ip", "link", "show", "hepto0"); err == nil {
+			t.Fatalf("hepto0 still there: %s", out)
+		}
+		for _, fam := range []string{"-4", "-6"} {
+			out, _ := nb.Host.Run(w.ctx, "ip", fam, "route", "show", "table", "all")
+			if strings.Contains(out, "hepto0") || strings.Contains(out, "10.77.") {
+				t.Fatalf("routes left (%s):\n%s", fam, out)
+			}
+		}
+	})
+	nb.start()
+	nb.waitSocket()
+	st, _, err := nb.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyAfter, _ := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	if st.Name != "home-b" || fmt.Sprint(st.OverlayIPs) != fmt.Sprint(stB.OverlayIPs) || !bytes.Equal(keyBefore, keyAfter) {
+		t.Fatalf("identity changed across restart: %v %v", st, stB)
+	}
+	a.start()
+	start := time.Now()
+	if err := na.ping(st.OverlayIPs[0], 120*time.Second); err != nil {
+		t.Fatalf("home-a → home-b after restarts: %v", err)
+	}
+	t.Logf("home-a reached home-b %s after the anchor came back", time.Since(start).Round(time.Second))
+}
+
+// checkStatusJSON checks the fields the design brief fixes, by name and type.
+func checkStatusJSON(t *testing.T, raw []byte, name, cluster string, paths map[string]string) {
+	t.Helper()
+	var st map[string]any
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st["name"] != name || st["cluster"] != cluster {
+		t.Errorf("name/cluster: %v %v", st["name"], st["cluster"])
+	}
+	checkIPs(t, "overlay_ips", st["overlay_ips"])
+	peers, _ := st["peers"].([]any)
+	if len(peers) != len(paths) {
+		t.Fatalf("peers: %d, want %d: %s", len(peers), len(paths), raw)
+	}
+	for _, p := range peers {
+		p := p.(map[string]any)
+		pn, _ := p["name"].(string)
+		want, ok := paths[pn]
+		if !ok {
+			t.Errorf("unexpected peer %q", pn)
+			continue
+		}
+		checkIPs(t, pn+".overlay_ips", p["overlay_ips"])
+		if p["connected"] != true {
+			t.Errorf("%s: connected %v", pn, p["connected"])
+		}
+		if p["path"] != want {
+			t.Errorf("%s: path %v, want %s", pn, p["path"], want)
+		}
+		if ep, _ := p["endpoint"].(string); ep == "" {
+			t.Errorf("%s: no endpoint", pn)
+		} else if _, err := netip.ParseAddrPort(ep); err != nil {
+			t.Errorf("%s: endpoint %q: %v", pn, ep, err)
+		}
+		if v, ok := p["rtt_seconds"]; !ok {
+			t.Errorf("%s: no rtt_seconds", pn)
+		} else if _, num := v.(float64); v != nil && !num {
+			t.Errorf("%s: rtt_seconds %v", pn, v)
+		}
+		hs, _ := p["last_handshake"].(string)
+		if ts, err := time.Parse(time.RFC3339, hs); err != nil || time.Since(ts) > 3*time.Minute {
+			t.Errorf("%s: last_handshake %q", pn, hs)
+		}
+		for _, f := range []string{"rx_bytes", "tx_bytes"} {
+			if _, ok := p[f].(float64); !ok {
+				t.Errorf("%s: %s %v", pn, f, p[f])
+			}
+		}
+	}
+}
+
+func checkIPs(t *testing.T, what string, v any) {
+	t.Helper()
+	ips, _ := v.([]any)
+	if len(ips) != 2 {
+		t.Errorf("%s: %v, want an IPv4 and an IPv6 address", what, v)
+		return
+	}
+	a, err1 := netip.ParseAddr(fmt.Sprint(ips[0]))
+	b, err2 := netip.ParseAddr(fmt.Sprint(ips[1]))
+	if err1 != nil || err2 != nil || !a.Is4() || !b.Is6() {
+		t.Errorf("%s: %v", what, v)
+	}
+}

@@ -1,0 +1,124 @@
+// Package localapi is the daemon's local command interface: HTTP over the
+// unix socket DIR/hepto.sock (mode 0600, so only the daemon's owner may
+// use it), and the types the commands exchange with it.
+package localapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Status is the reply of GET /v1/status; its JSON is a contract.
+type Status struct {
+	Name       string       `json:"name"`
+	Cluster    string       `json:"cluster"`
+	OverlayIPs []string     `json:"overlay_ips"`
+	PodCIDRs   []string     `json:"pod_cidrs,omitempty"`
+	Anchor     bool         `json:"anchor"`
+	ListenPort uint16       `json:"listen_port"`
+	Peers      []PeerStatus `json:"peers"`
+}
+
+// PeerStatus is one peer in Status.
+type PeerStatus struct {
+	Name       string   `json:"name"`
+	OverlayIPs []string `json:"overlay_ips"`
+	Connected  bool     `json:"connected"`
+	Path       string   `json:"path"`          // "direct" or "relay"
+	Via        string   `json:"via,omitempty"` // relay: the node that relays
+	Endpoint   string   `json:"endpoint"`
+	// RTTSeconds is null until a round trip has been measured.
+	RTTSeconds    *float64   `json:"rtt_seconds"`
+	LastHandshake *time.Time `json:"last_handshake"`
+	RxBytes       uint64     `json:"rx_bytes"`
+	TxBytes       uint64     `json:"tx_bytes"`
+}
+
+// TokenRequest is the body of POST /v1/token.
+type TokenRequest struct {
+	Name string        `json:"name"`
+	TTL  time.Duration `json:"ttl"`
+}
+
+// TokenResponse is the reply of POST /v1/token.
+type TokenResponse struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// Error is the body of every failed request.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Client talks to a running daemon.
+type Client struct {
+	http *http.Client
+}
+
+// NewClient returns a client for the daemon listening on socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &Client{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// ErrNotRunning means nothing answers on the socket.
+var ErrNotRunning = errors.New("the hepto daemon is not running (no answer on its socket)")
+
+// Do sends a request; in may be nil; out receives the JSON reply.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://hepto"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return ErrNotRunning
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e Error
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// WriteJSON writes v, or an Error for a non-nil err, as a handler's reply.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes err as an Error.
+func WriteError(w http.ResponseWriter, code int, err error) {
+	WriteJSON(w, code, Error{Error: err.Error()})
+}
