@@ -59,7 +59,7 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.inner.P
 // pools to be capped: the device reads it before its first buffer.
 func (b *Bind) BatchSize() int {
 	<-b.ready
-	return min(b.inner.BatchSize(), batchSize)
+	return min(b.inner.BatchSize(), deviceBatch)
 }
 
 // Send keeps StdNetBind's sticky source address, but when that address is

@@ -15,6 +15,12 @@ const (
 	messageBuffers = 384
 )
 
+// Tunables, changed only by tests that compare with stock wireguard-go.
+var (
+	deviceBatch        = batchSize
+	bufferCap   uint32 = messageBuffers
+)
+
 // batchTUN caps the TUN's batch size, and holds the device back until its
 // pools are capped: the device asks for the batch size before it takes its
 // first buffer.
@@ -25,7 +31,7 @@ type batchTUN struct {
 
 func (t *batchTUN) BatchSize() int {
 	<-t.ready
-	return min(t.Device.BatchSize(), batchSize)
+	return min(t.Device.BatchSize(), deviceBatch)
 }
 
 // capPools bounds the device's pool of message buffers. wireguard-go has

@@ -118,8 +118,10 @@ func New(opts Options) (*Tunnel, error) {
 	ready := make(chan struct{})
 	t.bind = newBind(opts.OnPacket, log, ready)
 	t.dev = device.NewDevice(&batchTUN{Device: tdev, ready: ready}, t.bind, deviceLogger(log))
-	if err := capPools(t.dev, messageBuffers); err != nil {
-		log.Warn("wireguard buffer pools left unbounded", "err", err)
+	if bufferCap > 0 {
+		if err := capPools(t.dev, bufferCap); err != nil {
+			log.Warn("wireguard buffer pool left unbounded", "err", err)
+		}
 	}
 	close(ready)
 
@@ -173,6 +175,15 @@ func (t *Tunnel) Name() string {
 
 // ListenPort is the port of the shared UDP socket.
 func (t *Tunnel) ListenPort() uint16 { return uint16(t.bind.port.Load()) }
+
+// SetListenPort moves the shared UDP socket to another port (0: random);
+// the device re-opens its bind.
+func (t *Tunnel) SetListenPort(port uint16) error {
+	if err := t.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", port)); err != nil {
+		return fmt.Errorf("tunnel: set listen port: %w", err)
+	}
+	return nil
+}
 
 // SendRaw sends a datagram that is not WireGuard (STUN, TURN) from the
 // shared UDP socket.
