@@ -1,5 +1,6 @@
 # hepto — see README.md. Every target works on a fresh Debian 12 machine as root
 # once `make deps` has installed the packages it needs.
+export PATH := /usr/local/go/bin:$(PATH)
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
