@@ -12,7 +12,13 @@ import (
 // BenchmarkUplinkTCP measures iperf3 from a home machine, through its box and
 // uplink, to a public host.
 func BenchmarkUplinkTCP(b *testing.B) {
-	l := benchLab(b)
+	for _, s := range []lab.Shaping{lab.ShapeNone, lab.ShapeWire} {
+		b.Run(s.String(), func(b *testing.B) { benchUplink(b, s) })
+	}
+}
+
+func benchUplink(b *testing.B, s lab.Shaping) {
+	l := benchLab(b, s)
 	anchor, err := l.AddPublicHost("anchor")
 	if err != nil {
 		b.Fatal(err)
@@ -26,7 +32,7 @@ func BenchmarkUplinkTCP(b *testing.B) {
 
 // BenchmarkVethTCP is the same between two public hosts: plain veths and a bridge.
 func BenchmarkVethTCP(b *testing.B) {
-	l := benchLab(b)
+	l := benchLab(b, lab.ShapeNone)
 	anchor, err := l.AddPublicHost("anchor")
 	if err != nil {
 		b.Fatal(err)
@@ -38,11 +44,11 @@ func BenchmarkVethTCP(b *testing.B) {
 	iperf(b, anchor, vps)
 }
 
-func benchLab(b *testing.B) *lab.Lab {
+func benchLab(b *testing.B, s lab.Shaping) *lab.Lab {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		b.Skip("needs iperf3: apt-get install -y iperf3")
 	}
-	return lab.ForTest(b, lab.Options{})
+	return lab.ForTest(b, lab.Options{Shaping: s})
 }
 
 func iperf(b *testing.B, server, client *lab.Host) {

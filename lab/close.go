@@ -78,7 +78,7 @@ func SweepStale() ([]string, error) {
 	var swept []string
 	var errs []error
 	for _, p := range prefixes {
-		if !labStale(p) {
+		if !Stale(p) {
 			continue
 		}
 		if err := Sweep(p); err != nil {
@@ -90,9 +90,10 @@ func SweepStale() ([]string, error) {
 	return swept, errors.Join(errs...)
 }
 
-// labStale tells whether the process that made lab p is gone: New marks the
-// Internet bridge with its pid and start time, which pid reuse cannot fake.
-func labStale(p string) bool {
+// Stale tells whether the process that made the lab with prefix p is gone:
+// New marks the Internet bridge with its pid and start time, which pid reuse
+// cannot fake.
+func Stale(p string) bool {
 	ns := p + "-internet"
 	out, err := runCmd(context.Background(), nil, "", "ip", "-n", ns, "-o", "link", "show", "br0")
 	if err == nil {

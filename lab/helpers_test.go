@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -32,6 +33,8 @@ func runHelper(args []string) int {
 	switch args[0] {
 	case "udpecho":
 		return udpEcho(args[1])
+	case "crash":
+		return crash()
 	case "stubborn":
 		// Ignores SIGTERM, so only SIGKILL ends it.
 		signal.Ignore(syscall.SIGTERM)
@@ -40,6 +43,25 @@ func runHelper(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "unknown helper", args)
 	return 2
+}
+
+// crash makes a lab with a process in it, and exits without closing it.
+func crash() int {
+	l, err := lab.New(context.Background(), lab.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	h, err := l.AddPublicHost("vps")
+	if err == nil {
+		_, err = h.Start(context.Background(), "", "sleep", "3600")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(l.Prefix)
+	return 0
 }
 
 // udpEcho answers each datagram with the source address it came from.
@@ -66,6 +88,10 @@ func udpEcho(addr string) int {
 		}
 		c.WriteTo([]byte(from.String()), from)
 	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
 }
 
 // startHelper runs a helper on h and waits for its first line of output.

@@ -35,7 +35,8 @@ type Options struct {
 	// Logger receives every command the lab runs, at debug level.
 	// Default: slog.Default().
 	Logger *slog.Logger
-	// Grace is how long Close waits after SIGTERM before SIGKILL. Default 3s.
+	// Grace is how long Close, and the end of a Host.Command's context, wait
+	// after SIGTERM before SIGKILL. Default 3s.
 	Grace time.Duration
 	// Shaping chooses how homes' uplinks are delayed and made lossy.
 	Shaping Shaping
@@ -64,9 +65,9 @@ type Lab struct {
 	wires    []*wire
 }
 
-// New creates a lab and its Internet. The context bounds every command the lab
-// runs while building itself, and processes started without a context of their
-// own; Close works even after it is done.
+// New creates a lab and its Internet. ctx bounds the commands the lab runs to
+// build itself, in New and in later calls such as AddHome; Close works even
+// after ctx is done.
 func New(ctx context.Context, opts Options) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("lab: needs root (network namespaces, iptables)")
@@ -185,23 +186,22 @@ func (l *Lab) newHost(name string) (*Host, error) {
 	if !hostName.MatchString(name) {
 		return nil, fmt.Errorf("lab: bad host name %q: want lower-case letters, digits and dashes", name)
 	}
+	ns := l.Prefix + "-" + name
+	// Under the lock, so that Close never misses a namespace being made.
 	l.mu.Lock()
-	if l.closed {
+	switch {
+	case l.closed:
 		l.mu.Unlock()
 		return nil, errors.New("lab: closed")
-	}
-	if l.names[name] {
+	case l.names[name]:
 		l.mu.Unlock()
 		return nil, fmt.Errorf("lab: host %q exists", name)
 	}
-	l.names[name] = true
-	ns := l.Prefix + "-" + name
-	l.mu.Unlock()
-
 	if _, err := l.run(l.ctx, "", "ip", "netns", "add", ns); err != nil {
+		l.mu.Unlock()
 		return nil, err
 	}
-	l.mu.Lock()
+	l.names[name] = true
 	l.netns = append(l.netns, ns)
 	l.mu.Unlock()
 	h := &Host{Name: name, Netns: ns, lab: l}

@@ -1,6 +1,8 @@
 package lab_test
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -32,10 +34,22 @@ func TestMachineReachesInternetFromPublicIP(t *testing.T) {
 
 	exe, _ := os.Executable()
 	echo, log := startHelper(t, anchor, "udpecho", ":7000")
+	rx0, tx0, err := l.UplinkCounters(home)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := listen(t, m, ":0")
 	seen, err := seenFrom(c, netip.AddrPortFrom(anchor.IPv4, 7000))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// One datagram out, one back: Ethernet 14 + IP 20 + UDP 8 + payload each.
+	rx1, tx1, err := l.UplinkCounters(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rx1-rx0 < 42+uint64(len(seen.String())) || tx1-tx0 < 42+8 {
+		t.Errorf("uplink counters grew by %d received, %d sent", rx1-rx0, tx1-tx0)
 	}
 	if seen.Addr() != home.PublicIP {
 		t.Errorf("anchor sees %v, want the box's public address %v", seen, home.PublicIP)
@@ -237,7 +251,23 @@ func TestHomesShareLANPrefix(t *testing.T) {
 }
 
 func TestUplinkDelayAndLoss(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{})
+	for _, shaping := range []lab.Shaping{lab.ShapeWire, lab.ShapeNetem} {
+		t.Run(shaping.String(), func(t *testing.T) {
+			lab.NeedRoot(t)
+			l, err := lab.New(t.Context(), lab.Options{Shaping: shaping, Logger: testLogger(t)})
+			if errors.Is(err, lab.ErrNoNetem) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			testDelayAndLoss(t, l)
+		})
+	}
+}
+
+func testDelayAndLoss(t *testing.T, l *lab.Lab) {
 	anchor, err := l.AddPublicHost("anchor")
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +295,9 @@ func TestUplinkDelayAndLoss(t *testing.T) {
 	if err := home.SetDelay(0, 100); err != nil {
 		t.Fatal(err)
 	}
-	if rtt, err := m.Ping(t.Context(), anchor.IPv4); err == nil {
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if rtt, err := m.Ping(ctx, anchor.IPv4); err == nil {
 		t.Errorf("ping through 100%% loss came back in %v", rtt)
 	}
 	// 50% each way: a quarter of round trips survive.
@@ -279,7 +311,7 @@ func TestUplinkDelayAndLoss(t *testing.T) {
 	buf := make([]byte, 100)
 	for range n {
 		c.WriteTo([]byte("x"), net.UDPAddrFromAddrPort(server))
-		c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 		if _, _, err := c.ReadFrom(buf); err == nil {
 			got++
 		}
@@ -287,6 +319,29 @@ func TestUplinkDelayAndLoss(t *testing.T) {
 	t.Logf("50%% loss each way: %d/%d round trips", got, n)
 	if got < n/10 || got > n/2 {
 		t.Errorf("50%% loss each way: %d/%d round trips, want about %d", got, n, n/4)
+	}
+}
+
+func TestPlainUplink(t *testing.T) {
+	l := lab.ForTest(t, lab.Options{Shaping: lab.ShapeNone})
+	anchor, err := l.AddPublicHost("anchor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := startEcho(t, anchor)
+	home, err := l.AddHome("a", lab.HomeOptions{NAT: lab.Symmetric})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := seenFrom(listen(t, home.Machines[0], ":0"), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen.Addr() != home.PublicIP {
+		t.Errorf("seen from %v, want %v", seen.Addr(), home.PublicIP)
+	}
+	if err := home.SetDelay(10*time.Millisecond, 0); err == nil {
+		t.Error("a plain uplink took a delay")
 	}
 }
 
@@ -361,7 +416,7 @@ func TestIPv6Home(t *testing.T) {
 
 func TestCloseLeavesNothing(t *testing.T) {
 	lab.NeedRoot(t)
-	l, err := lab.New(t.Context(), lab.Options{Grace: 300 * time.Millisecond})
+	l, err := lab.New(t.Context(), lab.Options{Grace: 300 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,6 +482,42 @@ func TestSweep(t *testing.T) {
 	}
 	if err := lab.Sweep("hl"); err == nil {
 		t.Error("Sweep accepted a prefix that matches every lab")
+	}
+}
+
+func TestStaleLab(t *testing.T) {
+	live := lab.ForTest(t, lab.Options{})
+	exe, _ := os.Executable()
+	out, err := exec.Command(exe, "lab-helper", "crash").Output()
+	if err != nil {
+		t.Fatalf("crash helper: %v", err)
+	}
+	prefix := strings.TrimSpace(string(out))
+	t.Cleanup(func() { lab.Sweep(prefix) })
+	if len(ours(t, prefix)) != 2 {
+		t.Fatalf("crashed lab %s left %v", prefix, ours(t, prefix))
+	}
+	// Its process died with it.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pids, err := exec.Command("ip", "netns", "pids", prefix+"-vps").Output()
+		if err == nil && len(strings.TrimSpace(string(pids))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes outlive the lab's process: %s %v", pids, err)
+		}
+	}
+	if !lab.Stale(prefix) {
+		t.Error("crashed lab not stale")
+	}
+	if lab.Stale(live.Prefix) {
+		t.Error("live lab stale")
+	}
+	if err := lab.Sweep(prefix); err != nil {
+		t.Fatal(err)
+	}
+	if left := ours(t, prefix); len(left) > 0 {
+		t.Errorf("left after Sweep: %v", left)
 	}
 }
 

@@ -22,6 +22,9 @@ const (
 	// netem. It carries offloaded 64 KiB frames, but costs CPU in the lab's
 	// process, and the uplink dies with it.
 	ShapeWire
+	// ShapeNone makes the uplink a plain veth pair, the fastest, and refuses
+	// delay and loss: for benchmarks.
+	ShapeNone
 )
 
 func (s Shaping) String() string {
@@ -32,13 +35,18 @@ func (s Shaping) String() string {
 		return "netem"
 	case ShapeWire:
 		return "wire"
+	case ShapeNone:
+		return "none"
 	}
 	return "Shaping(" + strconv.Itoa(int(s)) + ")"
 }
 
+// ErrNoNetem is New's error when ShapeNetem is asked of a kernel without it.
+var ErrNoNetem = errors.New("lab: tc netem unavailable (kernel without CONFIG_NET_SCH_NETEM)")
+
 // pickShaping resolves ShapeAuto by trying netem on the Internet's loopback.
 func (l *Lab) pickShaping(want Shaping) (Shaping, error) {
-	if want == ShapeWire {
+	if want == ShapeWire || want == ShapeNone {
 		return want, nil
 	}
 	ns := l.Internet.Netns
@@ -48,7 +56,7 @@ func (l *Lab) pickShaping(want Shaping) (Shaping, error) {
 		return ShapeNetem, err
 	}
 	if want == ShapeNetem {
-		return 0, fmt.Errorf("lab: tc netem unavailable (kernel without CONFIG_NET_SCH_NETEM?): %w", err)
+		return 0, fmt.Errorf("%w: %w", ErrNoNetem, err)
 	}
 	l.log.Info("tc netem unavailable: homes' uplinks are userspace wires")
 	return ShapeWire, nil
@@ -56,7 +64,7 @@ func (l *Lab) pickShaping(want Shaping) (Shaping, error) {
 
 // uplink links a new home's box (its "wan") to the Internet bridge (as port).
 func (l *Lab) uplink(box *Host, port string) (*wire, error) {
-	if l.shaping == ShapeNetem {
+	if l.shaping != ShapeWire {
 		return nil, l.ip(l.Internet.Netns,
 			fmt.Sprintf("link add %s type veth peer name wan netns %s", port, box.Netns),
 			fmt.Sprintf("link set %s master br0 up", port),
@@ -96,6 +104,12 @@ func (h *Home) SetDelay(d time.Duration, lossPercent float64) error {
 		return nil
 	}
 	l := h.lab
+	if l.shaping == ShapeNone {
+		if d == 0 && lossPercent == 0 {
+			return nil
+		}
+		return fmt.Errorf("home %s: delay and loss need a lab with shaping, not %v", h.Name, l.shaping)
+	}
 	ends := []struct{ ns, dev string }{{h.Box.Netns, "wan"}, {l.Internet.Netns, h.port}}
 	for _, e := range ends {
 		var err error
