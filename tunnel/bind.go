@@ -11,11 +11,11 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 )
 
-// Bind is the device's conn.Bind. It wraps wireguard-go's StdNetBind, so the
+// sharedBind is the device's conn.Bind. It wraps wireguard-go's StdNetBind, so the
 // batched I/O (recvmmsg, sendmmsg, UDP GSO and GRO) stays, and shares its
 // sockets, one per address family, with ICE: datagrams that are not
 // WireGuard are taken out of each received batch and handed to onPacket.
-type Bind struct {
+type sharedBind struct {
 	inner    conn.Bind
 	onPacket func(pkt []byte, from netip.AddrPort)
 	log      *slog.Logger
@@ -24,14 +24,14 @@ type Bind struct {
 	dropped  atomic.Uint64 // neither WireGuard, STUN nor ChannelData
 }
 
-var _ conn.Bind = (*Bind)(nil)
+var _ conn.Bind = (*sharedBind)(nil)
 
-func newBind(onPacket func([]byte, netip.AddrPort), log *slog.Logger, ready <-chan struct{}) *Bind {
-	return &Bind{inner: conn.NewStdNetBind(), onPacket: onPacket, log: log, ready: ready}
+func newBind(onPacket func([]byte, netip.AddrPort), log *slog.Logger, ready <-chan struct{}) *sharedBind {
+	return &sharedBind{inner: conn.NewStdNetBind(), onPacket: onPacket, log: log, ready: ready}
 }
 
 // Open is called by the device at start and again whenever the port changes.
-func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+func (b *sharedBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	fns, actual, err := b.inner.Open(port)
 	if err != nil {
 		return nil, 0, err
@@ -45,19 +45,19 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	return wrapped, actual, nil
 }
 
-func (b *Bind) Close() error {
+func (b *sharedBind) Close() error {
 	b.port.Store(0)
 	return b.inner.Close()
 }
 
-func (b *Bind) SetMark(mark uint32) error { return b.inner.SetMark(mark) }
+func (b *sharedBind) SetMark(mark uint32) error { return b.inner.SetMark(mark) }
 
-func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.inner.ParseEndpoint(s) }
+func (b *sharedBind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.inner.ParseEndpoint(s) }
 
 // BatchSize is smaller than StdNetBind's so that each receiving goroutine of
 // the device holds fewer 64 KiB buffers (see pools.go). It waits for the
 // pools to be capped: the device reads it before its first buffer.
-func (b *Bind) BatchSize() int {
+func (b *sharedBind) BatchSize() int {
 	<-b.ready
 	return min(b.inner.BatchSize(), deviceBatch)
 }
@@ -65,7 +65,7 @@ func (b *Bind) BatchSize() int {
 // Send keeps StdNetBind's sticky source address, but when that address is
 // gone (the host was renumbered) it sends once more without it: upstream
 // clears it from a route listener that only runs for a bare StdNetBind.
-func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+func (b *sharedBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	err := b.inner.Send(bufs, ep)
 	if err != nil && ep.SrcIP().IsValid() && staleSource(err) {
 		fresh, perr := b.inner.ParseEndpoint(ep.DstToString())
@@ -86,7 +86,7 @@ func staleSource(err error) bool {
 }
 
 // SendRaw sends one datagram that is not WireGuard from the shared socket.
-func (b *Bind) SendRaw(pkt []byte, to netip.AddrPort) error {
+func (b *sharedBind) SendRaw(pkt []byte, to netip.AddrPort) error {
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
 	if !to.IsValid() {
 		return fmt.Errorf("send raw: invalid address %v", to)
@@ -101,7 +101,7 @@ func (b *Bind) SendRaw(pkt []byte, to netip.AddrPort) error {
 	return nil
 }
 
-func (b *Bind) deliver(pkt []byte, ep conn.Endpoint) {
+func (b *sharedBind) deliver(pkt []byte, ep conn.Endpoint) {
 	if b.onPacket == nil {
 		b.dropped.Add(1)
 		return
@@ -129,7 +129,7 @@ const (
 // land in a spare buffer are copied into the device's buffers, now or on the
 // next call.
 type receiver struct {
-	bind    *Bind
+	bind    *sharedBind
 	inner   conn.ReceiveFunc
 	outer   int // the device's batch size
 	bufs    [][]byte

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -63,6 +64,12 @@ func TestHelperProcess(t *testing.T) {
 	}
 	if v := os.Getenv("HEPTO_TUNNEL_STOCK"); v == "1" {
 		deviceBatch, bufferCap = 128, 0
+	}
+	if n, err := strconv.Atoi(os.Getenv("HEPTO_TUNNEL_CAP")); err == nil {
+		bufferCap = uint32(n)
+	}
+	if n, err := strconv.Atoi(os.Getenv("HEPTO_TUNNEL_BATCH")); err == nil {
+		deviceBatch = n
 	}
 	os.Exit(runHelper(os.Stdin, os.Stdout))
 }
@@ -185,7 +192,7 @@ func runHelper(in io.Reader, out io.Writer) int {
 				if err != nil {
 					return err
 				}
-				resp.Data, resp.From = buf[:n], from.String()
+				resp.Data, resp.From = buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()).String()
 			case "close":
 				return tun.Close()
 			default:
@@ -313,7 +320,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
 	for {
-		i := indexByte(w.buf, '\n')
+		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
 			break
 		}
@@ -321,15 +328,6 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.buf = w.buf[i+1:]
 	}
 	return len(p), nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

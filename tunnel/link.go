@@ -30,6 +30,13 @@ func setupLink(name string, addrs []netip.Prefix, log *slog.Logger) (*kernelLink
 	}
 	k := &kernelLink{name: name, index: link.Attrs().Index, own: addrs, log: log}
 	for _, p := range addrs {
+		if p.Addr().Is6() {
+			// Hosts that disable IPv6 by default would refuse the address.
+			sysctl(log, "/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", "0")
+			break
+		}
+	}
+	for _, p := range addrs {
 		a := &netlink.Addr{IPNet: prefixToIPNet(p)}
 		if p.Addr().Is6() {
 			// No duplicate address detection: the address is usable at once.
@@ -39,15 +46,18 @@ func setupLink(name string, addrs []netip.Prefix, log *slog.Logger) (*kernelLink
 			return nil, fmt.Errorf("add address %v to %s: %w", p, name, err)
 		}
 	}
-	// A TUN is point to point: redirects out of it are meaningless.
-	path := "/proc/sys/net/ipv4/conf/" + name + "/send_redirects"
-	if err := os.WriteFile(path, []byte("0"), 0o644); err != nil {
-		log.Warn("cannot disable send_redirects", "interface", name, "err", err)
-	}
+	// A relay forwards from the TUN back into it: no ICMP redirects for that.
+	sysctl(log, "/proc/sys/net/ipv4/conf/"+name+"/send_redirects", "0")
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", name, err)
 	}
 	return k, nil
+}
+
+func sysctl(log *slog.Logger, path, value string) {
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		log.Warn("cannot set sysctl", "path", path, "value", value, "err", err)
+	}
 }
 
 // RouteProtocol marks the routes the tunnel installs (ip route show proto 104).

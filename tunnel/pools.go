@@ -9,10 +9,51 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// Memory bound. (Numbers and reasoning below.)
+// Memory bound.
+//
+// Every packet in wireguard-go sits in a 64 KiB message buffer (room for a
+// GSO super-packet or a GRO-coalesced read) from a pool that is unbounded
+// on Linux: under load its queues (1024 batches deep) fill with buffers and
+// the process grows to 290-800 MB. Capping the pool is the flow control
+// instead: a reader that needs a buffer waits until one is released.
+//
+// Each reader holds a whole batch of buffers for its lifetime: the TUN
+// reader and one receiver per UDP socket (IPv4, IPv6), 3 in all. With
+// stock batches of 128 that is 24 MiB idle in buffers alone; batches of 64
+// halve it. 64 still holds a TCP super-packet from the TUN at MTU 1400:
+// the TUN hands at most 64 KiB, cut at the MSS (1348 for IPv4 with
+// timestamps, 1328 for IPv6) into 49-50 segments (tun/offload_linux.go,
+// gsoSplit; an overflow would drop the tail, ErrTooManySegments). UDP GSO
+// from applications with segments under 1 KiB would overflow; none on the
+// overlay does that. On the UDP side StdNetBind insists on its own batch of
+// 128 (conn/bind_std.go: with GRO it reads 2 messages into the last two
+// slots and splits them into the first ones), so the Bind hands it the
+// device's 64 buffers plus spares and moves what lands in the spares
+// (bind.go).
+//
+// The cap must exceed the readers' batches, 3×64 = 192, with room for a
+// batch in flight, or the device deadlocks; and it should leave room for
+// the 128 single-packet batches that a peer without a session keeps staged
+// (staged.go drops them when the pool stays empty). 352 = 192 + 128 + 32,
+// 22 MiB of buffers at most; Go's collector lets the heap reach about twice
+// the live data, hence the peak RSS below.
+//
+// Measured on 2 cores, two namespaces over a veth, iperf3 -P 4 -t 10 over
+// the overlay (MTU 1400), runs alternated (the spread is the machine's), peak RSS (VmHWM) of the sending / receiving
+// process (go test -run TestLoad with HEPTO_TUNNEL_LOAD):
+//
+//	stock (batch 128, unbounded):  1.6-3.0 Gbit/s, 248-330 / 387-482 MiB
+//	batch 64, cap 384:             2.8-4.0 Gbit/s,  35 / 59 MiB
+//	batch 64, cap 352:             2.5-4.0 Gbit/s,  32-34 / 55-56 MiB
+//	batch 64, cap 320:             2.7-3.8 Gbit/s,  30 / 51 MiB
+//
+// The receiver is bigger because StdNetBind allocates an endpoint per
+// packet: that garbage lets the heap grow to its GC goal. A soft memory
+// limit (debug.SetMemoryLimit) above ~64 MiB is a harmless backstop now
+// that the live heap is bounded.
 const (
 	batchSize      = 64
-	messageBuffers = 384
+	messageBuffers = 352
 )
 
 // Tunables, changed only by tests that compare with stock wireguard-go.

@@ -4,7 +4,6 @@
 package tunnel
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,7 +59,7 @@ type Tunnel struct {
 	log   *slog.Logger
 	opts  Options
 	dev   *device.Device
-	bind  *Bind
+	bind  *sharedBind
 	tnet  *netstack.Net // netstack mode
 	link  *kernelLink   // TUN mode
 	done  chan struct{}
@@ -118,9 +117,12 @@ func New(opts Options) (*Tunnel, error) {
 	ready := make(chan struct{})
 	t.bind = newBind(opts.OnPacket, log, ready)
 	t.dev = device.NewDevice(&batchTUN{Device: tdev, ready: ready}, t.bind, deviceLogger(log))
+	var probe *poolProbe
 	if bufferCap > 0 {
 		if err := capPools(t.dev, bufferCap); err != nil {
 			log.Warn("wireguard buffer pool left unbounded", "err", err)
+		} else if probe, err = newPoolProbe(t.dev); err != nil {
+			log.Warn("wireguard buffer pool not watched", "err", err)
 		}
 	}
 	close(ready)
@@ -145,6 +147,9 @@ func New(opts Options) (*Tunnel, error) {
 		}
 	}
 	go t.watch()
+	if probe != nil {
+		go t.guardPools(probe)
+	}
 	log.Debug("tunnel up", "name", t.opts.Name, "netstack", opts.Netstack, "port", t.ListenPort(),
 		"mtu", opts.MTU, "addresses", opts.Addresses)
 	return t, nil
@@ -209,21 +214,4 @@ func (t *Tunnel) Close() error {
 	return err
 }
 
-func (t *Tunnel) closed() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.shut
-}
-
 var errClosed = errors.New("tunnel: closed")
-
-func (t *Tunnel) ctxDone(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.done:
-		return errClosed
-	default:
-		return nil
-	}
-}

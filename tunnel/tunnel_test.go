@@ -212,7 +212,7 @@ func TestSharedSocket(t *testing.T) {
 		}
 
 		reply := stunRequest(9)
-		reply[1] = 0x01 // binding success response
+		reply[0] = 0x01 // binding success response (0x0101)
 		a.h.do(request{Op: "sendraw", Addr: from, Data: reply})
 		got := b.h.do(request{Op: "udprecv"})
 		if !bytes.Equal(got.Data, reply) || got.From != to {
