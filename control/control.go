@@ -71,3 +71,46 @@ func DecodeJoinRequest(r io.Reader) (JoinRequest, error) {
 	}
 	return req, nil
 }
+
+// PathICE carries ICE signalling between two nodes: POST ICEMessage.
+const PathICE = "/v1/ice"
+
+// PathTURN gives a member STUN and TURN servers with fresh credentials:
+// GET → nat.Credentials (anchors).
+const PathTURN = "/v1/turn"
+
+// ICEMessage is one step of ICE signalling between two nodes. Sessions
+// belong to the controlling node (the greater WireGuard key): it offers a
+// session, the other answers in the same session; the other node asks for
+// a new session with Restart.
+type ICEMessage struct {
+	From       string   `json:"from"`
+	Session    uint64   `json:"session,omitempty"`
+	Probe      bool     `json:"probe,omitempty"` // a direct attempt beside a relayed path
+	Ufrag      string   `json:"ufrag,omitempty"`
+	Pwd        string   `json:"pwd,omitempty"`
+	Candidates []string `json:"candidates,omitempty"`
+	Restart    bool     `json:"restart,omitempty"`
+}
+
+// maxCandidates bounds one message; a node has a handful of addresses.
+const maxCandidates = 64
+
+// DecodeICEMessage reads and checks an ICEMessage.
+func DecodeICEMessage(r io.Reader) (ICEMessage, error) {
+	var m ICEMessage
+	if err := Decode(r, &m); err != nil {
+		return ICEMessage{}, err
+	}
+	switch {
+	case m.From == "":
+		return ICEMessage{}, errors.New("malformed message: ICE message without sender")
+	case !m.Restart && m.Session == 0:
+		return ICEMessage{}, errors.New("malformed message: ICE message without session")
+	case (m.Ufrag == "") != (m.Pwd == ""):
+		return ICEMessage{}, errors.New("malformed message: ICE credentials incomplete")
+	case len(m.Candidates) > maxCandidates:
+		return ICEMessage{}, errors.New("malformed message: too many ICE candidates")
+	}
+	return m, nil
+}

@@ -23,9 +23,13 @@ func TestDecodeJoinRequest(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"token":"hepto1.a.b","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
 	f.Add([]byte(`{"kind":"membership","payload":"e30=","sig":"AA=="}`))
+	f.Add([]byte(`{"from":"home-a","session":7,"ufrag":"u","pwd":"p","candidates":["candidate:1 1 udp 1 192.168.1.2 4000 typ host"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if req, err := DecodeJoinRequest(bytes.NewReader(b)); err == nil && (req.Token == "" || req.PublicKey.IsZero()) {
 			t.Fatal("incomplete join request accepted")
+		}
+		if m, err := DecodeICEMessage(bytes.NewReader(b)); err == nil && (m.From == "" || len(m.Candidates) > maxCandidates) {
+			t.Fatal("bad ICE message accepted")
 		}
 		var s membership.Signed
 		_ = Decode(bytes.NewReader(b), &s)

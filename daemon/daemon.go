@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/nat"
 	"github.com/hepto-net/hepto/state"
 	"github.com/hepto-net/hepto/tunnel"
 )
@@ -29,7 +31,11 @@ type Config struct {
 	Port      uint16 // UDP port; 0: an anchor's endpoint port, else random
 	Userspace bool   // gVisor netstack instead of a TUN device
 	SOCKS5    string // netstack mode: SOCKS5 proxy into the overlay
-	Logger    *slog.Logger
+	// External ICE servers, beside the anchors': stun: and turn: URIs; TURN
+	// credentials follow the TURN REST scheme with TURNSecret.
+	STUN, TURN []string
+	TURNSecret string
+	Logger     *slog.Logger
 }
 
 // DefaultSOCKS5 is where a netstack-mode node offers its proxy.
@@ -52,6 +58,13 @@ type Daemon struct {
 	tokens      *tokenBook // anchors only
 	applyMu     sync.Mutex // serializes tunnel reconfiguration
 	membersSeen chan struct{}
+
+	// NAT traversal (non-anchors), under mu but natConn.
+	natConn     atomic.Pointer[nat.PacketConn]
+	nat         *nat.Manager
+	paths       map[string]nat.Path // peers with a path of their own
+	pathChanges map[string]int
+	turnCreds   nat.Credentials
 }
 
 // Run starts the node and serves until ctx is done; then it removes what it
@@ -85,7 +98,8 @@ func Run(ctx context.Context, cfg Config) error {
 // nothing is rewritten.
 func load(cfg Config) (*Daemon, error) {
 	st := state.Dir(cfg.State)
-	d := &Daemon{cfg: cfg, log: cfg.Logger, st: st, membersSeen: make(chan struct{}, 1)}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, st: st, membersSeen: make(chan struct{}, 1),
+		paths: map[string]nat.Path{}, pathChanges: map[string]int{}}
 	if err := st.Read(state.ClusterFile, &d.cluster); err != nil {
 		return nil, err
 	}
@@ -144,6 +158,11 @@ func (d *Daemon) serve(ctx context.Context) error {
 		PrivateKey: d.priv,
 		Addresses:  d.self.HostPrefixes(),
 		Logger:     d.log,
+		OnPacket: func(pkt []byte, from netip.AddrPort) {
+			if c := d.natConn.Load(); c != nil {
+				c.Deliver(pkt, from)
+			}
+		},
 	})
 	if err != nil {
 		return err
@@ -179,8 +198,12 @@ func (d *Daemon) serve(ctx context.Context) error {
 	run(d.serveLocal)
 	if !d.isAnchor() {
 		run(d.syncMembership)
+		run(d.startICE)
 	} else {
 		run(d.expireTokens)
+		if err := d.startTURNServer(ctx); err != nil {
+			return err
+		}
 	}
 	if d.cfg.Userspace {
 		addr := d.cfg.SOCKS5

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"time"
 
 	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/nat"
 	"github.com/hepto-net/hepto/tunnel"
 )
 
@@ -28,9 +30,12 @@ func relayAnchor(m membership.Membership, self string) (membership.Node, bool) {
 }
 
 // wantPeers computes the WireGuard peers for a membership. An anchor peers
-// with every node. Another node peers with the anchors, and the relay
-// anchor's allowed IPs also cover the nodes it has no direct path to.
-func wantPeers(m membership.Membership, self membership.Node, resolve func(string) netip.AddrPort) []tunnel.Peer {
+// with every node. Another node peers with every node too, but only the
+// anchors and the nodes it has a path to (ICE) get allowed IPs: the relay
+// anchor's allowed IPs cover the others, whose traffic it forwards. A peer
+// without allowed IPs can still complete a handshake, so that the two ends
+// of a new path need not switch at the same instant.
+func wantPeers(m membership.Membership, self membership.Node, paths map[string]nat.Path, resolve func(string) netip.AddrPort) []tunnel.Peer {
 	var peers []tunnel.Peer
 	relay, haveRelay := relayAnchor(m, self.Name)
 	anchorSelf := self.IsAnchor()
@@ -40,7 +45,13 @@ func wantPeers(m membership.Membership, self membership.Node, resolve func(strin
 			continue
 		}
 		if !anchorSelf && !n.IsAnchor() {
-			relayed = append(relayed, n.Prefixes()...)
+			path, up := paths[n.Name]
+			if !up {
+				relayed = append(relayed, n.Prefixes()...)
+				peers = append(peers, tunnel.Peer{PublicKey: n.PublicKey})
+				continue
+			}
+			peers = append(peers, tunnel.Peer{PublicKey: n.PublicKey, Endpoint: path.Remote, AllowedIPs: n.Prefixes(), Keepalive: Keepalive})
 			continue
 		}
 		p := tunnel.Peer{PublicKey: n.PublicKey, AllowedIPs: n.Prefixes()}
@@ -96,7 +107,12 @@ func (d *Daemon) apply() error {
 	if d.tokens != nil {
 		joins = d.tokens.peers(time.Now())
 	}
+	paths := maps.Clone(d.paths)
+	mgr := d.nat
 	d.mu.Unlock()
-	peers := append(wantPeers(m, d.self, resolveEndpoint), joins...)
+	if mgr != nil {
+		mgr.SetPeers(icePeers(m, d.self))
+	}
+	peers := append(wantPeers(m, d.self, paths, resolveEndpoint), joins...)
 	return d.tun.SetPeers(peers)
 }

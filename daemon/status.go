@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/hepto-net/hepto/key"
@@ -24,6 +25,7 @@ func (d *Daemon) status() (localapi.Status, error) {
 	}
 	d.mu.Lock()
 	m := d.members
+	paths := maps.Clone(d.paths)
 	d.mu.Unlock()
 	st := localapi.Status{
 		Name: d.self.Name, Cluster: d.cluster.Name, Anchor: d.isAnchor(),
@@ -38,6 +40,13 @@ func (d *Daemon) status() (localapi.Status, error) {
 		}
 		p := localapi.PeerStatus{Name: n.Name, OverlayIPs: strs(n.OverlayIPs), Path: "direct"}
 		s, direct := byKey[n.PublicKey]
+		path, own := paths[n.Name]
+		if own && path.Relay {
+			p.Path, p.Via = "relay", "turn"
+		}
+		if !own && !n.IsAnchor() && !d.isAnchor() {
+			direct = false
+		}
 		if !direct && haveRelay {
 			// Reached through the relay anchor: report that link.
 			s, p.Path, p.Via = byKey[relay.PublicKey], "relay", relay.Name

@@ -26,6 +26,8 @@ func (d *Daemon) controlHandler() http.Handler {
 	mux.HandleFunc("POST "+control.PathJoin, d.handleJoin)
 	mux.HandleFunc("POST "+control.PathMembership, d.handlePush)
 	mux.HandleFunc("GET "+control.PathMembership, d.handlePull)
+	mux.HandleFunc("POST "+control.PathICE, d.handleICE)
+	mux.HandleFunc("GET "+control.PathTURN, d.handleTURN)
 	return mux
 }
 
@@ -137,11 +139,25 @@ func (d *Daemon) pull(ctx context.Context) error {
 // postJSON posts in and decodes a 200 reply into out; a refusal becomes
 // the error the other side gave.
 func postJSON(c *http.Client, url string, in, out any) error {
+	return postJSONOut(context.Background(), c, url, in, out)
+}
+
+// postJSONContext posts in and expects no reply body.
+func postJSONContext(ctx context.Context, c *http.Client, url string, in any) error {
+	return postJSONOut(ctx, c, url, in, nil)
+}
+
+func postJSONOut(ctx context.Context, c *http.Client, url string, in, out any) error {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	resp, err := c.Post(url, "application/json", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}

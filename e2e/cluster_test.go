@@ -18,6 +18,8 @@ type world struct {
 	lab *lab.Lab
 	c   *cluster.Cluster
 	dir string
+	// anchorName is what status shows as "via" for hub-relayed peers.
+	anchorName string
 }
 
 func newWorld(t *testing.T) *world {
@@ -30,7 +32,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	w := &world{t: t, ctx: ctx, lab: l, c: cluster.New(ctx, l, heptoBin, dir), dir: dir}
+	w := &world{t: t, ctx: ctx, lab: l, c: cluster.New(ctx, l, heptoBin, dir), dir: dir, anchorName: "anchor"}
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
 			t.Errorf("lab close: %v", err)

@@ -22,12 +22,16 @@ type sharedBind struct {
 	ready    <-chan struct{} // closed once the device's pools are capped
 	port     atomic.Uint32
 	dropped  atomic.Uint64 // neither WireGuard, STUN nor ChannelData
+	relays   relays
+	closed   chan struct{} // of the current Open
 }
 
 var _ conn.Bind = (*sharedBind)(nil)
 
 func newBind(onPacket func([]byte, netip.AddrPort), log *slog.Logger, ready <-chan struct{}) *sharedBind {
-	return &sharedBind{inner: conn.NewStdNetBind(), onPacket: onPacket, log: log, ready: ready}
+	b := &sharedBind{inner: conn.NewStdNetBind(), onPacket: onPacket, log: log, ready: ready}
+	b.relays.in = make(chan relayed, relayQueue)
+	return b
 }
 
 // Open is called by the device at start and again whenever the port changes.
@@ -41,12 +45,18 @@ func (b *sharedBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	for i, fn := range fns {
 		wrapped[i] = (&receiver{bind: b, inner: fn}).receive
 	}
+	b.closed = make(chan struct{})
+	wrapped = append(wrapped, b.relays.receive(b.closed))
 	b.log.Debug("udp sockets open", "port", actual, "sockets", len(fns))
 	return wrapped, actual, nil
 }
 
 func (b *sharedBind) Close() error {
 	b.port.Store(0)
+	if b.closed != nil {
+		close(b.closed)
+		b.closed = nil
+	}
 	return b.inner.Close()
 }
 
@@ -66,6 +76,14 @@ func (b *sharedBind) BatchSize() int {
 // gone (the host was renumbered) it sends once more without it: upstream
 // clears it from a route listener that only runs for a bare StdNetBind.
 func (b *sharedBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if send := b.relays.lookup(ep); send != nil {
+		for _, buf := range bufs {
+			if err := send(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	err := b.inner.Send(bufs, ep)
 	if err != nil && ep.SrcIP().IsValid() && staleSource(err) {
 		fresh, perr := b.inner.ParseEndpoint(ep.DstToString())

@@ -18,7 +18,8 @@ import (
 // instead: a reader that needs a buffer waits until one is released.
 //
 // Each reader holds a whole batch of buffers for its lifetime: the TUN
-// reader and one receiver per UDP socket (IPv4, IPv6), 3 in all. With
+// reader, one receiver per UDP socket (IPv4, IPv6) and the receiver of
+// relayed packets (relay.go), 4 in all. With
 // stock batches of 128 that is 24 MiB idle in buffers alone; batches of 64
 // halve it. 64 still holds a TCP super-packet from the TUN at MTU 1400:
 // the TUN hands at most 64 KiB, cut at the MSS (1348 for IPv4 with
@@ -31,16 +32,17 @@ import (
 // device's 64 buffers plus spares and moves what lands in the spares
 // (bind.go).
 //
-// The cap must exceed the readers' batches, 3×64 = 192, with room for a
+// The cap must exceed the readers' batches, 4×64 = 256, with room for a
 // batch in flight, or the device deadlocks; and it should leave room for
 // the 128 single-packet batches that a peer without a session keeps staged
-// (staged.go drops them when the pool stays empty). 352 = 192 + 128 + 32,
-// 22 MiB of buffers at most; Go's collector lets the heap reach about twice
+// (staged.go drops them when the pool stays empty). 416 = 256 + 128 + 32,
+// 26 MiB of buffers at most; Go's collector lets the heap reach about twice
 // the live data, hence the peak RSS below.
 //
 // Measured on 2 cores, two namespaces over a veth, iperf3 -P 4 -t 10 over
 // the overlay (MTU 1400), runs alternated (the spread is the machine's), peak RSS (VmHWM) of the sending / receiving
-// process (go test -run TestLoad with HEPTO_TUNNEL_LOAD):
+// process (go test -run TestLoad with HEPTO_TUNNEL_LOAD), measured with
+// three readers (the cap was then 352; the relay receiver added one):
 //
 //	stock (batch 128, unbounded):  1.6-3.0 Gbit/s, 248-330 / 387-482 MiB
 //	batch 64, cap 384:             2.8-4.0 Gbit/s,  35 / 59 MiB
@@ -53,7 +55,7 @@ import (
 // that the live heap is bounded.
 const (
 	batchSize      = 64
-	messageBuffers = 352
+	messageBuffers = 416
 )
 
 // Tunables, changed only by tests that compare with stock wireguard-go.

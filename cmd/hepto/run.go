@@ -31,6 +31,9 @@ func runCmd() *cobra.Command {
 	f.Uint16Var(&cfg.Port, "port", 0, "UDP port (default: an anchor's endpoint port, else random)")
 	f.BoolVar(&cfg.Userspace, "userspace-networking", false, "no TUN device, no root: gVisor netstack, the host reaches the overlay through --socks5")
 	f.StringVar(&cfg.SOCKS5, "socks5", daemon.DefaultSOCKS5, "with --userspace-networking: SOCKS5 proxy address into the overlay")
+	f.StringArrayVar(&cfg.STUN, "stun", nil, "extra STUN server, as stun:HOST:PORT (repeatable); anchors' servers are always used")
+	f.StringArrayVar(&cfg.TURN, "turn", nil, "extra TURN server, as turn:HOST:PORT?transport=udp (repeatable)")
+	f.StringVar(&cfg.TURNSecret, "turn-secret", "", "shared secret of the --turn servers (TURN REST credentials, coturn's static-auth-secret)")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	return cmd
 }

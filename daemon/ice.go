@@ -1,0 +1,405 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
+	"github.com/vishvananda/netlink"
+
+	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/localapi"
+	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/nat"
+	"github.com/hepto-net/hepto/tunnel"
+)
+
+// Path monitoring: a direct path that stops answering while we send, or
+// that is silent for longer than two keepalives, is lost.
+const (
+	monitorInterval = 2 * time.Second
+	silentWhileBusy = 5 * time.Second
+	silentIdle      = 2*Keepalive + 10*time.Second
+)
+
+// startICE runs NAT traversal towards the other non-anchor nodes.
+func (d *Daemon) startICE(ctx context.Context) error {
+	conn := nat.NewPacketConn(d.tun.ListenPort(), d.tun.SendRaw)
+	skip := []netip.Prefix{d.cluster.Networks.OverlayV4, d.cluster.Networks.OverlayV6, d.cluster.Networks.PodsV4, d.cluster.Networks.PodsV6}
+	mgr, err := nat.New(nat.Options{
+		Self:         d.self.Name,
+		Conn:         conn,
+		SkipIfaces:   []string{tunnel.DefaultName},
+		SkipPrefixes: skip,
+		Servers:      d.iceServers,
+		Send:         d.sendICE,
+		OnPath:       d.onPath,
+		Inject:       d.tun.Inject,
+		Logger:       d.log,
+	})
+	if err != nil {
+		return err
+	}
+	d.natConn.Store(conn)
+	go func() {
+		<-ctx.Done()
+		mgr.Close()
+		conn.Close()
+	}()
+	// Credentials first, so that the first sessions have TURN.
+	first := make(chan struct{})
+	go d.refreshTURN(ctx, first)
+	select {
+	case <-first:
+	case <-time.After(5 * time.Second):
+	}
+	d.mu.Lock()
+	d.nat = mgr
+	d.mu.Unlock()
+	go d.monitorPaths(ctx)
+	go d.watchAddresses(ctx)
+	return d.apply()
+}
+
+// icePeers are the nodes to run ICE with: every other non-anchor node.
+func icePeers(m membership.Membership, self membership.Node) []nat.Peer {
+	var out []nat.Peer
+	for _, n := range m.Nodes {
+		if n.Name != self.Name && !n.IsAnchor() {
+			out = append(out, nat.Peer{Name: n.Name, Controlling: n.PublicKey.Less(self.PublicKey)})
+		}
+	}
+	return out
+}
+
+// onPath makes WireGuard follow what ICE selected.
+func (d *Daemon) onPath(peer string, p nat.Path) {
+	d.mu.Lock()
+	old := d.paths[peer]
+	if p.Up {
+		d.paths[peer] = p
+	} else {
+		delete(d.paths, peer)
+	}
+	d.pathChanges[peer]++
+	d.mu.Unlock()
+	if old.Send != nil && (p.Send == nil || p.Remote != old.Remote) {
+		d.tun.ClearRelay(old.Remote)
+	}
+	if p.Send != nil {
+		d.tun.SetRelay(p.Remote, p.Send)
+	}
+	if err := d.apply(); err != nil {
+		d.log.Error("follow ICE path", "peer", peer, "err", err)
+	}
+}
+
+// sendICE posts a signalling message to a peer's control port, inside the
+// overlay: through the relay anchor until the pair has its own path.
+func (d *Daemon) sendICE(ctx context.Context, peer string, msg control.ICEMessage) error {
+	d.mu.Lock()
+	n, ok := d.members.Find(peer)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no node %q", peer)
+	}
+	url := "http://" + netip.AddrPortFrom(n.OverlayIPs[0], control.Port).String() + control.PathICE
+	c := d.httpClient(5 * time.Second)
+	return postJSONContext(ctx, c, url, msg)
+}
+
+func (d *Daemon) handleICE(w http.ResponseWriter, r *http.Request) {
+	msg, err := control.DecodeICEMessage(r.Body)
+	if err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	d.mu.Lock()
+	mgr := d.nat
+	n, ok := d.members.Find(msg.From)
+	d.mu.Unlock()
+	if !ok || !containsAddr(n.OverlayIPs, remoteAddr(r)) {
+		localapi.WriteError(w, http.StatusForbidden, errors.New("ICE message not from its sender's overlay address"))
+		return
+	}
+	if mgr == nil {
+		localapi.WriteError(w, http.StatusServiceUnavailable, errors.New("no ICE on this node"))
+		return
+	}
+	if err := mgr.Handle(msg); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func containsAddr(ips []netip.Addr, a netip.Addr) bool {
+	for _, ip := range ips {
+		if ip == a {
+			return true
+		}
+	}
+	return false
+}
+
+// iceServers are the anchors' STUN and TURN servers, and the external ones.
+func (d *Daemon) iceServers() []*stun.URI {
+	d.mu.Lock()
+	creds := d.turnCreds
+	m := d.members
+	d.mu.Unlock()
+	var out []*stun.URI
+	add := func(raw, user, pass string) {
+		u, err := stun.ParseURI(raw)
+		if err != nil {
+			d.log.Warn("ICE server", "uri", raw, "err", err)
+			return
+		}
+		u.Username, u.Password = user, pass
+		out = append(out, u)
+	}
+	if len(creds.URLs) > 0 {
+		for _, raw := range creds.URLs {
+			add(raw, creds.Username, creds.Password)
+		}
+	} else {
+		for _, n := range m.Nodes {
+			if host, _, err := net.SplitHostPort(n.Endpoint); err == nil && n.IsAnchor() {
+				add("stun:"+net.JoinHostPort(host, strconv.Itoa(nat.ServerPort)), "", "")
+			}
+		}
+	}
+	for _, raw := range d.cfg.STUN {
+		add(raw, "", "")
+	}
+	for _, raw := range d.cfg.TURN {
+		user, pass, err := turn.GenerateLongTermTURNRESTCredentials(d.cfg.TURNSecret, d.self.Name, nat.CredentialTTL)
+		if err == nil {
+			add(raw, user, pass)
+		}
+	}
+	return out
+}
+
+// refreshTURN keeps TURN credentials from the relay anchor, renewed at
+// half-life; first is closed after the first attempt.
+func (d *Daemon) refreshTURN(ctx context.Context, first chan struct{}) {
+	backoff := time.Second
+	for {
+		creds, err := d.fetchTURN(ctx)
+		wait := nat.CredentialTTL / 2
+		if err != nil {
+			d.log.Debug("TURN credentials", "err", err)
+			wait, backoff = backoff, min(2*backoff, time.Minute)
+		} else {
+			backoff = time.Second
+			d.mu.Lock()
+			d.turnCreds = creds
+			d.mu.Unlock()
+		}
+		if first != nil {
+			close(first)
+			first = nil
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (d *Daemon) fetchTURN(ctx context.Context) (nat.Credentials, error) {
+	d.mu.Lock()
+	anchor, ok := relayAnchor(d.members, d.self.Name)
+	d.mu.Unlock()
+	if !ok {
+		return nat.Credentials{}, errors.New("no anchor")
+	}
+	url := "http://" + netip.AddrPortFrom(anchor.OverlayIPs[0], control.Port).String() + control.PathTURN
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nat.Credentials{}, err
+	}
+	resp, err := d.httpClient(10 * time.Second).Do(req)
+	if err != nil {
+		return nat.Credentials{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nat.Credentials{}, fmt.Errorf("anchor answered %s", resp.Status)
+	}
+	var c nat.Credentials
+	return c, control.Decode(resp.Body, &c)
+}
+
+// handleTURN gives a member credentials for every anchor's TURN server.
+func (d *Daemon) handleTURN(w http.ResponseWriter, r *http.Request) {
+	if !d.isAnchor() {
+		localapi.WriteError(w, http.StatusNotFound, errors.New("not an anchor"))
+		return
+	}
+	d.mu.Lock()
+	m := d.members
+	d.mu.Unlock()
+	var member string
+	var urls []string
+	for _, n := range m.Nodes {
+		if containsAddr(n.OverlayIPs, remoteAddr(r)) {
+			member = n.Name
+		}
+		if host, _, err := net.SplitHostPort(n.Endpoint); err == nil && n.IsAnchor() {
+			hp := net.JoinHostPort(host, strconv.Itoa(nat.ServerPort))
+			urls = append(urls, "stun:"+hp, "turn:"+hp+"?transport=udp")
+		}
+	}
+	if member == "" {
+		localapi.WriteError(w, http.StatusForbidden, errors.New("TURN credentials are for members only"))
+		return
+	}
+	creds, err := nat.NewCredentials(nat.TURNSecret(d.signer), member, urls)
+	if err != nil {
+		localapi.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, creds)
+}
+
+// startTURNServer serves STUN and TURN on an anchor.
+func (d *Daemon) startTURNServer(ctx context.Context) error {
+	host, _, err := net.SplitHostPort(d.self.Endpoint)
+	if err != nil {
+		return err
+	}
+	ep := resolveEndpoint(d.self.Endpoint)
+	if !ep.IsValid() {
+		return fmt.Errorf("cannot resolve this anchor's endpoint host %q", host)
+	}
+	srv, err := nat.NewServer(nat.ServerOptions{
+		PublicIP: ep.Addr().AsSlice(), Realm: d.cluster.Name, Secret: nat.TURNSecret(d.signer), Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); srv.Close() }()
+	return nil
+}
+
+// monitorPaths restarts ICE for a direct path that stopped answering.
+func (d *Daemon) monitorPaths(ctx context.Context) {
+	type seen struct {
+		rx, tx     uint64
+		rxAt, txAt time.Time
+		probing    bool
+	}
+	last := map[string]*seen{}
+	tick := time.NewTicker(monitorInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		stats, err := d.tun.Stats()
+		if err != nil {
+			continue
+		}
+		d.mu.Lock()
+		mgr := d.nat
+		type watched struct {
+			name string
+			ip   netip.Addr
+		}
+		byKey := map[string]watched{}
+		for _, n := range d.members.Nodes {
+			if _, up := d.paths[n.Name]; up {
+				byKey[n.PublicKey.String()] = watched{n.Name, n.OverlayIPs[0]}
+			}
+		}
+		d.mu.Unlock()
+		now := time.Now()
+		for _, s := range stats {
+			w, ok := byKey[s.PublicKey.String()]
+			if !ok {
+				delete(last, s.PublicKey.String())
+				continue
+			}
+			l := last[w.name]
+			if l == nil {
+				l = &seen{rx: s.RxBytes, tx: s.TxBytes, rxAt: now, txAt: now}
+				last[w.name] = l
+			}
+			if s.RxBytes != l.rx {
+				l.rx, l.rxAt = s.RxBytes, now
+			}
+			if s.TxBytes != l.tx {
+				l.tx, l.txAt = s.TxBytes, now
+			}
+			busyAndSilent := l.txAt.After(l.rxAt) && now.Sub(l.rxAt) > silentWhileBusy
+			if (!busyAndSilent && now.Sub(l.rxAt) < silentIdle) || l.probing {
+				continue
+			}
+			l.probing = true
+			go func(name string, ip netip.Addr, l *seen) {
+				for try := 0; try < 2; try++ {
+					pctx, cancel := context.WithTimeout(ctx, time.Second)
+					_, err := d.tun.Ping(pctx, ip)
+					cancel()
+					if err == nil {
+						return // alive after all; its answer shows in rx
+					}
+				}
+				if mgr != nil && ctx.Err() == nil {
+					mgr.Restart(name)
+				}
+			}(w.name, w.ip, l)
+			// Let the probe and the restart run before looking again.
+			l.rxAt, l.txAt = now, now
+			l.probing = false
+		}
+	}
+}
+
+// watchAddresses restarts ICE when one of the host's addresses changes.
+func (d *Daemon) watchAddresses(ctx context.Context) {
+	updates := make(chan netlink.AddrUpdate, 16)
+	done := make(chan struct{})
+	go func() { <-ctx.Done(); close(done) }()
+	if err := netlink.AddrSubscribe(updates, done); err != nil {
+		d.log.Debug("no address updates", "err", err)
+		return
+	}
+	var pending <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			a, _ := netip.AddrFromSlice(u.LinkAddress.IP)
+			if a.IsLoopback() || a.IsLinkLocalUnicast() || d.cluster.Networks.OverlayV4.Contains(a.Unmap()) || d.cluster.Networks.OverlayV6.Contains(a) {
+				continue
+			}
+			pending = time.After(time.Second) // addresses come in bursts
+		case <-pending:
+			pending = nil
+			d.mu.Lock()
+			mgr := d.nat
+			d.mu.Unlock()
+			if mgr != nil {
+				d.log.Info("local addresses changed: restarting ICE")
+				mgr.RestartAll()
+			}
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hepto-net/hepto/lab"
+	"github.com/hepto-net/hepto/localapi"
+)
+
+// waitPath waits until n reaches peer connected over path ("direct" or
+// "relay") on an endpoint of its own, and returns that peer's status.
+func (n *node) waitPath(timeout time.Duration, peerName, path string) localapi.PeerStatus {
+	n.w.t.Helper()
+	var p localapi.PeerStatus
+	eventually(n.w.t, timeout, func() error {
+		st, _, err := n.status()
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if p, ok = peer(st, peerName); !ok {
+			return fmt.Errorf("%s: no peer %s", n.Name, peerName)
+		}
+		if !p.Connected || p.Path != path || p.Via == n.w.anchorName {
+			return fmt.Errorf("%s → %s: connected=%v path=%s via=%q endpoint=%s", n.Name, peerName, p.Connected, p.Path, p.Via, p.Endpoint)
+		}
+		return nil
+	})
+	return p
+}
+
+func endpointIP(t *testing.T, ep string) netip.Addr {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(ep)
+	if err != nil {
+		t.Fatalf("endpoint %q: %v", ep, err)
+	}
+	return ap.Addr()
+}
+
+// Two homes behind endpoint-independent NATs that drop unsolicited
+// inbound packets connect directly, each to the other's public address;
+// the link outlives the anchor.
+func TestDirectBetweenHomes(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	ha := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
+	hb := w.home("home-b", lab.HomeOptions{NAT: lab.EIM})
+	na := w.join("home-a", ha.Machines[0], a)
+	start := time.Now()
+	nb := w.join("home-b", hb.Machines[0], a)
+	pa := na.waitPath(30*time.Second, "home-b", "direct")
+	t.Logf("home-a → home-b direct %s after home-b started", time.Since(start).Round(10*time.Millisecond))
+	pb := nb.waitPath(10*time.Second, "home-a", "direct")
+	if got := endpointIP(t, pa.Endpoint); got != hb.PublicIP {
+		t.Errorf("home-a's endpoint for home-b is %v, want home-b's public address %v", got, hb.PublicIP)
+	}
+	if got := endpointIP(t, pb.Endpoint); got != ha.PublicIP {
+		t.Errorf("home-b's endpoint for home-a is %v, want %v", got, ha.PublicIP)
+	}
+	stB, _, _ := nb.status()
+	for _, ip := range stB.OverlayIPs {
+		if err := na.ping(ip, 10*time.Second); err != nil {
+			t.Fatalf("home-a → home-b %s: %v", ip, err)
+		}
+	}
+
+	t.Run("anchor stopped", func(t *testing.T) {
+		if code := a.stop(syscall.SIGTERM); code != 0 {
+			t.Fatalf("anchor exit %d", code)
+		}
+		out, err := na.Host.Run(w.ctx, "ping", "-c", "20", "-i", "0.2", "-W", "1", stB.OverlayIPs[0])
+		if err != nil || !strings.Contains(out, " 0% packet loss") {
+			t.Fatalf("pings without the anchor: %v\n%s", err, out)
+		}
+	})
+}
+
+// Two machines of one home connect over their LAN.
+func TestDirectOnLAN(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	home := w.home("home", lab.HomeOptions{NAT: lab.EIM, Machines: 2})
+	n1 := w.join("one", home.Machines[0], a)
+	w.join("two", home.Machines[1], a)
+	p := n1.waitPath(30*time.Second, "two", "direct")
+	if ip := endpointIP(t, p.Endpoint); !netip.MustParsePrefix("192.168.1.0/24").Contains(ip) {
+		t.Fatalf("endpoint %s is not on the LAN", p.Endpoint)
+	}
+}
+
+// A home behind a symmetric NAT reaches another through TURN on the
+// anchor, WireGuard still end to end.
+func TestRelayForSymmetricNAT(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	hs := w.home("home-sym", lab.HomeOptions{NAT: lab.Symmetric})
+	he := w.home("home-eim", lab.HomeOptions{NAT: lab.EIM})
+	ns := w.join("home-sym", hs.Machines[0], a)
+	ne := w.join("home-eim", he.Machines[0], a)
+	p := ns.waitPath(40*time.Second, "home-eim", "relay")
+	ne.waitPath(10*time.Second, "home-sym", "relay")
+	if ip := endpointIP(t, p.Endpoint); ip != he.PublicIP && ip != a.Host.IPv4 {
+		t.Errorf("relayed endpoint %s", p.Endpoint)
+	}
+	st, _, _ := ne.status()
+	for _, ip := range st.OverlayIPs {
+		if err := ns.ping(ip, 10*time.Second); err != nil {
+			t.Fatalf("home-sym → home-eim %s: %v", ip, err)
+		}
+	}
+}
