@@ -21,8 +21,9 @@ import (
 	"github.com/hepto-net/hepto/tunnel"
 )
 
-// Path monitoring: a direct path that stops answering while we send, or
-// that is silent for longer than two keepalives, is lost.
+// Path monitoring: a path that stops answering while we send is lost; so
+// is, for the end that receives the keepalives (the controlled one), a path
+// silent for longer than two of them.
 const (
 	monitorInterval = 2 * time.Second
 	silentWhileBusy = 5 * time.Second
@@ -317,11 +318,12 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 		type watched struct {
 			name string
 			ip   netip.Addr
+			idle bool // keepalives come from the other end
 		}
 		byKey := map[string]watched{}
 		for _, n := range d.members.Nodes {
 			if _, up := d.paths[n.Name]; up {
-				byKey[n.PublicKey.String()] = watched{n.Name, n.OverlayIPs[0]}
+				byKey[n.PublicKey.String()] = watched{n.Name, n.OverlayIPs[0], d.self.PublicKey.Less(n.PublicKey)}
 			}
 		}
 		d.mu.Unlock()
@@ -344,7 +346,8 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 				l.tx, l.txAt = s.TxBytes, now
 			}
 			busyAndSilent := l.txAt.After(l.rxAt) && now.Sub(l.rxAt) > silentWhileBusy
-			if (!busyAndSilent && now.Sub(l.rxAt) < silentIdle) || l.probing {
+			silent := w.idle && now.Sub(l.rxAt) > silentIdle
+			if (!busyAndSilent && !silent) || l.probing {
 				continue
 			}
 			l.probing = true

@@ -51,7 +51,13 @@ func wantPeers(m membership.Membership, self membership.Node, paths map[string]n
 				peers = append(peers, tunnel.Peer{PublicKey: n.PublicKey})
 				continue
 			}
-			peers = append(peers, tunnel.Peer{PublicKey: n.PublicKey, Endpoint: path.Remote, AllowedIPs: n.Prefixes(), Keepalive: Keepalive})
+			p := tunnel.Peer{PublicKey: n.PublicKey, Endpoint: path.Remote, AllowedIPs: n.Prefixes()}
+			// One end's keepalives hold both NAT mappings open, and only
+			// one end starting the handshake avoids two crossing ones.
+			if n.PublicKey.Less(self.PublicKey) {
+				p.Keepalive = Keepalive
+			}
+			peers = append(peers, p)
 			continue
 		}
 		p := tunnel.Peer{PublicKey: n.PublicKey, AllowedIPs: n.Prefixes()}
