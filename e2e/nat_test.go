@@ -115,3 +115,65 @@ func TestRelayForSymmetricNAT(t *testing.T) {
 		}
 	}
 }
+
+// A home's box gets a new public address and loses its mappings: its
+// links come back, direct again, without a restart.
+func TestRecoverAfterRenumbering(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	ha := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
+	hb := w.home("home-b", lab.HomeOptions{NAT: lab.EIM})
+	na := w.join("home-a", ha.Machines[0], a)
+	nb := w.join("home-b", hb.Machines[0], a)
+	na.waitPath(30*time.Second, "home-b", "direct")
+	stB, _, _ := nb.status()
+
+	// Traffic flows, as it would on a link in use.
+	ping := na.Host.Command(w.ctx, "ping", "-i", "0.2", stB.OverlayIPs[0])
+	if err := ping.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ping.Process.Kill()
+	renumbered, err := ha.Renumber()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, 60*time.Second, func() error {
+		p := nb.waitPathOnce("home-a")
+		if p.Path != "direct" || !p.Connected || endpointIP(t, p.Endpoint) != renumbered {
+			return fmt.Errorf("home-b → home-a: %s %s connected=%v", p.Path, p.Endpoint, p.Connected)
+		}
+		_, err := na.Host.Run(w.ctx, "ping", "-c", "1", "-W", "1", stB.OverlayIPs[0])
+		return err
+	})
+	t.Logf("home-a renumbered to %s: direct again after %s", renumbered, time.Since(start).Round(100*time.Millisecond))
+}
+
+// waitPathOnce is the peer's status now.
+func (n *node) waitPathOnce(peerName string) localapi.PeerStatus {
+	st, _, err := n.status()
+	if err != nil {
+		return localapi.PeerStatus{}
+	}
+	p, _ := peer(st, peerName)
+	return p
+}
+
+// A relayed pair goes direct once the symmetric NAT becomes
+// endpoint-independent.
+func TestRelayUpgradesToDirect(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	hs := w.home("home-sym", lab.HomeOptions{NAT: lab.Symmetric})
+	he := w.home("home-eim", lab.HomeOptions{NAT: lab.EIM})
+	ns := w.join("home-sym", hs.Machines[0], a)
+	w.join("home-eim", he.Machines[0], a)
+	ns.waitPath(40*time.Second, "home-eim", "relay")
+	if err := hs.SetNAT(lab.EIM); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ns.waitPath(60*time.Second, "home-eim", "direct")
+	t.Logf("direct %s after the NAT became endpoint-independent", time.Since(start).Round(100*time.Millisecond))
+}

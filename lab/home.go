@@ -251,3 +251,23 @@ func (l *Lab) UplinkCounters(h *Home) (rxBytes, txBytes uint64, err error) {
 	}
 	return links[0].Stats.RX.Bytes, links[0].Stats.TX.Bytes, nil
 }
+
+// SetNAT changes the box's mapping behaviour at run time (a firmware
+// update, a new box) and flushes its conntrack table.
+func (h *Home) SetNAT(n NAT) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	masq := []string{"iptables", "-w", "-t", "nat", "-R", "POSTROUTING", "1", "-o", "wan", "-j", "MASQUERADE"}
+	if n == Symmetric {
+		masq = append(masq, "--random-fully")
+	}
+	if _, err := h.lab.run(h.lab.ctx, h.Box.Netns, masq...); err != nil {
+		return fmt.Errorf("home %s: set NAT: %w", h.Name, err)
+	}
+	if _, err := h.lab.run(h.lab.ctx, h.Box.Netns, "conntrack", "-F"); err != nil {
+		return fmt.Errorf("home %s: set NAT: %w", h.Name, err)
+	}
+	h.NAT = n
+	h.lab.log.Info("NAT changed", "home", h.Name, "nat", n)
+	return nil
+}
