@@ -75,6 +75,17 @@ func DecodeJoinRequest(r io.Reader) (JoinRequest, error) {
 // PathICE carries ICE signalling between two nodes: POST ICEMessage.
 const PathICE = "/v1/ice"
 
+// PathRelayICE asks an anchor to pass an ICE message on: POST RelayedICE.
+// Signalling between two homes goes this way first, as it works whatever
+// state their own path is in.
+const PathRelayICE = "/v1/relay/ice"
+
+// RelayedICE is an ICE message for another node.
+type RelayedICE struct {
+	To      string     `json:"to"`
+	Message ICEMessage `json:"message"`
+}
+
 // PathTURN gives a member STUN and TURN servers with fresh credentials:
 // GET → nat.Credentials (anchors).
 const PathTURN = "/v1/turn"

@@ -35,6 +35,8 @@ type Config struct {
 	// credentials follow the TURN REST scheme with TURNSecret.
 	STUN, TURN []string
 	TURNSecret string
+	DNS        DNSConfig // the node's DNS server; see dns.go
+	CNIConfDir string    // TUN mode: where the pod network configuration goes ("": not written); see pods.go
 	Logger     *slog.Logger
 }
 
@@ -51,6 +53,7 @@ type Daemon struct {
 	priv    key.Private
 	signer  ed25519.PrivateKey // anchors only
 	tun     *tunnel.Tunnel
+	dns     dnsState
 
 	mu          sync.Mutex
 	members     membership.Membership
@@ -177,6 +180,13 @@ func (d *Daemon) serve(ctx context.Context) error {
 	if err := d.apply(); err != nil {
 		return err
 	}
+	if !d.cfg.Userspace {
+		stopPods, err := d.startPods()
+		if err != nil {
+			return err
+		}
+		defer stopPods()
+	}
 	d.log.Info("node up", "name", d.self.Name, "cluster", d.cluster.Name, "overlay", d.self.OverlayIPs,
 		"port", tun.ListenPort(), "anchor", d.isAnchor(), "members", len(d.members.Nodes))
 
@@ -196,6 +206,7 @@ func (d *Daemon) serve(ctx context.Context) error {
 	}
 	run(d.serveControl)
 	run(d.serveLocal)
+	run(d.serveDNS)
 	if !d.isAnchor() {
 		run(d.syncMembership)
 		run(d.startICE)

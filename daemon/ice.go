@@ -25,8 +25,8 @@ import (
 // is, for the end that receives the keepalives (the controlled one), a path
 // silent for longer than two of them.
 const (
-	monitorInterval = 2 * time.Second
-	silentWhileBusy = 5 * time.Second
+	monitorInterval = time.Second
+	silentWhileBusy = 3 * time.Second
 	silentIdle      = 2*Keepalive + 10*time.Second
 )
 
@@ -102,18 +102,50 @@ func (d *Daemon) onPath(peer string, p nat.Path) {
 	}
 }
 
-// sendICE posts a signalling message to a peer's control port, inside the
-// overlay: through the relay anchor until the pair has its own path.
+// sendICE posts a signalling message to a peer, inside the overlay:
+// through the relay anchor, which passes it on whatever state the pair's
+// own path is in, or straight to the peer when the anchor does not answer.
 func (d *Daemon) sendICE(ctx context.Context, peer string, msg control.ICEMessage) error {
 	d.mu.Lock()
 	n, ok := d.members.Find(peer)
+	anchor, haveAnchor := relayAnchor(d.members, d.self.Name)
 	d.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no node %q", peer)
 	}
+	if haveAnchor {
+		url := "http://" + netip.AddrPortFrom(anchor.OverlayIPs[0], control.Port).String() + control.PathRelayICE
+		err := postJSONContext(ctx, d.httpClient(3*time.Second), url, control.RelayedICE{To: peer, Message: msg})
+		var r *refusal
+		if err == nil || errors.As(err, &r) {
+			return err
+		}
+	}
 	url := "http://" + netip.AddrPortFrom(n.OverlayIPs[0], control.Port).String() + control.PathICE
-	c := d.httpClient(5 * time.Second)
-	return postJSONContext(ctx, c, url, msg)
+	return postJSONContext(ctx, d.httpClient(5*time.Second), url, msg)
+}
+
+// handleRelayICE passes a member's ICE message on to its peer (anchors).
+func (d *Daemon) handleRelayICE(w http.ResponseWriter, r *http.Request) {
+	var rel control.RelayedICE
+	if err := control.Decode(r.Body, &rel); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	d.mu.Lock()
+	from, okFrom := d.members.Find(rel.Message.From)
+	to, okTo := d.members.Find(rel.To)
+	d.mu.Unlock()
+	if !d.isAnchor() || !okFrom || !okTo || !containsAddr(from.OverlayIPs, remoteAddr(r)) {
+		localapi.WriteError(w, http.StatusForbidden, errors.New("not relayed: unknown nodes, or not from the sender"))
+		return
+	}
+	url := "http://" + netip.AddrPortFrom(to.OverlayIPs[0], control.Port).String() + control.PathICE
+	if err := postJSONContext(r.Context(), d.httpClient(3*time.Second), url, rel.Message); err != nil {
+		localapi.WriteError(w, http.StatusBadGateway, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (d *Daemon) handleICE(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +158,7 @@ func (d *Daemon) handleICE(w http.ResponseWriter, r *http.Request) {
 	mgr := d.nat
 	n, ok := d.members.Find(msg.From)
 	d.mu.Unlock()
-	if !ok || !containsAddr(n.OverlayIPs, remoteAddr(r)) {
+	if !ok || !(containsAddr(n.OverlayIPs, remoteAddr(r)) || d.isAnchorAddr(remoteAddr(r))) {
 		localapi.WriteError(w, http.StatusForbidden, errors.New("ICE message not from its sender's overlay address"))
 		return
 	}
@@ -139,6 +171,19 @@ func (d *Daemon) handleICE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// isAnchorAddr reports whether a is an anchor's overlay address: anchors
+// pass signalling on.
+func (d *Daemon) isAnchorAddr(a netip.Addr) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range d.members.Nodes {
+		if n.IsAnchor() && containsAddr(n.OverlayIPs, a) {
+			return true
+		}
+	}
+	return false
 }
 
 func containsAddr(ips []netip.Addr, a netip.Addr) bool {
@@ -309,6 +354,12 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		d.mu.Lock()
+		idle := len(d.paths) == 0
+		d.mu.Unlock()
+		if idle {
+			continue
+		}
 		stats, err := d.tun.Stats()
 		if err != nil {
 			continue
@@ -352,13 +403,11 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 			}
 			l.probing = true
 			go func(name string, ip netip.Addr, l *seen) {
-				for try := 0; try < 2; try++ {
-					pctx, cancel := context.WithTimeout(ctx, time.Second)
-					_, err := d.tun.Ping(pctx, ip)
-					cancel()
-					if err == nil {
-						return // alive after all; its answer shows in rx
-					}
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				_, err := d.tun.Ping(pctx, ip)
+				cancel()
+				if err == nil {
+					return // alive after all; its answer shows in rx
 				}
 				if mgr != nil && ctx.Err() == nil {
 					mgr.Restart(name)

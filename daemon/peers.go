@@ -116,6 +116,7 @@ func (d *Daemon) apply() error {
 	paths := maps.Clone(d.paths)
 	mgr := d.nat
 	d.mu.Unlock()
+	d.updateDNS(m)
 	if mgr != nil {
 		mgr.SetPeers(icePeers(m, d.self))
 	}

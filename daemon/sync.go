@@ -27,6 +27,7 @@ func (d *Daemon) controlHandler() http.Handler {
 	mux.HandleFunc("POST "+control.PathMembership, d.handlePush)
 	mux.HandleFunc("GET "+control.PathMembership, d.handlePull)
 	mux.HandleFunc("POST "+control.PathICE, d.handleICE)
+	mux.HandleFunc("POST "+control.PathRelayICE, d.handleRelayICE)
 	mux.HandleFunc("GET "+control.PathTURN, d.handleTURN)
 	return mux
 }

@@ -94,7 +94,10 @@ func New(o Options) (*Manager, error) {
 	mux := ice.NewUniversalUDPMuxDefault(ice.UniversalUDPMuxParams{
 		UDPConn: o.Conn,
 		Net:     hn,
-		Logger:  pionLogger(o.Logger, "mux").NewLogger("mux"),
+		// The mapping changes when the box is renumbered: never reuse an
+		// old observation for a new session.
+		XORMappedAddrCacheTTL: time.Second,
+		Logger:                pionLogger(o.Logger, "mux").NewLogger("mux"),
 	})
 	return &Manager{o: o, log: o.Logger.With("part", "ice"), mux: mux, net: hn, peers: map[string]*peerState{}}, nil
 }
@@ -199,6 +202,9 @@ func (m *Manager) Handle(msg control.ICEMessage) error {
 		if !p.Controlling {
 			return errors.New("restart asked of the controlled side")
 		}
+		// The other end lost the path: so have we, even if we have not
+		// noticed yet.
+		m.pathDown(p)
 		m.startSession(p, false)
 		return nil
 	}
@@ -239,6 +245,9 @@ func (m *Manager) answer(p *peerState, msg control.ICEMessage) error {
 	p.probe = nil
 	m.mu.Unlock()
 	closeAll(old...)
+	if !msg.Probe {
+		m.pathDown(p) // a new session: the other end lost the path
+	}
 	s, err := m.newSession(p, msg.Session, msg.Probe)
 	if err != nil {
 		return err
