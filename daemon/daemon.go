@@ -19,6 +19,7 @@ import (
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/metrics"
 	"github.com/hepto-net/hepto/nat"
 	"github.com/hepto-net/hepto/state"
 	"github.com/hepto-net/hepto/tunnel"
@@ -35,6 +36,7 @@ type Config struct {
 	// credentials follow the TURN REST scheme with TURNSecret.
 	STUN, TURN []string
 	TURNSecret string
+	Metrics    string    // Prometheus metrics address; empty: none
 	DNS        DNSConfig // the node's DNS server; see dns.go
 	CNIConfDir string    // TUN mode: where the pod network configuration goes ("": not written); see pods.go
 	Logger     *slog.Logger
@@ -68,6 +70,9 @@ type Daemon struct {
 	paths       map[string]nat.Path // peers with a path of their own
 	pathChanges map[string]int
 	turnCreds   nat.Credentials
+
+	metrics *metrics.Metrics
+	rtt     map[string]time.Duration // last round trip to each peer, under mu
 }
 
 // Run starts the node and serves until ctx is done; then it removes what it
@@ -102,7 +107,8 @@ func Run(ctx context.Context, cfg Config) error {
 func load(cfg Config) (*Daemon, error) {
 	st := state.Dir(cfg.State)
 	d := &Daemon{cfg: cfg, log: cfg.Logger, st: st, membersSeen: make(chan struct{}, 1),
-		paths: map[string]nat.Path{}, pathChanges: map[string]int{}}
+		paths: map[string]nat.Path{}, pathChanges: map[string]int{}, rtt: map[string]time.Duration{}}
+	d.metrics = metrics.New(d.metricPeers)
 	if err := st.Read(state.ClusterFile, &d.cluster); err != nil {
 		return nil, err
 	}
@@ -161,11 +167,7 @@ func (d *Daemon) serve(ctx context.Context) error {
 		PrivateKey: d.priv,
 		Addresses:  d.self.HostPrefixes(),
 		Logger:     d.log,
-		OnPacket: func(pkt []byte, from netip.AddrPort) {
-			if c := d.natConn.Load(); c != nil {
-				c.Deliver(pkt, from)
-			}
-		},
+		OnPacket:   d.onPacket,
 	})
 	if err != nil {
 		return err
@@ -206,6 +208,8 @@ func (d *Daemon) serve(ctx context.Context) error {
 	}
 	run(d.serveControl)
 	run(d.serveLocal)
+	run(d.serveMetrics)
+	run(d.measureRTT)
 	run(d.serveDNS)
 	if !d.isAnchor() {
 		run(d.syncMembership)
@@ -250,6 +254,20 @@ func (d *Daemon) serveControl(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// onPacket takes what came on the WireGuard socket and is not WireGuard:
+// ICE's on a home, STUN binding requests on an anchor.
+func (d *Daemon) onPacket(pkt []byte, from netip.AddrPort) {
+	if c := d.natConn.Load(); c != nil {
+		c.Deliver(pkt, from)
+		return
+	}
+	if d.isAnchor() {
+		if resp, ok := nat.BindingResponse(pkt, from); ok {
+			d.tun.SendRaw(resp, from)
+		}
+	}
 }
 
 // httpClient dials through the overlay and keeps no idle connection, so an

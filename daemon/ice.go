@@ -28,6 +28,7 @@ const (
 	monitorInterval = time.Second
 	silentWhileBusy = 3 * time.Second
 	silentIdle      = 2*Keepalive + 10*time.Second
+	keepaliveBytes  = 32 // a WireGuard keepalive message
 )
 
 // startICE runs NAT traversal towards the other non-anchor nodes.
@@ -328,8 +329,11 @@ func (d *Daemon) startTURNServer(ctx context.Context) error {
 	if !ep.IsValid() {
 		return fmt.Errorf("cannot resolve this anchor's endpoint host %q", host)
 	}
+	tm := d.metrics.TURN()
 	srv, err := nat.NewServer(nat.ServerOptions{
 		PublicIP: ep.Addr().AsSlice(), Realm: d.cluster.Name, Secret: nat.TURNSecret(d.signer), Logger: d.log,
+		OnAllocation: func(delta int) { tm.Allocations.Add(float64(delta)) },
+		OnRelayed:    func(dir string, n int) { tm.Relayed.WithLabelValues(dir).Add(float64(n)) },
 	})
 	if err != nil {
 		return err
@@ -393,9 +397,12 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 			if s.RxBytes != l.rx {
 				l.rx, l.rxAt = s.RxBytes, now
 			}
-			if s.TxBytes != l.tx {
-				l.tx, l.txAt = s.TxBytes, now
+			// A keepalive (32 bytes) is not traffic: WireGuard sends one
+			// 10 s after receiving anything, and would keep us probing.
+			if s.TxBytes > l.tx+keepaliveBytes {
+				l.txAt = now
 			}
+			l.tx = s.TxBytes
 			busyAndSilent := l.txAt.After(l.rxAt) && now.Sub(l.rxAt) > silentWhileBusy
 			silent := w.idle && now.Sub(l.rxAt) > silentIdle
 			if (!busyAndSilent && !silent) || l.probing {

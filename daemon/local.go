@@ -53,6 +53,8 @@ func (d *Daemon) serveLocal(ctx context.Context) error {
 		}
 		localapi.WriteJSON(w, http.StatusOK, resp)
 	})
+	mux.HandleFunc("POST /v1/ping", d.handlePing)
+	mux.HandleFunc("GET /v1/netcheck", d.handleNetcheck)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -26,6 +26,7 @@ func (d *Daemon) status() (localapi.Status, error) {
 	d.mu.Lock()
 	m := d.members
 	paths := maps.Clone(d.paths)
+	rtts := maps.Clone(d.rtt)
 	d.mu.Unlock()
 	st := localapi.Status{
 		Name: d.self.Name, Cluster: d.cluster.Name, Anchor: d.isAnchor(),
@@ -55,6 +56,10 @@ func (d *Daemon) status() (localapi.Status, error) {
 		}
 		if s.Endpoint.IsValid() {
 			p.Endpoint = s.Endpoint.String()
+		}
+		if rtt, ok := rtts[n.Name]; ok {
+			secs := rtt.Seconds()
+			p.RTTSeconds = &secs
 		}
 		if !s.LastHandshake.IsZero() {
 			hs := s.LastHandshake.UTC()

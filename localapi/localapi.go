@@ -122,3 +122,45 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 func WriteError(w http.ResponseWriter, code int, err error) {
 	WriteJSON(w, code, Error{Error: err.Error()})
 }
+
+// PingRequest is the body of POST /v1/ping: one round trip to a node.
+type PingRequest struct {
+	Node string `json:"node"`
+}
+
+// Pong is one round trip through the overlay, and the path it took.
+type Pong struct {
+	Node       string  `json:"node"`
+	IP         string  `json:"ip"`
+	RTTSeconds float64 `json:"rtt_seconds"`
+	Path       string  `json:"path"`
+	Via        string  `json:"via,omitempty"`
+	Endpoint   string  `json:"endpoint"`
+}
+
+// Netcheck is the reply of GET /v1/netcheck.
+type Netcheck struct {
+	// NAT: "endpoint-independent", "endpoint-dependent" (symmetric: no
+	// direct path through it), "none" (public address) or "unknown".
+	NAT          string        `json:"nat"`
+	PublicIPv4   string        `json:"public_ipv4,omitempty"`
+	PublicIPv6   string        `json:"public_ipv6,omitempty"`
+	Observations []Observation `json:"observations"`
+	Anchors      []AnchorCheck `json:"anchors"`
+}
+
+// Observation is one STUN answer: the address a server saw us at.
+type Observation struct {
+	Server     string  `json:"server"`
+	Mapped     string  `json:"mapped,omitempty"`
+	RTTSeconds float64 `json:"rtt_seconds,omitempty"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// AnchorCheck is an anchor's reachability from this node.
+type AnchorCheck struct {
+	Name       string  `json:"name"`
+	Endpoint   string  `json:"endpoint"`
+	Reachable  bool    `json:"reachable"`
+	RTTSeconds float64 `json:"rtt_seconds,omitempty"`
+}

@@ -26,7 +26,8 @@ import (
 // links do not carry both.
 const (
 	sessionTimeout  = 20 * time.Second // checks that have not succeeded by then failed
-	probeInterval   = 30 * time.Second // a relayed pair tries to go direct this often
+	probeInterval   = 30 * time.Second // a relayed pair first tries to go direct after this,
+	maxProbeWait    = 10 * time.Minute // then less and less often, down to this
 	maxBackoff      = time.Minute
 	relayKeepalive  = 25 * time.Second
 	closeDirectWait = 3 * time.Second // let the last checks and nominations land
@@ -79,7 +80,8 @@ type peerState struct {
 	cur, probe *session
 	path       Path
 	backoff    time.Duration
-	timer      *time.Timer // next session or probe
+	probeWait  time.Duration // before the next direct attempt of a relayed pair
+	timer      *time.Timer   // next session or probe
 }
 
 // New starts a manager on the shared socket.
@@ -313,9 +315,10 @@ func (m *Manager) connected(p *peerState, s *session, path Path) {
 	}
 	p.path = path
 	p.backoff = 0
+	p.probeWait = probeInterval
 	p.stopTimer()
 	if path.Relay && p.Controlling {
-		p.timer = time.AfterFunc(probeInterval, func() { m.startSession(p, true) })
+		p.timer = time.AfterFunc(p.probeWait, func() { m.startSession(p, true) })
 	}
 	m.mu.Unlock()
 	m.log.Info("path", "peer", p.Name, "relay", path.Relay, "endpoint", path.Remote, "local", path.Local)
@@ -334,8 +337,10 @@ func (m *Manager) failed(p *peerState, s *session) {
 	case p.probe:
 		p.probe = nil
 		if p.Controlling && p.path.Up {
+			// Each attempt costs a few signalling exchanges: space them.
+			p.probeWait = min(2*p.probeWait, maxProbeWait)
 			p.stopTimer()
-			p.timer = time.AfterFunc(probeInterval, func() { m.startSession(p, true) })
+			p.timer = time.AfterFunc(p.probeWait, func() { m.startSession(p, true) })
 		}
 		m.mu.Unlock()
 		s.close()

@@ -21,6 +21,10 @@ type ServerOptions struct {
 	// Relay ports, inclusive; default 49152-65535.
 	MinPort, MaxPort uint16
 	Logger           *slog.Logger
+	// Optional counters: allocations opened (+1) and closed (-1), and
+	// bytes relayed ("in" from peers, "out" to them).
+	OnAllocation func(delta int)
+	OnRelayed    func(direction string, n int)
 }
 
 // Server is an anchor's STUN and TURN server (pion/turn): STUN binding for
@@ -42,16 +46,23 @@ func NewServer(o ServerOptions) (*Server, error) {
 		return nil, fmt.Errorf("STUN/TURN server: %w", err)
 	}
 	log := pionLogger(o.Logger, "turn")
+	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorPortRange{
+		RelayAddress: o.PublicIP, Address: "0.0.0.0", MinPort: o.MinPort, MaxPort: o.MaxPort,
+	}
+	var events turn.EventHandler
+	if o.OnRelayed != nil {
+		gen = countingGenerator{gen, o.OnRelayed}
+	}
+	if o.OnAllocation != nil {
+		events.OnAllocationCreated = func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ int) { o.OnAllocation(1) }
+		events.OnAllocationDeleted = func(_, _ net.Addr, _, _, _ string) { o.OnAllocation(-1) }
+	}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:         o.Realm,
-		AuthHandler:   turn.LongTermTURNRESTAuthHandler(o.Secret, log.NewLogger("turn")),
-		LoggerFactory: log,
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: pc,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorPortRange{
-				RelayAddress: o.PublicIP, Address: "0.0.0.0", MinPort: o.MinPort, MaxPort: o.MaxPort,
-			},
-		}},
+		Realm:             o.Realm,
+		AuthHandler:       turn.LongTermTURNRESTAuthHandler(o.Secret, log.NewLogger("turn")),
+		LoggerFactory:     log,
+		EventHandler:      events,
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: gen}},
 	})
 	if err != nil {
 		pc.Close()
@@ -62,3 +73,38 @@ func NewServer(o ServerOptions) (*Server, error) {
 
 // Close stops the server and frees its relays.
 func (s *Server) Close() error { return s.srv.Close() }
+
+// countingGenerator counts what goes through the relays it makes.
+type countingGenerator struct {
+	turn.RelayAddressGenerator
+	count func(direction string, n int)
+}
+
+func (g countingGenerator) AllocatePacketConn(cfg turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	pc, addr, err := g.RelayAddressGenerator.AllocatePacketConn(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return countingConn{pc, g.count}, addr, nil
+}
+
+type countingConn struct {
+	net.PacketConn
+	count func(direction string, n int)
+}
+
+func (c countingConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, a, err := c.PacketConn.ReadFrom(b)
+	if n > 0 {
+		c.count("in", n)
+	}
+	return n, a, err
+}
+
+func (c countingConn) WriteTo(b []byte, a net.Addr) (int, error) {
+	n, err := c.PacketConn.WriteTo(b, a)
+	if n > 0 {
+		c.count("out", n)
+	}
+	return n, err
+}

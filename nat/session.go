@@ -109,6 +109,7 @@ func (s *session) sender() {
 		case <-s.ctx.Done():
 			return
 		case msg := <-s.out:
+			msg = s.coalesce(msg)
 			for attempt := 0; attempt < 3; attempt++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := s.m.o.Send(ctx, s.p.Name, msg)
@@ -208,4 +209,24 @@ func mustAddr(s string) netip.Addr {
 		return netip.Addr{}
 	}
 	return a.Unmap()
+}
+
+// coalesceWait lets candidates gathered together travel in one message.
+const coalesceWait = 50 * time.Millisecond
+
+// coalesce merges the messages queued within coalesceWait into msg.
+func (s *session) coalesce(msg control.ICEMessage) control.ICEMessage {
+	t := time.NewTimer(coalesceWait)
+	defer t.Stop()
+	for {
+		select {
+		case next := <-s.out:
+			if next.Ufrag != "" {
+				msg.Ufrag, msg.Pwd = next.Ufrag, next.Pwd
+			}
+			msg.Candidates = append(msg.Candidates, next.Candidates...)
+		case <-t.C:
+			return msg
+		}
+	}
 }

@@ -4,12 +4,18 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hepto-net/hepto/daemon"
+	"github.com/hepto-net/hepto/metrics"
 )
+
+// memoryLimit is the daemon's soft memory limit, unless GOMEMLIMIT says
+// otherwise.
+const memoryLimit = 48 << 20
 
 func runCmd() *cobra.Command {
 	var cfg daemon.Config
@@ -20,6 +26,12 @@ func runCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.State = stateDir(cmd)
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// The tunnel's buffers are bounded (tunnel/pools.go), so a
+				// soft limit only makes the collector return garbage sooner
+				// instead of letting the heap double.
+				debug.SetMemoryLimit(memoryLimit)
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
@@ -34,6 +46,12 @@ func runCmd() *cobra.Command {
 	f.StringArrayVar(&cfg.STUN, "stun", nil, "extra STUN server, as stun:HOST:PORT (repeatable); anchors' servers are always used")
 	f.StringArrayVar(&cfg.TURN, "turn", nil, "extra TURN server, as turn:HOST:PORT?transport=udp (repeatable)")
 	f.StringVar(&cfg.TURNSecret, "turn-secret", "", "shared secret of the --turn servers (TURN REST credentials, coturn's static-auth-secret)")
+	f.BoolVar(&cfg.DNS.Disable, "no-dns", false, "do not answer DNS")
+	f.StringSliceVar(&cfg.DNS.Listen, "dns-listen", daemon.DefaultDNSListen, "DNS on these IP:PORT too, beside the overlay addresses' port 53 (comma-separated; \"\" for none)")
+	f.StringSliceVar(&cfg.DNS.Upstreams, "dns-upstream", nil, "resolvers for names outside the cluster, IP or IP:PORT (default: the nameservers of /etc/resolv.conf)")
+	f.StringVar(&cfg.DNS.KubeDomain, "dns-kube-domain", "cluster.local", "Kubernetes DNS zone")
+	f.StringVar(&cfg.CNIConfDir, "cni-conf-dir", daemon.DefaultCNIConfDir, "where the pod network configuration (10-hepto.conflist) goes; \"\" for none; not with --userspace-networking")
+	f.StringVar(&cfg.Metrics, "metrics", metrics.DefaultAddr, "serve Prometheus metrics at http://ADDR/metrics (overlay:PORT: this node's overlay IPv4 address, the usual choice in a cluster; empty: off)")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	return cmd
 }
