@@ -117,12 +117,19 @@ func TestObservability(t *testing.T) {
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, addr string) (net.Conn, error) {
 			return a.Host.DialContext(ctx, n, addr)
 		}}}
-		resp, err := c.Get("http://" + ips["home-a"] + ":9469/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		text, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		var text []byte
+		eventually(t, 30*time.Second, func() error { // the first round trips are measured 5 s after start
+			resp, err := c.Get("http://" + ips["home-a"] + ":9469/metrics")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			text, _ = io.ReadAll(resp.Body)
+			if !strings.Contains(string(text), "hepto_peer_rtt_seconds_bucket") {
+				return fmt.Errorf("no RTT measured yet")
+			}
+			return nil
+		})
 		for _, m := range []string{"hepto_peer_rtt_seconds_bucket", "hepto_peer_up", "hepto_peer_rx_bytes_total", "hepto_peer_tx_bytes_total", "hepto_peer_last_handshake_timestamp_seconds", "hepto_peer_path_changes_total", "process_resident_memory_bytes"} {
 			if !strings.Contains(string(text), m) {
 				t.Errorf("no %s in the scrape", m)
