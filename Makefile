@@ -5,15 +5,22 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-APT_PKGS := iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools
+APT_PKGS := iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
 
-.PHONY: all build deps test test-short fuzz bench demo lint clean
+.PHONY: all build deps test test-short fuzz bench bench-cni cni-ref bench-dns demo lint clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto ./cmd/hepto
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-cni ./cmd/hepto-cni
+
+# cni-ref builds the reference CNI plugins (containernetworking/plugins, a
+# tool dependency in go.mod) that the CNI benchmark compares hepto-cni with.
+CNI_REF := github.com/containernetworking/plugins/plugins
+cni-ref:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/cni-ref/ $(CNI_REF)/main/bridge $(CNI_REF)/ipam/host-local $(CNI_REF)/meta/portmap
 
 # deps installs the Debian packages the lab, the tests and the benchmarks use.
 deps:
@@ -22,7 +29,7 @@ deps:
 
 # test runs every test; the integration tests need root (they skip otherwise).
 test: deps build
-	HEPTO_BIN=$(CURDIR)/bin/hepto $(GO) test -count=1 -timeout 25m ./...
+	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test -count=1 -timeout 25m ./...
 
 test-short:
 	$(GO) test -short -count=1 ./...
@@ -33,12 +40,24 @@ fuzz:
 	$(GO) test ./membership -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME)
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenMembership -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./cni -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)
 	$(GO) test ./tunnel -run '^$$' -fuzz FuzzClassify -fuzztime $(FUZZTIME)
+	$(GO) test ./dns -run '^$$' -fuzz FuzzServe -fuzztime $(FUZZTIME)
 
 # bench compares hepto's tunnel with stock wireguard-go and the raw veth
 # (iperf3 in the lab); the table goes to stdout.
 bench: deps build
 	./bin/hepto-lab bench
+
+# bench-cni compares hepto-cni's ADD and DEL latency with the reference
+# bridge and host-local plugins; the table goes to stdout.
+bench-cni: deps build cni-ref
+	./bin/hepto-lab cni-bench --cni-path bin:bin/cni-ref
+
+# bench-dns compares hepto's DNS server with CoreDNS (built from the module
+# proxy) under dnsperf: node names and cached forwarded names.
+bench-dns: deps build
+	./bin/hepto-lab dns-bench
 
 # demo: an anchor and three homes behind NAT boxes, until Ctrl-C.
 demo: deps build

@@ -36,10 +36,12 @@ type Config struct {
 	// credentials follow the TURN REST scheme with TURNSecret.
 	STUN, TURN []string
 	TURNSecret string
-	Metrics    string    // Prometheus metrics address; empty: none
-	DNS        DNSConfig // the node's DNS server; see dns.go
-	CNIConfDir string    // TUN mode: where the pod network configuration goes ("": not written); see pods.go
-	Logger     *slog.Logger
+	Metrics    string // Prometheus metrics address; empty: none
+	// RTTInterval is the time between round-trip measurements; 0: none.
+	RTTInterval time.Duration
+	DNS         DNSConfig // the node's DNS server; see dns.go
+	CNIConfDir  string    // TUN mode: where the pod network configuration goes ("": not written); see pods.go
+	Logger      *slog.Logger
 }
 
 // DefaultSOCKS5 is where a netstack-mode node offers its proxy.

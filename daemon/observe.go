@@ -16,14 +16,17 @@ import (
 	"github.com/hepto-net/hepto/nat"
 )
 
-// rttInterval is how often each link's round-trip time is measured: one
-// small ICMP echo through the tunnel (about 110 bytes each way on the wire).
+// DefaultRTTInterval is how often each link's round-trip time is measured:
+// one small ICMP echo through the tunnel (108 bytes each way on the wire).
 // It also stands in for a WireGuard keepalive, which is only sent on a
 // link that carried nothing else.
-const rttInterval = 60 * time.Second
+const DefaultRTTInterval = 60 * time.Second
 
-// measureRTT pings every peer's overlay address at rttInterval.
+// measureRTT pings every peer's overlay address at the RTT interval.
 func (d *Daemon) measureRTT(ctx context.Context) error {
+	if d.cfg.RTTInterval <= 0 {
+		return nil
+	}
 	timer := time.NewTimer(5 * time.Second) // once links are up
 	defer timer.Stop()
 	for {
@@ -49,7 +52,7 @@ func (d *Daemon) measureRTT(ctx context.Context) error {
 			}(n.Name, n.OverlayIPs[0])
 		}
 		wg.Wait()
-		timer.Reset(rttInterval)
+		timer.Reset(d.cfg.RTTInterval)
 	}
 }
 

@@ -260,7 +260,7 @@ func natBench(ctx context.Context, out io.Writer, bin string, d, idle time.Durat
 	printResults(out, results)
 	fmt.Fprintln(out)
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "idle traffic on home A's uplink, %s\tout B/min\tin B/min\n", idle)
+	fmt.Fprintf(w, "idle traffic on the first home's uplink (IP, UDP, Ethernet), %s\tout B/min\tin B/min\n", idle)
 	for _, r := range idleRows {
 		fmt.Fprintf(w, "%s\t%.0f\t%.0f\n", r.what, r.out, r.in)
 	}
@@ -296,16 +296,23 @@ func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idl
 	for _, h := range []struct {
 		name string
 		nat  lab.NAT
-	}{{"home-a", lab.EIM}, {"home-b", lab.EIM}, {"home-c", lab.Symmetric}} {
+	}{{"home-a", lab.EIM}, {"home-b", lab.EIM}, {"home-c", lab.Symmetric}, {"home-d", lab.EIM}, {"home-e", lab.EIM}} {
 		if homes[h.name], err = n.l.AddHome(h.name, lab.HomeOptions{NAT: h.nat}); err != nil {
 			return nil, nil, err
 		}
 	}
 	nodes := map[string]*cluster.Node{}
-	for _, name := range []string{"home-a", "home-b", "home-c"} {
-		if nodes[name], err = n.c.Join(name, homes[name].Machines[0], n.anchor); err != nil {
+	for _, name := range []string{"home-a", "home-b", "home-c", "home-d", "home-e"} {
+		var flags []string
+		if name == "home-d" || name == "home-e" {
+			flags = []string{"--rtt-interval", "0"} // the keepalive baseline
+		}
+		if nodes[name], err = n.c.Join(name, homes[name].Machines[0], n.anchor, flags...); err != nil {
 			return nil, nil, err
 		}
+	}
+	if _, err := pathWait(nodes["home-d"], "home-e", 30*time.Second, "direct"); err != nil {
+		return nil, nil, err
 	}
 	if _, err := pathWait(nodes["home-a"], "home-b", 30*time.Second, "direct"); err != nil {
 		return nil, nil, err
@@ -344,25 +351,31 @@ func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idl
 		results = append(results, r)
 	}
 
-	// Idle: count, on home A's box, what goes to and comes from home B's
-	// box and the anchor, per minute.
-	box := homes["home-a"].Box
-	peers := []struct{ what, ip string }{
-		{"to home B (direct peer)", homes["home-b"].PublicIP.String()},
-		{"to the anchor", n.anchor.Host.IPv4.String()},
+	// Idle: count, on home A's and home D's boxes, what goes to and comes
+	// from the other home of the pair and the anchor, per minute.
+	counts := []struct {
+		what string
+		box  *lab.Host
+		ip   string
+	}{
+		{"home A ↔ home B (direct, RTT every minute)", homes["home-a"].Box, homes["home-b"].PublicIP.String()},
+		{"home D ↔ home E (direct, --rtt-interval 0)", homes["home-d"].Box, homes["home-e"].PublicIP.String()},
+		{"home A ↔ anchor", homes["home-a"].Box, n.anchor.Host.IPv4.String()},
 	}
-	for _, p := range peers {
-		for _, rule := range [][]string{{"-o", "wan", "-d", p.ip}, {"-i", "wan", "-s", p.ip}} {
+	for _, c := range counts {
+		for _, rule := range [][]string{{"-o", "wan", "-d", c.ip}, {"-i", "wan", "-s", c.ip}} {
 			args := append([]string{"-w", "-I", "FORWARD"}, rule...)
-			if _, err := box.Run(ctx, "iptables", append(args, "-j", "RETURN")...); err != nil {
+			if _, err := c.box.Run(ctx, "iptables", append(args, "-j", "RETURN")...); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
 	time.Sleep(5 * time.Second) // let iperf3's tail drain
-	before, err := forwardCounters(ctx, box)
-	if err != nil {
-		return nil, nil, err
+	before := map[*lab.Host]map[string]uint64{}
+	for _, c := range counts {
+		if before[c.box], err = forwardCounters(ctx, c.box); err != nil {
+			return nil, nil, err
+		}
 	}
 	fmt.Fprintf(out, "idle for %s ...\n", idle)
 	select {
@@ -370,14 +383,14 @@ func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idl
 		return nil, nil, ctx.Err()
 	case <-time.After(idle):
 	}
-	after, err := forwardCounters(ctx, box)
-	if err != nil {
-		return nil, nil, err
-	}
-	perMin := func(k string) float64 { return float64(after[k]-before[k]) / idle.Minutes() }
 	var rows []idleRow
-	for _, p := range peers {
-		rows = append(rows, idleRow{what: p.what, out: perMin("out " + p.ip), in: perMin("in " + p.ip)})
+	for _, c := range counts {
+		after, err := forwardCounters(ctx, c.box)
+		if err != nil {
+			return nil, nil, err
+		}
+		perMin := func(k string) float64 { return float64(after[k]-before[c.box][k]) / idle.Minutes() }
+		rows = append(rows, idleRow{what: c.what, out: perMin("out " + c.ip), in: perMin("in " + c.ip)})
 	}
 	return results, rows, nil
 }
