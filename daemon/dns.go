@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/hepto-net/hepto/dns"
 	"github.com/hepto-net/hepto/membership"
 )
@@ -32,13 +30,9 @@ type DNSConfig struct {
 // Internet side.
 var DefaultDNSListen = []string{"127.0.0.1:53"}
 
-// dnsState is the daemon's DNS server, once started, and its metrics.
+// dnsState is the daemon's DNS server, once started.
 type dnsState struct {
-	srv     atomic.Pointer[dns.Server]
-	metrics *dns.Metrics
-	// registry holds the DNS metrics until the daemon has a registry of
-	// its own to serve them from.
-	registry *prometheus.Registry
+	srv atomic.Pointer[dns.Server]
 }
 
 // serveDNS answers DNS on the overlay addresses and the configured ones
@@ -71,10 +65,11 @@ func (d *Daemon) serveDNS(ctx context.Context) error {
 	if len(ups) == 0 {
 		d.log.Warn("dns: no upstream resolver: names outside the cluster will fail")
 	}
-	d.dns.metrics = dns.NewMetrics()
-	d.dns.registry = prometheus.NewRegistry()
-	if err := d.dns.metrics.Register(d.dns.registry); err != nil {
-		return err
+	dm := dns.NewMetrics()
+	if d.metrics != nil {
+		if err := dm.Register(d.metrics.Registry); err != nil {
+			return fmt.Errorf("dns metrics: %w", err)
+		}
 	}
 	srv := dns.New(dns.Config{
 		Domain:     d.cluster.Domain,
@@ -83,7 +78,7 @@ func (d *Daemon) serveDNS(ctx context.Context) error {
 		KubeDomain: cfg.KubeDomain,
 		Upstreams:  ups,
 		Logger:     d.log,
-		Metrics:    d.dns.metrics,
+		Metrics:    dm,
 	})
 	defer srv.Close()
 	d.dns.srv.Store(srv)

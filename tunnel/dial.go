@@ -64,3 +64,21 @@ func (t *Tunnel) Listen(network string, addr netip.AddrPort) (net.Listener, erro
 	}
 	return ln, nil
 }
+
+// ListenPacket opens a UDP socket on an overlay address (or the
+// unspecified address), through the kernel or the netstack.
+func (t *Tunnel) ListenPacket(network string, addr netip.AddrPort) (net.PacketConn, error) {
+	switch network {
+	case "udp", "udp4", "udp6":
+	default:
+		return nil, fmt.Errorf("tunnel: listen: unsupported network %q", network)
+	}
+	if t.tnet == nil {
+		return net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+	}
+	pc, err := t.tnet.ListenUDPAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: listen on %v: %w", addr, err)
+	}
+	return pc, nil
+}
