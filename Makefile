@@ -7,7 +7,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 APT_PKGS := iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
 
-.PHONY: all build deps test test-short fuzz bench bench-cni cni-ref bench-dns demo lint clean
+.PHONY: all build deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
 
 all: build
 
@@ -58,6 +58,15 @@ bench-cni: deps build cni-ref
 # proxy) under dnsperf: node names and cached forwarded names.
 bench-dns: deps build
 	./bin/hepto-lab dns-bench
+
+# bench-nat times paths between homes per NAT pairing, recovery after a
+# renumbering, direct and relayed throughput, and idle traffic per peer.
+bench-nat: deps build
+	./bin/hepto-lab nat-bench
+
+# bench-idle: CPU and memory of idle daemons with 10 peers each.
+bench-idle: deps build
+	./bin/hepto-lab idle-bench
 
 # demo: an anchor and three homes behind NAT boxes, until Ctrl-C.
 demo: deps build
