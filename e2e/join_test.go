@@ -42,11 +42,12 @@ func TestHomesJoinRestartAndStop(t *testing.T) {
 	}
 
 	t.Run("status json", func(t *testing.T) {
+		na.waitPath(30*time.Second, "home-b", "direct")
 		_, raw, err := na.status()
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkStatusJSON(t, raw, "home-a", "demo", map[string]string{"anchor": "direct", "home-b": "relay"})
+		checkStatusJSON(t, raw, "home-a", "demo", map[string]string{"anchor": "direct", "home-b": "direct"})
 		st, _, _ := na.status()
 		if p, _ := peer(st, "anchor"); p.Endpoint != a.Host.IPv4.String()+":51820" {
 			t.Errorf("anchor endpoint %q", p.Endpoint)
