@@ -139,3 +139,20 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 		t.Fatal(err)
 	}
 }
+
+// homes is an anchor and two homes, each behind its own NAT box, that
+// joined through it.
+type homes struct {
+	anchor, a, b *node
+	homeA, homeB *lab.Home
+}
+
+func (w *world) twoHomes(nameA string, natA lab.NAT, nameB string, natB lab.NAT) homes {
+	w.t.Helper()
+	h := homes{anchor: w.anchor(w.anchorName, w.publicHost(w.anchorName))}
+	h.homeA = w.home(nameA, lab.HomeOptions{NAT: natA})
+	h.homeB = w.home(nameB, lab.HomeOptions{NAT: natB})
+	h.a = w.join(nameA, h.homeA.Machines[0], h.anchor)
+	h.b = w.join(nameB, h.homeB.Machines[0], h.anchor)
+	return h
+}

@@ -20,11 +20,8 @@ import (
 // the anchor, and leave nothing behind on SIGTERM.
 func TestHomesJoinRestartAndStop(t *testing.T) {
 	w := newWorld(t)
-	a := w.anchor("anchor", w.publicHost("anchor"))
-	ha := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
-	hb := w.home("home-b", lab.HomeOptions{NAT: lab.EIM})
-	na := w.join("home-a", ha.Machines[0], a)
-	nb := w.join("home-b", hb.Machines[0], a)
+	h := w.twoHomes("home-a", lab.EIM, "home-b", lab.EIM)
+	a, na, nb := h.anchor, h.a, h.b
 
 	stA := na.waitConnected(60*time.Second, "anchor", "home-b")
 	stB := nb.waitConnected(60*time.Second, "anchor", "home-a")

@@ -47,15 +47,12 @@ func endpointIP(t *testing.T, ep string) netip.Addr {
 // inbound packets connect directly, each to the other's public address;
 // the link outlives the anchor.
 func TestDirectBetweenHomes(t *testing.T) {
-	w := newWorld(t)
-	a := w.anchor("anchor", w.publicHost("anchor"))
-	ha := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
-	hb := w.home("home-b", lab.HomeOptions{NAT: lab.EIM})
-	na := w.join("home-a", ha.Machines[0], a)
 	start := time.Now()
-	nb := w.join("home-b", hb.Machines[0], a)
+	w := newWorld(t)
+	h := w.twoHomes("home-a", lab.EIM, "home-b", lab.EIM)
+	a, na, nb, ha, hb := h.anchor, h.a, h.b, h.homeA, h.homeB
 	pa := na.waitPath(30*time.Second, "home-b", "direct")
-	t.Logf("home-a → home-b direct %s after home-b started", time.Since(start).Round(10*time.Millisecond))
+	t.Logf("home-a → home-b direct %s after the lab was made", time.Since(start).Round(10*time.Millisecond))
 	pb := nb.waitPath(10*time.Second, "home-a", "direct")
 	if got := endpointIP(t, pa.Endpoint); got != hb.PublicIP {
 		t.Errorf("home-a's endpoint for home-b is %v, want home-b's public address %v", got, hb.PublicIP)
@@ -97,12 +94,8 @@ func TestDirectOnLAN(t *testing.T) {
 // A home behind a symmetric NAT reaches another through TURN on the
 // anchor, WireGuard still end to end.
 func TestRelayForSymmetricNAT(t *testing.T) {
-	w := newWorld(t)
-	a := w.anchor("anchor", w.publicHost("anchor"))
-	hs := w.home("home-sym", lab.HomeOptions{NAT: lab.Symmetric})
-	he := w.home("home-eim", lab.HomeOptions{NAT: lab.EIM})
-	ns := w.join("home-sym", hs.Machines[0], a)
-	ne := w.join("home-eim", he.Machines[0], a)
+	h := newWorld(t).twoHomes("home-sym", lab.Symmetric, "home-eim", lab.EIM)
+	a, ns, ne, he := h.anchor, h.a, h.b, h.homeB
 	p := ns.waitPath(40*time.Second, "home-eim", "relay")
 	ne.waitPath(10*time.Second, "home-sym", "relay")
 	if ip := endpointIP(t, p.Endpoint); ip != he.PublicIP && ip != a.Host.IPv4 {
@@ -120,11 +113,8 @@ func TestRelayForSymmetricNAT(t *testing.T) {
 // links come back, direct again, without a restart.
 func TestRecoverAfterRenumbering(t *testing.T) {
 	w := newWorld(t)
-	a := w.anchor("anchor", w.publicHost("anchor"))
-	ha := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
-	hb := w.home("home-b", lab.HomeOptions{NAT: lab.EIM})
-	na := w.join("home-a", ha.Machines[0], a)
-	nb := w.join("home-b", hb.Machines[0], a)
+	h := w.twoHomes("home-a", lab.EIM, "home-b", lab.EIM)
+	na, nb, ha := h.a, h.b, h.homeA
 	na.waitPath(30*time.Second, "home-b", "direct")
 	stB, _, _ := nb.status()
 
@@ -163,12 +153,8 @@ func (n *node) waitPathOnce(peerName string) localapi.PeerStatus {
 // A relayed pair goes direct once the symmetric NAT becomes
 // endpoint-independent.
 func TestRelayUpgradesToDirect(t *testing.T) {
-	w := newWorld(t)
-	a := w.anchor("anchor", w.publicHost("anchor"))
-	hs := w.home("home-sym", lab.HomeOptions{NAT: lab.Symmetric})
-	he := w.home("home-eim", lab.HomeOptions{NAT: lab.EIM})
-	ns := w.join("home-sym", hs.Machines[0], a)
-	w.join("home-eim", he.Machines[0], a)
+	h := newWorld(t).twoHomes("home-sym", lab.Symmetric, "home-eim", lab.EIM)
+	ns, hs := h.a, h.homeA
 	ns.waitPath(40*time.Second, "home-eim", "relay")
 	if err := hs.SetNAT(lab.EIM); err != nil {
 		t.Fatal(err)
