@@ -169,7 +169,7 @@ func podRules(tun string, own, cluster []netip.Prefix) (func(), error) {
 			ipt.NewChain("nat", podNATChain),
 			ipt.Append("nat", podNATChain, "-o", tun, "-j", "RETURN"),
 			ipt.Append("nat", podNATChain, "-d", all.String(), "-j", "RETURN"),
-			ipt.Append("nat", podNATChain, "-j", "RETURN"),
+			ipt.Append("nat", podNATChain, "-j", "MASQUERADE"),
 			ipt.Append("nat", "POSTROUTING", natJump(p)...),
 			ipt.NewChain("filter", podFilterChain),
 			ipt.Append("filter", podFilterChain, "-s", all.String(), "-j", "ACCEPT"),

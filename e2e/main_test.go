@@ -10,28 +10,45 @@ import (
 	"testing"
 )
 
-// heptoBin is the binary under test: $HEPTO_BIN, or one built for the run.
-var heptoBin string
+var (
+	// heptoBin is the binary under test: $HEPTO_BIN, or one built for the run.
+	heptoBin string
+	// cniBin is the CNI plugin under test: $HEPTO_CNI_BIN, or one built for the run.
+	cniBin string
+	// binDir holds what the run builds.
+	binDir string
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
-	heptoBin = os.Getenv("HEPTO_BIN")
-	if heptoBin == "" && os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "hepto-e2e-")
-		if err != nil {
+	heptoBin, cniBin = os.Getenv("HEPTO_BIN"), os.Getenv("HEPTO_CNI_BIN")
+	if os.Geteuid() == 0 {
+		var err error
+		if binDir, err = os.MkdirTemp("", "hepto-e2e-"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		heptoBin = filepath.Join(dir, "hepto")
-		build := exec.Command("go", "build", "-o", heptoBin, "../cmd/hepto")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build hepto:", err)
-			return 1
+		defer os.RemoveAll(binDir)
+		for _, b := range []struct {
+			bin       *string
+			name, pkg string
+		}{
+			{&heptoBin, "hepto", "../cmd/hepto"},
+			{&cniBin, "hepto-cni", "../cmd/hepto-cni"},
+		} {
+			if *b.bin != "" {
+				continue
+			}
+			*b.bin = filepath.Join(binDir, b.name)
+			build := exec.Command("go", "build", "-o", *b.bin, b.pkg)
+			build.Stdout, build.Stderr = os.Stderr, os.Stderr
+			if err := build.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n", b.name, err)
+				return 1
+			}
 		}
 	}
 	return m.Run()

@@ -37,6 +37,7 @@ type Node struct {
 	Name  string
 	Host  *lab.Host
 	State string // state directory
+	CNI   string // where the daemon writes its CNI configuration
 	Log   string // log of the current run
 	Proc  *lab.Proc
 	c     *Cluster
@@ -45,7 +46,7 @@ type Node struct {
 
 // Node describes a node without starting anything.
 func (c *Cluster) Node(name string, h *lab.Host) *Node {
-	return &Node{Name: name, Host: h, State: filepath.Join(c.Dir, name, "state"), c: c}
+	return &Node{Name: name, Host: h, State: filepath.Join(c.Dir, name, "state"), CNI: filepath.Join(c.Dir, name, "cni"), c: c}
 }
 
 // Anchor makes the cluster on a public host (UDP port 51820) and starts it.
@@ -96,7 +97,7 @@ func (n *Node) Start(flags ...string) error {
 func (n *Node) StartAs(prefix []string, flags ...string) error {
 	n.runs++
 	n.Log = filepath.Join(n.c.Dir, n.Name, fmt.Sprintf("run%d.log", n.runs))
-	argv := append(append(append([]string{}, prefix...), n.c.Bin, "run", "--state", n.State, "--log-level", "debug"), flags...)
+	argv := append(append(append([]string{}, prefix...), n.c.Bin, "run", "--state", n.State, "--cni-conf-dir", n.CNI, "--log-level", "debug"), flags...)
 	p, err := n.Host.Start(n.c.ctx, n.Log, argv[0], argv[1:]...)
 	if err != nil {
 		return err
