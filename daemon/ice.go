@@ -405,11 +405,10 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 			l.tx = s.TxBytes
 			busyAndSilent := l.txAt.After(l.rxAt) && now.Sub(l.rxAt) > silentWhileBusy
 			silent := w.idle && now.Sub(l.rxAt) > silentIdle
-			if (!busyAndSilent && !silent) || l.probing {
+			if !busyAndSilent && !silent {
 				continue
 			}
-			l.probing = true
-			go func(name string, ip netip.Addr, l *seen) {
+			go func(name string, ip netip.Addr) {
 				pctx, cancel := context.WithTimeout(ctx, time.Second)
 				_, err := d.tun.Ping(pctx, ip)
 				cancel()
@@ -419,10 +418,9 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 				if mgr != nil && ctx.Err() == nil {
 					mgr.Restart(name)
 				}
-			}(w.name, w.ip, l)
+			}(w.name, w.ip)
 			// Let the probe and the restart run before looking again.
 			l.rxAt, l.txAt = now, now
-			l.probing = false
 		}
 	}
 }

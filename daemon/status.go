@@ -40,18 +40,19 @@ func (d *Daemon) status() (localapi.Status, error) {
 			continue
 		}
 		p := localapi.PeerStatus{Name: n.Name, OverlayIPs: strs(n.OverlayIPs), Path: "direct"}
-		s, direct := byKey[n.PublicKey]
+		s := byKey[n.PublicKey]
 		path, own := paths[n.Name]
-		if own && path.Relay {
-			p.Path, p.Via = "relay", "turn"
-		}
-		if !own && !n.IsAnchor() && !d.isAnchor() {
-			direct = false
-		}
-		if !direct && haveRelay {
+		// Anchors reach everyone, and everyone reaches anchors, on their own
+		// link; two homes have one once ICE found it.
+		ownLink := own || n.IsAnchor() || d.isAnchor()
+		switch {
+		case !ownLink && haveRelay:
 			// Reached through the relay anchor: report that link.
 			s, p.Path, p.Via = byKey[relay.PublicKey], "relay", relay.Name
-		} else {
+		case own && path.Relay:
+			p.Path, p.Via = "relay", "turn"
+			fallthrough
+		default:
 			p.RxBytes, p.TxBytes = s.RxBytes, s.TxBytes
 		}
 		if s.Endpoint.IsValid() {

@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/hepto-net/hepto/key"
+	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/nat"
+	"github.com/hepto-net/hepto/tunnel"
+)
+
+func testMembership(t *testing.T) (membership.Membership, map[string]membership.Node) {
+	t.Helper()
+	c, _, err := membership.NewCluster("demo", membership.Networks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := membership.Membership{Cluster: "demo", Version: 1}
+	nodes := map[string]membership.Node{}
+	for i, name := range []string{"anchor", "home-a", "home-b", "home-c"} {
+		k, _ := key.NewPrivate()
+		n, err := membership.NewNode(c.Networks, i+1, name, k.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "anchor" {
+			n.Roles, n.Endpoint = []string{membership.RoleAnchor}, "203.0.113.1:51820"
+		}
+		m.Nodes = append(m.Nodes, n)
+		nodes[name] = n
+	}
+	return m, nodes
+}
+
+func peerOf(peers []tunnel.Peer, k key.Public) (tunnel.Peer, bool) {
+	for _, p := range peers {
+		if p.PublicKey == k {
+			return p, true
+		}
+	}
+	return tunnel.Peer{}, false
+}
+
+func resolveLiteral(ep string) netip.AddrPort { return netip.MustParseAddrPort(ep) }
+
+func TestWantPeers(t *testing.T) {
+	m, n := testMembership(t)
+	b := netip.MustParseAddrPort("198.51.100.2:40000")
+	paths := map[string]nat.Path{"home-b": {Up: true, Remote: b}}
+	peers := wantPeers(m, n["home-a"], paths, resolveLiteral)
+	if len(peers) != 3 {
+		t.Fatalf("home-a has %d peers, want every other node", len(peers))
+	}
+	anchor, _ := peerOf(peers, n["anchor"].PublicKey)
+	if anchor.Endpoint.String() != "203.0.113.1:51820" || anchor.Keepalive != Keepalive {
+		t.Errorf("anchor peer %+v", anchor)
+	}
+	// home-c has no path of its own: its prefixes go to the anchor.
+	for _, p := range n["home-c"].Prefixes() {
+		if !slices.Contains(anchor.AllowedIPs, p) {
+			t.Errorf("home-c's %v not routed through the anchor", p)
+		}
+	}
+	if c, _ := peerOf(peers, n["home-c"].PublicKey); len(c.AllowedIPs) != 0 || c.Endpoint.IsValid() {
+		t.Errorf("home-c without a path has %+v", c)
+	}
+	// home-b has one: its own prefixes, endpoint, and the keepalive on one end only.
+	pb, _ := peerOf(peers, n["home-b"].PublicKey)
+	if pb.Endpoint != b || !slices.Equal(pb.AllowedIPs, n["home-b"].Prefixes()) {
+		t.Errorf("home-b peer %+v", pb)
+	}
+	for _, p := range n["home-b"].Prefixes() {
+		if slices.Contains(anchor.AllowedIPs, p) {
+			t.Errorf("home-b's %v still routed through the anchor", p)
+		}
+	}
+	back := wantPeers(m, n["home-b"], map[string]nat.Path{"home-a": {Up: true, Remote: b}}, resolveLiteral)
+	pa, _ := peerOf(back, n["home-a"].PublicKey)
+	if (pb.Keepalive == 0) == (pa.Keepalive == 0) {
+		t.Errorf("keepalives on both ends or neither: %v %v", pb.Keepalive, pa.Keepalive)
+	}
+
+	// An anchor peers with every node, on its own link, with no keepalive.
+	for _, p := range wantPeers(m, n["anchor"], nil, resolveLiteral) {
+		if p.Keepalive != 0 || len(p.AllowedIPs) != 4 {
+			t.Errorf("anchor's peer %+v", p)
+		}
+	}
+}
+
+func TestICEPeers(t *testing.T) {
+	m, n := testMembership(t)
+	ps := icePeers(m, n["home-a"])
+	if len(ps) != 2 {
+		t.Fatalf("ICE with %v, want the two other homes", ps)
+	}
+	for _, p := range ps {
+		other := icePeers(m, n[p.Name])
+		for _, q := range other {
+			if q.Name == "home-a" && q.Controlling == p.Controlling {
+				t.Errorf("%s and home-a both control: %v", p.Name, p.Controlling)
+			}
+		}
+	}
+}
