@@ -162,7 +162,8 @@ func stockPath(ctx context.Context, l *lab.Lab, dir, stock string, left, right *
 		e.proc = p
 	}
 	for _, e := range ends {
-		err := cluster.Eventually(10*time.Second, func() error {
+		// wg(8) needs wireguard-go's control socket, made once it is up.
+		err := cluster.Eventually(30*time.Second, func() error {
 			_, err := e.h.Run(ctx, "wg", "set", e.ifc, "private-key", e.key, "listen-port", "51899",
 				"peer", e.other.pub, "allowed-ips", e.other.ip+"/32", "endpoint", e.other.h.IPv4.String()+":51899")
 			return err
