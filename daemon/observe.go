@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hepto-net/hepto/control"
@@ -15,46 +14,6 @@ import (
 	"github.com/hepto-net/hepto/metrics"
 	"github.com/hepto-net/hepto/nat"
 )
-
-// DefaultRTTInterval is how often each link's round-trip time is measured:
-// one small ICMP echo through the tunnel (108 bytes each way on the wire).
-// It also stands in for a WireGuard keepalive, which is only sent on a
-// link that carried nothing else.
-const DefaultRTTInterval = 60 * time.Second
-
-// measureRTT pings every peer's overlay address at the RTT interval.
-func (d *Daemon) measureRTT(ctx context.Context) error {
-	if d.cfg.RTTInterval <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(5 * time.Second) // once links are up
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		d.mu.Lock()
-		m := d.members
-		d.mu.Unlock()
-		var wg sync.WaitGroup
-		for _, n := range m.Nodes {
-			if n.Name == d.self.Name {
-				continue
-			}
-			wg.Add(1)
-			go func(name string, ip netip.Addr) {
-				defer wg.Done()
-				if rtt, err := d.ping(ctx, ip); err == nil {
-					d.recordRTT(name, rtt)
-				}
-			}(n.Name, n.OverlayIPs[0])
-		}
-		wg.Wait()
-		timer.Reset(d.cfg.RTTInterval)
-	}
-}
 
 func (d *Daemon) ping(ctx context.Context, ip netip.Addr) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
@@ -102,6 +103,31 @@ func TestICEPeers(t *testing.T) {
 			if q.Name == "home-a" && q.Controlling == p.Controlling {
 				t.Errorf("%s and home-a both control: %v", p.Name, p.Controlling)
 			}
+		}
+	}
+}
+
+func TestRTTPacket(t *testing.T) {
+	b := rttPacket(rttProbe, 7, 1234*time.Microsecond)
+	kind, seq, prev, ok := parseRTTPacket(b)
+	if !ok || kind != rttProbe || seq != 7 || prev != 1234*time.Microsecond {
+		t.Fatalf("round trip: %v %v %v %v", kind, seq, prev, ok)
+	}
+	for _, bad := range [][]byte{nil, b[:15], append(append([]byte{}, b...), 0), []byte("hRTX" + string(b[4:])), rttPacket(9, 1, 0)} {
+		if _, _, _, ok := parseRTTPacket(bad); ok {
+			t.Errorf("accepted %x", bad)
+		}
+	}
+}
+
+func TestRTTChanged(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		prev, now time.Duration
+		want      bool
+	}{{0, ms, true}, {ms, ms + 500*time.Microsecond, false}, {ms, 51 * ms, true}, {51 * ms, ms, true}, {50 * ms, 60 * ms, false}} {
+		if got := changed(c.prev, c.now); got != c.want {
+			t.Errorf("changed(%v, %v) = %v", c.prev, c.now, got)
 		}
 	}
 }

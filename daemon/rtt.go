@@ -1,0 +1,204 @@
+package daemon
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hepto-net/hepto/control"
+)
+
+// DefaultRTTInterval is how often each link's round-trip time is measured.
+const DefaultRTTInterval = 60 * time.Second
+
+// Round trips are measured by one end of each pair only, the one with the
+// greater WireGuard key: a 16-byte UDP probe to the other's control port,
+// answered at once, 108 bytes each way on the wire. The probe carries the
+// prober's previous measurement, so the other end learns the link's RTT
+// without an exchange of its own: one exchange a pair per interval, no more
+// than the keepalives it also stands in for.
+const (
+	rttMagic   = "hRTT"
+	rttProbe   = 1
+	rttReply   = 2
+	rttSize    = 16
+	rttTimeout = 2 * time.Second
+)
+
+// rttPacket is magic, kind, 3 zero bytes, sequence, previous RTT in µs.
+func rttPacket(kind byte, seq uint32, prev time.Duration) []byte {
+	b := make([]byte, rttSize)
+	copy(b, rttMagic)
+	b[4] = kind
+	binary.BigEndian.PutUint32(b[8:], seq)
+	binary.BigEndian.PutUint32(b[12:], uint32(min(prev.Microseconds(), 1<<32-1)))
+	return b
+}
+
+func parseRTTPacket(b []byte) (kind byte, seq uint32, prev time.Duration, ok bool) {
+	if len(b) != rttSize || string(b[:4]) != rttMagic || (b[4] != rttProbe && b[4] != rttReply) {
+		return 0, 0, 0, false
+	}
+	return b[4], binary.BigEndian.Uint32(b[8:]), time.Duration(binary.BigEndian.Uint32(b[12:])) * time.Microsecond, true
+}
+
+// rttProber waits for replies to its probes.
+type rttProber struct {
+	mu      sync.Mutex
+	seq     uint32
+	waiting map[uint32]chan struct{}
+}
+
+// measureRTT answers probes on each overlay address and, every interval,
+// probes the peers this node measures.
+func (d *Daemon) measureRTT(ctx context.Context) error {
+	if d.cfg.RTTInterval <= 0 {
+		return nil
+	}
+	pr := &rttProber{waiting: map[uint32]chan struct{}{}}
+	var conns []net.PacketConn
+	for _, ip := range d.self.OverlayIPs {
+		pc, err := d.tun.ListenPacket("udp", netip.AddrPortFrom(ip, control.Port))
+		if err != nil {
+			return err
+		}
+		conns = append(conns, pc)
+		go d.answerRTT(pc, pr)
+	}
+	defer func() {
+		for _, pc := range conns {
+			pc.Close()
+		}
+	}()
+	timer := time.NewTimer(5 * time.Second) // once links are up
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		d.probeRTT(ctx, conns[0], pr)
+		timer.Reset(d.cfg.RTTInterval)
+	}
+}
+
+// probeRTT measures the links this node measures, all at once.
+func (d *Daemon) probeRTT(ctx context.Context, pc net.PacketConn, pr *rttProber) {
+	d.mu.Lock()
+	m := d.members
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range m.Nodes {
+		if n.Name == d.self.Name || !n.PublicKey.Less(d.self.PublicKey) {
+			continue
+		}
+		wg.Add(1)
+		go func(name string, ip netip.Addr) {
+			defer wg.Done()
+			d.mu.Lock()
+			prev := d.rtt[name]
+			d.mu.Unlock()
+			rtt, ok := d.probeOnce(ctx, pc, pr, ip, prev)
+			if !ok {
+				return
+			}
+			d.recordRTT(name, rtt)
+			if changed(prev, rtt) {
+				// Tell the other end now rather than an interval later.
+				if again, ok := d.probeOnce(ctx, pc, pr, ip, rtt); ok {
+					d.recordRTT(name, again)
+				}
+			}
+		}(n.Name, n.OverlayIPs[0])
+	}
+	wg.Wait()
+}
+
+// probeOnce sends one probe carrying prev and waits for its reply.
+func (d *Daemon) probeOnce(ctx context.Context, pc net.PacketConn, pr *rttProber, ip netip.Addr, prev time.Duration) (time.Duration, bool) {
+	pr.mu.Lock()
+	pr.seq++
+	seq, done := pr.seq, make(chan struct{})
+	pr.waiting[seq] = done
+	pr.mu.Unlock()
+	defer func() {
+		pr.mu.Lock()
+		delete(pr.waiting, seq)
+		pr.mu.Unlock()
+	}()
+	start := time.Now()
+	if _, err := pc.WriteTo(rttPacket(rttProbe, seq, prev), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, control.Port))); err != nil {
+		return 0, false
+	}
+	select {
+	case <-done:
+		return time.Since(start), true
+	case <-time.After(rttTimeout):
+	case <-ctx.Done():
+	}
+	return 0, false
+}
+
+// changed tells a new RTT worth passing on at once: half as much again or
+// less, beyond a millisecond of jitter.
+func changed(prev, now time.Duration) bool {
+	if prev == 0 {
+		return true
+	}
+	return now > prev*3/2+time.Millisecond || now < prev*2/3-time.Millisecond
+}
+
+// answerRTT answers probes, keeps what they tell, and hands replies to the
+// prober.
+func (d *Daemon) answerRTT(pc net.PacketConn, pr *rttProber) {
+	buf := make([]byte, 64)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		kind, seq, prev, ok := parseRTTPacket(buf[:n])
+		if !ok {
+			continue
+		}
+		switch kind {
+		case rttReply:
+			pr.mu.Lock()
+			if done, ok := pr.waiting[seq]; ok {
+				close(done)
+				delete(pr.waiting, seq)
+			}
+			pr.mu.Unlock()
+		case rttProbe:
+			pc.WriteTo(rttPacket(rttReply, seq, 0), from)
+			if name, ok := d.nodeAt(from); ok && prev > 0 {
+				d.recordRTT(name, prev)
+			}
+		}
+	}
+}
+
+// nodeAt names the member with that overlay address.
+func (d *Daemon) nodeAt(a net.Addr) (string, bool) {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return "", false
+	}
+	ip := ua.AddrPort().Addr().Unmap()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range d.members.Nodes {
+		if containsAddr(n.OverlayIPs, ip) {
+			return n.Name, true
+		}
+	}
+	return "", false
+}
