@@ -98,6 +98,16 @@ func demo(cmd *cobra.Command, bin string, exit bool) error {
 			return err
 		}
 	}
+	step("waiting for the homes' own paths: direct through EIM boxes, TURN relay for the symmetric one")
+	for _, a := range nodes[1:] {
+		for _, b := range nodes[1:] {
+			if a != b {
+				if _, err := pathWait(a, b.Name, 60*time.Second, "direct", "relay"); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	for _, n := range nodes {
 		st, err := n.Hepto("status")
 		if err != nil {
