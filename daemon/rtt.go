@@ -13,7 +13,7 @@ import (
 )
 
 // DefaultRTTInterval is how often each link's round-trip time is measured.
-const DefaultRTTInterval = 60 * time.Second
+const DefaultRTTInterval = 90 * time.Second
 
 // Round trips are measured by one end of each pair only, the one with the
 // greater WireGuard key: a 16-byte UDP probe to the other's control port,

@@ -358,7 +358,7 @@ func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idl
 		box  *lab.Host
 		ip   string
 	}{
-		{"home A ↔ home B (direct, RTT every minute)", homes["home-a"].Box, homes["home-b"].PublicIP.String()},
+		{"home A ↔ home B (direct, RTT every 90 s)", homes["home-a"].Box, homes["home-b"].PublicIP.String()},
 		{"home D ↔ home E (direct, --rtt-interval 0)", homes["home-d"].Box, homes["home-e"].PublicIP.String()},
 		{"home A ↔ anchor", homes["home-a"].Box, n.anchor.Host.IPv4.String()},
 	}
