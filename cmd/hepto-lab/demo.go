@@ -131,6 +131,13 @@ func demo(cmd *cobra.Command, bin string, exit bool) error {
 			fmt.Fprintf(out, "%s → %s (%s): %s\n", n.Name, to.Name, ip, summary)
 		}
 	}
+	for _, to := range []string{"home-b", "home-c"} {
+		res, err := nodes[1].Hepto("ping", "-c", "2", to)
+		if err != nil {
+			res = "FAILED: " + err.Error() + "\n"
+		}
+		fmt.Fprintf(out, "\n$ hepto ping -c 2 %s    # on home-a\n%s", to, res)
+	}
 	fmt.Fprintf(out, "\nLogs and state directories are under %s.\n", dir)
 	fmt.Fprintf(out, "Look around, for instance:\n  ip netns exec %s %s status --state %s\n", hosts["home-a"].Netns, bin, nodes[1].State)
 	if exit {
