@@ -59,12 +59,11 @@ type Daemon struct {
 	tun     *tunnel.Tunnel
 	dns     dnsState
 
-	mu          sync.Mutex
-	members     membership.Membership
-	signedM     membership.Signed
-	tokens      *tokenBook // anchors only
-	applyMu     sync.Mutex // serializes tunnel reconfiguration
-	membersSeen chan struct{}
+	mu      sync.Mutex
+	members membership.Membership
+	signedM membership.Signed
+	tokens  *tokenBook // anchors only
+	applyMu sync.Mutex // serializes tunnel reconfiguration
 
 	// NAT traversal (non-anchors), under mu but natConn.
 	natConn     atomic.Pointer[nat.PacketConn]
@@ -108,7 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 // nothing is rewritten.
 func load(cfg Config) (*Daemon, error) {
 	st := state.Dir(cfg.State)
-	d := &Daemon{cfg: cfg, log: cfg.Logger, st: st, membersSeen: make(chan struct{}, 1),
+	d := &Daemon{cfg: cfg, log: cfg.Logger, st: st,
 		paths: map[string]nat.Path{}, pathChanges: map[string]int{}, rtt: map[string]time.Duration{}}
 	d.metrics = metrics.New(d.metricPeers)
 	if err := st.Read(state.ClusterFile, &d.cluster); err != nil {
