@@ -112,11 +112,6 @@ func (m *Metrics) ObserveRTT(peer string, d time.Duration) {
 	m.rtt.WithLabelValues(peer).Observe(d.Seconds())
 }
 
-// ForgetPeer drops a peer that left the cluster.
-func (m *Metrics) ForgetPeer(peer string) {
-	m.rtt.DeleteLabelValues(peer)
-}
-
 // Serve serves /metrics on addr until ctx is done.
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()

@@ -386,16 +386,6 @@ func (m *Manager) retryLater(p *peerState, probe bool) {
 	})
 }
 
-// Path is a peer's current path.
-func (m *Manager) Path(peer string) Path {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if p, ok := m.peers[peer]; ok {
-		return p.path
-	}
-	return Path{}
-}
-
 func (p *peerState) sessionByID(id uint64) *session {
 	for _, s := range []*session{p.cur, p.probe} {
 		if s != nil && s.id == id {
