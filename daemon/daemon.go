@@ -189,6 +189,11 @@ func (d *Daemon) serve(ctx context.Context) error {
 			return err
 		}
 		defer stopPods()
+		if stop, err := overlayRules([]netip.Prefix{d.cluster.Networks.OverlayV4, d.cluster.Networks.OverlayV6}); err != nil {
+			d.log.Warn("no firewall for the overlay addresses: a LAN neighbour could reach them without WireGuard", "err", err)
+		} else {
+			defer stop()
+		}
 	}
 	d.log.Info("node up", "name", d.self.Name, "cluster", d.cluster.Name, "overlay", d.self.OverlayIPs,
 		"port", tun.ListenPort(), "anchor", d.isAnchor(), "members", len(d.members.Nodes))

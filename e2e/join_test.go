@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -152,5 +154,31 @@ func checkIPs(t *testing.T, what string, v any) {
 	b, err2 := netip.ParseAddr(fmt.Sprint(ips[1]))
 	if err1 != nil || err2 != nil || !a.Is4() || !b.Is6() {
 		t.Errorf("%s: %v", what, v)
+	}
+}
+
+// A neighbour on a home's LAN that routes to the node's overlay address
+// does not reach it: only WireGuard does.
+func TestOverlayClosedToTheLAN(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	home := w.home("home", lab.HomeOptions{NAT: lab.EIM, Machines: 2})
+	n := w.join("node", home.Machines[0], a)
+	st := n.waitConnected(60*time.Second, "anchor")
+	neighbour := home.Machines[1]
+	overlay := st.OverlayIPs[0]
+	if _, err := neighbour.Run(w.ctx, "ip", "route", "add", overlay+"/32", "via", home.Machines[0].IPv4.String()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 3*time.Second)
+	defer cancel()
+	if c, err := neighbour.DialContext(ctx, "tcp", net.JoinHostPort(overlay, "51821")); err == nil {
+		c.Close()
+		t.Fatal("the LAN neighbour reached the control port on the overlay address")
+	}
+	// Through WireGuard it is open.
+	ast, _, _ := a.status()
+	if err := a.ping(overlay, 10*time.Second); err != nil {
+		t.Fatalf("anchor → node over the overlay: %v (anchor %v)", err, ast.OverlayIPs)
 	}
 }
