@@ -163,3 +163,19 @@ func TestRelayUpgradesToDirect(t *testing.T) {
 	ns.waitPath(60*time.Second, "home-eim", "direct")
 	t.Logf("direct %s after the NAT became endpoint-independent", time.Since(start).Round(100*time.Millisecond))
 }
+
+// Two homes with global IPv6 behind stateful firewalls (no NAT for IPv6)
+// connect directly over IPv6.
+func TestDirectOverIPv6(t *testing.T) {
+	w := newWorld(t)
+	a := w.anchor("anchor", w.publicHost("anchor"))
+	ha := w.home("home-a", lab.HomeOptions{NAT: lab.Symmetric, IPv6: true})
+	hb := w.home("home-b", lab.HomeOptions{NAT: lab.Symmetric, IPv6: true})
+	na := w.join("home-a", ha.Machines[0], a)
+	w.join("home-b", hb.Machines[0], a)
+	// Over IPv4 both boxes are symmetric: only IPv6 can give a direct path.
+	p := na.waitPath(40*time.Second, "home-b", "direct")
+	if ip := endpointIP(t, p.Endpoint); ip != hb.Machines[0].IPv6 {
+		t.Fatalf("endpoint %s, want home-b's IPv6 address %s", p.Endpoint, hb.Machines[0].IPv6)
+	}
+}
