@@ -1,0 +1,138 @@
+package daemon
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Path monitoring: a path that stops answering while we send is lost; so
+// is, for the end that receives the keepalives (the controlled one), a path
+// silent for longer than two of them.
+const (
+	monitorInterval = time.Second
+	silentWhileBusy = 3 * time.Second
+	silentIdle      = 2*Keepalive + 10*time.Second
+	keepaliveBytes  = 32 // a WireGuard keepalive message
+)
+
+// monitorPaths restarts ICE for a direct path that stopped answering.
+func (d *Daemon) monitorPaths(ctx context.Context) {
+	type seen struct {
+		rx, tx     uint64
+		rxAt, txAt time.Time
+		probing    bool
+	}
+	last := map[string]*seen{}
+	tick := time.NewTicker(monitorInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		idle := len(d.paths) == 0
+		d.mu.Unlock()
+		if idle {
+			continue
+		}
+		stats, err := d.tun.Stats()
+		if err != nil {
+			continue
+		}
+		d.mu.Lock()
+		mgr := d.nat
+		type watched struct {
+			name string
+			ip   netip.Addr
+			idle bool // keepalives come from the other end
+		}
+		byKey := map[string]watched{}
+		for _, n := range d.members.Nodes {
+			if _, up := d.paths[n.Name]; up {
+				byKey[n.PublicKey.String()] = watched{n.Name, n.OverlayIPs[0], d.self.PublicKey.Less(n.PublicKey)}
+			}
+		}
+		d.mu.Unlock()
+		now := time.Now()
+		for _, s := range stats {
+			w, ok := byKey[s.PublicKey.String()]
+			if !ok {
+				delete(last, s.PublicKey.String())
+				continue
+			}
+			l := last[w.name]
+			if l == nil {
+				l = &seen{rx: s.RxBytes, tx: s.TxBytes, rxAt: now, txAt: now}
+				last[w.name] = l
+			}
+			if s.RxBytes != l.rx {
+				l.rx, l.rxAt = s.RxBytes, now
+			}
+			// A keepalive (32 bytes) is not traffic: WireGuard sends one
+			// 10 s after receiving anything, and would keep us probing.
+			if s.TxBytes > l.tx+keepaliveBytes {
+				l.txAt = now
+			}
+			l.tx = s.TxBytes
+			busyAndSilent := l.txAt.After(l.rxAt) && now.Sub(l.rxAt) > silentWhileBusy
+			silent := w.idle && now.Sub(l.rxAt) > silentIdle
+			if !busyAndSilent && !silent {
+				continue
+			}
+			go func(name string, ip netip.Addr) {
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				_, err := d.tun.Ping(pctx, ip)
+				cancel()
+				if err == nil {
+					return // alive after all; its answer shows in rx
+				}
+				if mgr != nil && ctx.Err() == nil {
+					mgr.Restart(name)
+				}
+			}(w.name, w.ip)
+			// Let the probe and the restart run before looking again.
+			l.rxAt, l.txAt = now, now
+		}
+	}
+}
+
+// watchAddresses restarts ICE when one of the host's addresses changes.
+func (d *Daemon) watchAddresses(ctx context.Context) {
+	updates := make(chan netlink.AddrUpdate, 16)
+	done := make(chan struct{})
+	go func() { <-ctx.Done(); close(done) }()
+	if err := netlink.AddrSubscribe(updates, done); err != nil {
+		d.log.Debug("no address updates", "err", err)
+		return
+	}
+	var pending <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			a, _ := netip.AddrFromSlice(u.LinkAddress.IP)
+			if a.IsLoopback() || a.IsLinkLocalUnicast() || d.cluster.Networks.OverlayV4.Contains(a.Unmap()) || d.cluster.Networks.OverlayV6.Contains(a) {
+				continue
+			}
+			pending = time.After(time.Second) // addresses come in bursts
+		case <-pending:
+			pending = nil
+			d.mu.Lock()
+			mgr := d.nat
+			d.mu.Unlock()
+			if mgr != nil {
+				d.log.Info("local addresses changed: restarting ICE")
+				mgr.RestartAll()
+			}
+		}
+	}
+}
