@@ -334,12 +334,29 @@ func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idl
 	if err != nil {
 		return nil, nil, err
 	}
+	// hepto between the two public hosts: the tunnel without NAT boxes.
+	nl, err := n.c.Join("left", left, n.anchor)
+	if err != nil {
+		return nil, nil, err
+	}
+	nr, err := n.c.Join("right", right, n.anchor)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := pathWait(nl, "right", 30*time.Second, "direct"); err != nil {
+		return nil, nil, err
+	}
+	stR, _, err := nr.Status()
+	if err != nil {
+		return nil, nil, err
+	}
 	var results []result
 	for _, c := range []struct {
 		from *lab.Host
 		p    path
 	}{
 		{left, wg},
+		{left, path{name: "hepto, no NAT (public hosts)", target: stR.OverlayIPs[0], procs: []*lab.Proc{nl.Proc, nr.Proc}}},
 		{homes["home-a"].Machines[0], path{name: "hepto direct (EIM–EIM)", target: stB.OverlayIPs[0], procs: []*lab.Proc{nodes["home-a"].Proc, nodes["home-b"].Proc}}},
 		{homes["home-c"].Machines[0], path{name: "hepto relayed (symmetric–EIM)", target: stB.OverlayIPs[0], procs: []*lab.Proc{nodes["home-c"].Proc, nodes["home-b"].Proc}}},
 	} {
