@@ -171,7 +171,7 @@ func (d *Daemon) afterAdmission() {
 func (d *Daemon) push(n membership.Node, s membership.Signed) {
 	url := "http://" + netip.AddrPortFrom(n.OverlayIPs[0], control.Port).String() + control.PathMembership
 	for attempt := 0; attempt < 3; attempt++ {
-		err := postJSON(d.httpClient(5*time.Second), url, s, nil)
+		err := postJSON(context.Background(), d.httpClient(5*time.Second), url, s, nil)
 		if err == nil {
 			return
 		}

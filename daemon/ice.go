@@ -100,14 +100,14 @@ func (d *Daemon) sendICE(ctx context.Context, peer string, msg control.ICEMessag
 	}
 	if haveAnchor {
 		url := "http://" + netip.AddrPortFrom(anchor.OverlayIPs[0], control.Port).String() + control.PathRelayICE
-		err := postJSONContext(ctx, d.httpClient(3*time.Second), url, control.RelayedICE{To: peer, Message: msg})
+		err := postJSON(ctx, d.httpClient(3*time.Second), url, control.RelayedICE{To: peer, Message: msg}, nil)
 		var r *refusal
 		if err == nil || errors.As(err, &r) {
 			return err
 		}
 	}
 	url := "http://" + netip.AddrPortFrom(n.OverlayIPs[0], control.Port).String() + control.PathICE
-	return postJSONContext(ctx, d.httpClient(5*time.Second), url, msg)
+	return postJSON(ctx, d.httpClient(5*time.Second), url, msg, nil)
 }
 
 // handleRelayICE passes a member's ICE message on to its peer (anchors).
@@ -126,7 +126,7 @@ func (d *Daemon) handleRelayICE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	url := "http://" + netip.AddrPortFrom(to.OverlayIPs[0], control.Port).String() + control.PathICE
-	if err := postJSONContext(r.Context(), d.httpClient(3*time.Second), url, rel.Message); err != nil {
+	if err := postJSON(r.Context(), d.httpClient(3*time.Second), url, rel.Message, nil); err != nil {
 		localapi.WriteError(w, http.StatusBadGateway, err)
 		return
 	}

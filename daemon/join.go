@@ -111,7 +111,7 @@ func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership
 	deadline := time.Now().Add(JoinTimeout)
 	for {
 		var resp control.JoinResponse
-		err := postJSON(overlayClient(t, 5*time.Second), url, req, &resp)
+		err := postJSON(ctx, overlayClient(t, 5*time.Second), url, req, &resp)
 		var r *refusal
 		if err == nil || errors.As(err, &r) {
 			return resp, err

@@ -137,18 +137,9 @@ func (d *Daemon) pull(ctx context.Context) error {
 	return err
 }
 
-// postJSON posts in and decodes a 200 reply into out; a refusal becomes
-// the error the other side gave.
-func postJSON(c *http.Client, url string, in, out any) error {
-	return postJSONOut(context.Background(), c, url, in, out)
-}
-
-// postJSONContext posts in and expects no reply body.
-func postJSONContext(ctx context.Context, c *http.Client, url string, in any) error {
-	return postJSONOut(ctx, c, url, in, nil)
-}
-
-func postJSONOut(ctx context.Context, c *http.Client, url string, in, out any) error {
+// postJSON posts in and decodes a 200 reply into out (nil: no reply
+// expected); a refusal becomes the error the other side gave.
+func postJSON(ctx context.Context, c *http.Client, url string, in, out any) error {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return err
