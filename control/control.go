@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
@@ -40,11 +41,6 @@ type JoinResponse struct {
 	Cluster    membership.Signed `json:"cluster"`
 	Node       membership.Signed `json:"node"`
 	Membership membership.Signed `json:"membership"`
-}
-
-// ErrorReply is the body of a refused request.
-type ErrorReply struct {
-	Error string `json:"error"`
 }
 
 // Decode reads one JSON message of at most MaxMessage bytes and rejects
@@ -87,8 +83,19 @@ type RelayedICE struct {
 }
 
 // PathTURN gives a member STUN and TURN servers with fresh credentials:
-// GET → nat.Credentials (anchors).
+// GET → TURNCredentials (anchors).
 const PathTURN = "/v1/turn"
+
+// TURNCredentials let a member use the anchors' TURN servers until they
+// expire. They follow the TURN REST scheme (user "EXPIRY:NAME", password
+// the base64 HMAC-SHA1 of it under a shared secret), which coturn also
+// speaks (use-auth-secret).
+type TURNCredentials struct {
+	URLs     []string  `json:"urls"` // stun: and turn: URIs
+	Username string    `json:"username"`
+	Password string    `json:"password"`
+	Expires  time.Time `json:"expires"`
+}
 
 // ICEMessage is one step of ICE signalling between two nodes. Sessions
 // belong to the controlling node (the greater WireGuard key): it offers a

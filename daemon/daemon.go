@@ -1,6 +1,7 @@
-// Package daemon wires a hepto node together: state on disk, the WireGuard
-// data plane, the membership, the control protocol inside the overlay and
-// the local command socket.
+// Package daemon composes a hepto node: it reads the state directory,
+// opens the tunnel, and runs every other part (mesh, anchor duties, pod
+// networking, DNS, metrics, the control protocol and the local socket) as
+// services under one supervisor.
 package daemon
 
 import (
@@ -9,19 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/mesh"
 	"github.com/hepto-net/hepto/metrics"
-	"github.com/hepto-net/hepto/nat"
+	"github.com/hepto-net/hepto/podnet"
 	"github.com/hepto-net/hepto/state"
+	"github.com/hepto-net/hepto/supervisor"
 	"github.com/hepto-net/hepto/tunnel"
 )
 
@@ -36,48 +37,37 @@ type Config struct {
 	// credentials follow the TURN REST scheme with TURNSecret.
 	STUN, TURN []string
 	TURNSecret string
-	Metrics    string // Prometheus metrics address; empty: none
+	// DirectRetry is the wait before a relayed pair first tries to go
+	// direct (then doubling); 0: the default, 30 s.
+	DirectRetry time.Duration
+	Metrics     string // Prometheus metrics address; empty: none
 	// RTTInterval is the time between round-trip measurements; 0: none.
 	RTTInterval time.Duration
 	DNS         DNSConfig // the node's DNS server; see dns.go
-	CNIConfDir  string    // TUN mode: where the pod network configuration goes ("": not written); see pods.go
+	CNIConfDir  string    // TUN mode: where the pod network configuration goes ("": not written)
 	Logger      *slog.Logger
 }
 
-// DefaultSOCKS5 is where a netstack-mode node offers its proxy.
-const DefaultSOCKS5 = "127.0.0.1:1055"
+// Defaults of `hepto run`.
+const (
+	DefaultSOCKS5      = "127.0.0.1:1055"
+	DefaultRTTInterval = 90 * time.Second
+	DefaultCNIConfDir  = podnet.DefaultCNIConfDir
+)
 
-// Daemon is a running node.
-type Daemon struct {
-	cfg     Config
-	log     *slog.Logger
+// node is what the state directory holds.
+type node struct {
 	st      state.Dir
 	cluster membership.Cluster
 	self    membership.Node
 	priv    key.Private
 	signer  ed25519.PrivateKey // anchors only
-	tun     *tunnel.Tunnel
-	dns     dnsState
-
-	mu      sync.Mutex
-	members membership.Membership
-	signedM membership.Signed
-	tokens  *tokenBook // anchors only
-	applyMu sync.Mutex // serializes tunnel reconfiguration
-
-	// NAT traversal (non-anchors), under mu but natConn.
-	natConn     atomic.Pointer[nat.PacketConn]
-	nat         *nat.Manager
-	paths       map[string]nat.Path // peers with a path of their own
-	pathChanges map[string]int
-	turnCreds   nat.Credentials
-
-	metrics *metrics.Metrics
-	rtt     map[string]time.Duration // last round trip to each peer, under mu
+	store   *membership.Store
 }
 
 // Run starts the node and serves until ctx is done; then it removes what it
-// set up (TUN device, routes, socket) and returns nil.
+// set up (TUN device, routes, socket) and returns nil. A part that cannot
+// start, or the tunnel's end, is an error.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -96,47 +86,46 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cfg.Logger.Info("already a member of the cluster: --join ignored")
 	}
-	d, err := load(cfg)
+	n, err := load(st)
 	if err != nil {
 		return err
 	}
-	return d.serve(ctx)
+	return serve(ctx, cfg, n)
 }
 
 // load reads the state directory; a missing or corrupt file is an error and
 // nothing is rewritten.
-func load(cfg Config) (*Daemon, error) {
-	st := state.Dir(cfg.State)
-	d := &Daemon{cfg: cfg, log: cfg.Logger, st: st,
-		paths: map[string]nat.Path{}, pathChanges: map[string]int{}, rtt: map[string]time.Duration{}}
-	d.metrics = metrics.New(d.metricPeers)
-	if err := st.Read(state.ClusterFile, &d.cluster); err != nil {
+func load(st state.Dir) (*node, error) {
+	n := &node{st: st}
+	if err := st.Read(state.ClusterFile, &n.cluster); err != nil {
 		return nil, err
 	}
-	if err := d.cluster.Validate(); err != nil {
+	if err := n.cluster.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", st.Path(state.ClusterFile), err)
 	}
 	var nk nodeKey
 	if err := st.Read(state.NodeKeyFile, &nk); err != nil {
 		return nil, err
 	}
-	d.priv = nk.PrivateKey
+	n.priv = nk.PrivateKey
 	var signedSelf membership.Signed
 	if err := st.Read(state.NodeFile, &signedSelf); err != nil {
 		return nil, err
 	}
-	self, err := membership.OpenNode(signedSelf, d.cluster)
+	self, err := membership.OpenNode(signedSelf, n.cluster)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", st.Path(state.NodeFile), err)
 	}
-	if self.PublicKey != d.priv.Public() {
+	if self.PublicKey != n.priv.Public() {
 		return nil, fmt.Errorf("%s does not match the key in %s", st.Path(state.NodeFile), st.Path(state.NodeKeyFile))
 	}
-	d.self = self
-	if err := st.Read(state.MembersFile, &d.signedM); err != nil {
+	n.self = self
+	var signedM membership.Signed
+	if err := st.Read(state.MembersFile, &signedM); err != nil {
 		return nil, err
 	}
-	if d.members, err = membership.OpenMembership(d.signedM, d.cluster); err != nil {
+	persist := func(s membership.Signed) error { return st.Write(state.MembersFile, s, 0o644) }
+	if n.store, err = membership.NewStore(n.cluster, signedM, self, persist); err != nil {
 		return nil, fmt.Errorf("%s: %w", st.Path(state.MembersFile), err)
 	}
 	if st.Has(state.ClusterKeyFile) {
@@ -144,147 +133,119 @@ func load(cfg Config) (*Daemon, error) {
 		if err := st.Read(state.ClusterKeyFile, &sk); err != nil {
 			return nil, err
 		}
-		if len(sk.PrivateKey) != ed25519.PrivateKeySize || !sk.PrivateKey.Public().(ed25519.PublicKey).Equal(d.cluster.PublicKey) {
+		if len(sk.PrivateKey) != ed25519.PrivateKeySize || !sk.PrivateKey.Public().(ed25519.PublicKey).Equal(n.cluster.PublicKey) {
 			return nil, fmt.Errorf("%s is not this cluster's signing key", st.Path(state.ClusterKeyFile))
 		}
-		d.signer = sk.PrivateKey
-		if d.tokens, err = loadTokens(st); err != nil {
-			return nil, err
-		}
+		n.signer = sk.PrivateKey
 	}
-	return d, nil
+	return n, nil
 }
 
-func (d *Daemon) isAnchor() bool { return d.signer != nil }
-
-func (d *Daemon) serve(ctx context.Context) error {
-	port := d.cfg.Port
-	if port == 0 && d.self.Endpoint != "" {
-		port, _ = endpointPort(d.self.Endpoint)
+// serve opens the tunnel and runs the services on it.
+func serve(ctx context.Context, cfg Config, n *node) error {
+	log := cfg.Logger
+	port := cfg.Port
+	if port == 0 && n.self.Endpoint != "" {
+		port, _ = endpointPort(n.self.Endpoint)
 	}
+	var onPacket atomic.Pointer[mesh.Mesh] // the mesh, once made
 	tun, err := tunnel.New(tunnel.Options{
-		Netstack:   d.cfg.Userspace,
+		Netstack:   cfg.Userspace,
 		ListenPort: port,
-		PrivateKey: d.priv,
-		Addresses:  d.self.HostPrefixes(),
-		Logger:     d.log,
-		OnPacket:   d.onPacket,
+		PrivateKey: n.priv,
+		Addresses:  n.self.HostPrefixes(),
+		Logger:     log,
+		OnPacket: func(pkt []byte, from netip.AddrPort) {
+			if m := onPacket.Load(); m != nil {
+				m.OnPacket(pkt, from)
+			}
+		},
 	})
 	if err != nil {
 		return err
 	}
-	d.tun = tun
 	defer tun.Close()
-	if d.isAnchor() && !d.cfg.Userspace {
-		if err := enableForwarding(); err != nil {
-			return err
-		}
-	}
-	if err := d.apply(); err != nil {
-		return err
-	}
-	if !d.cfg.Userspace {
-		stopPods, err := d.startPods()
+
+	var mh *mesh.Mesh
+	client := control.NewClient(tun.DialContext)
+	sup := supervisor.New(log)
+	var an *anchor.Anchor
+	if n.signer != nil {
+		an, err = anchor.New(anchor.Options{
+			State: n.st, Store: n.store, Self: n.self, Signer: n.signer, Client: client,
+			JoinPeersChanged: func() { mh.Kick() }, Logger: log,
+		})
 		if err != nil {
 			return err
 		}
-		defer stopPods()
-		if stop, err := overlayRules([]netip.Prefix{d.cluster.Networks.OverlayV4, d.cluster.Networks.OverlayV6}); err != nil {
-			d.log.Warn("no firewall for the overlay addresses: a LAN neighbour could reach them without WireGuard", "err", err)
-		} else {
-			defer stop()
-		}
 	}
-	d.log.Info("node up", "name", d.self.Name, "cluster", d.cluster.Name, "overlay", d.self.OverlayIPs,
-		"port", tun.ListenPort(), "anchor", d.isAnchor(), "members", len(d.members.Nodes))
+	m := metrics.New(func() []metrics.Peer { return mh.MetricPeers() })
+	m.Services(func() map[string]bool { return servicesUp(sup) })
+	mo := mesh.Options{
+		Tunnel: tun, Store: n.store, Self: n.self, Client: client, Metrics: m, RTTInterval: cfg.RTTInterval, Logger: log,
+		ICE: mesh.ICEOptions{STUN: cfg.STUN, TURN: cfg.TURN, TURNSecret: cfg.TURNSecret, Retry: cfg.DirectRetry},
+	}
+	if an != nil {
+		mo.JoinPeers = an.JoinPeers
+	}
+	mh = mesh.New(mo)
+	onPacket.Store(mh)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	errc := make(chan error, 4)
-	run := func(f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- err
-			}
-		}()
+	// The tunnel first: its end ends the node (systemd restarts it).
+	sup.Add(supervisor.Func("tunnel", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tun.Done():
+			return errors.New("the WireGuard device stopped")
+		}
+	}), true)
+	ctl := control.NewServer(n.self.OverlayIPs, tun.Listen)
+	mh.Routes(ctl.Mux)
+	if !cfg.Userspace {
+		sup.Add(podnet.New(podnet.Options{
+			Tun: tun.Name(), Networks: n.cluster.Networks, Pods: n.self.PodCIDRs, Relay: an != nil,
+			MTU: tunnel.DefaultMTU, ConfDir: cfg.CNIConfDir, StateDir: cfg.State, Logger: log,
+		}), false)
 	}
-	run(d.serveControl)
-	run(d.serveLocal)
-	run(d.serveMetrics)
-	run(d.measureRTT)
-	run(d.serveDNS)
-	if !d.isAnchor() {
-		run(d.syncMembership)
-		run(d.startICE)
-	} else {
-		run(d.expireTokens)
-		if err := d.startTURNServer(ctx); err != nil {
-			return err
+	for _, s := range mh.Services() {
+		sup.Add(s, false)
+	}
+	if an != nil {
+		an.Routes(ctl.Mux)
+		for _, s := range an.Services(m.TURN(), mesh.ResolveEndpoint) {
+			sup.Add(s, false)
 		}
 	}
-	if d.cfg.Userspace {
-		addr := d.cfg.SOCKS5
+	sup.Add(ctl, false)
+	sup.Add(&localAPI{st: n.st, node: n, tun: tun, mesh: mh, anchor: an, sup: sup}, false)
+	sup.Add(newDNS(cfg.DNS, n, tun, m, log), false)
+	sup.Add(&metricsService{addr: cfg.Metrics, self: n.self, tun: tun, m: m, log: log}, false)
+	if cfg.Userspace {
+		addr := cfg.SOCKS5
 		if addr == "" {
 			addr = DefaultSOCKS5
 		}
-		d.log.Info("SOCKS5 proxy into the overlay", "addr", addr)
-		run(func(ctx context.Context) error { return tun.ServeSOCKS5(ctx, addr) })
+		sup.Add(supervisor.Func("socks5", func(ctx context.Context) error {
+			log.Info("SOCKS5 proxy into the overlay", "addr", addr)
+			return tun.ServeSOCKS5(ctx, addr)
+		}), false)
 	}
-	select {
-	case <-ctx.Done():
-		d.log.Info("stopping")
-		return nil
-	case err := <-errc:
-		return err
-	}
-}
-
-// serveControl serves the control protocol on each overlay address.
-func (d *Daemon) serveControl(ctx context.Context) error {
-	srv := &http.Server{Handler: d.controlHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { <-ctx.Done(); srv.Close() }()
-	errc := make(chan error, len(d.self.OverlayIPs))
-	for _, ip := range d.self.OverlayIPs {
-		ln, err := d.tun.Listen("tcp", netip.AddrPortFrom(ip, control.Port))
-		if err != nil {
-			return fmt.Errorf("control listener on %v: %w", ip, err)
-		}
-		go func() { errc <- srv.Serve(ln) }()
-	}
-	err := <-errc
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	log.Info("node up", "name", n.self.Name, "cluster", n.cluster.Name, "overlay", n.self.OverlayIPs,
+		"port", tun.ListenPort(), "anchor", an != nil, "members", len(n.store.Current().Nodes))
+	err = sup.Run(ctx)
+	if err == nil {
+		log.Info("stopped")
 	}
 	return err
 }
 
-// onPacket takes what came on the WireGuard socket and is not WireGuard:
-// ICE's on a home, STUN binding requests on an anchor.
-func (d *Daemon) onPacket(pkt []byte, from netip.AddrPort) {
-	if c := d.natConn.Load(); c != nil {
-		c.Deliver(pkt, from)
-		return
+// servicesUp tells, for each service, whether it runs (or finished its
+// work): what hepto_service_up shows.
+func servicesUp(sup *supervisor.Supervisor) map[string]bool {
+	out := map[string]bool{}
+	for _, st := range sup.States() {
+		out[st.Name] = st.State == supervisor.Running || st.State == supervisor.Done
 	}
-	if d.isAnchor() {
-		if resp, ok := nat.BindingResponse(pkt, from); ok {
-			d.tun.SendRaw(resp, from)
-		}
-	}
-}
-
-// httpClient dials through the overlay and keeps no idle connection, so an
-// idle link carries nothing but WireGuard keepalives.
-func (d *Daemon) httpClient(timeout time.Duration) *http.Client {
-	return overlayClient(d.tun, timeout)
-}
-
-func overlayClient(t *tunnel.Tunnel, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DialContext:       func(ctx context.Context, n, a string) (net.Conn, error) { return t.DialContext(ctx, n, a) },
-		DisableKeepAlives: true,
-	}}
+	return out
 }

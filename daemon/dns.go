@@ -3,13 +3,14 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 
 	"github.com/hepto-net/hepto/dns"
-	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/metrics"
+	"github.com/hepto-net/hepto/tunnel"
 )
 
 // DNSConfig configures the node's DNS server (package dns). It always
@@ -30,136 +31,153 @@ type DNSConfig struct {
 // Internet side.
 var DefaultDNSListen = []string{"127.0.0.1:53"}
 
-// dnsState is the daemon's DNS server, once started.
-type dnsState struct {
-	srv atomic.Pointer[dns.Server]
+// dnsService answers DNS on the overlay addresses and the configured ones.
+// An address it cannot listen on is logged and skipped: names are a
+// convenience, the node works without them.
+type dnsService struct {
+	cfg   DNSConfig
+	n     *node
+	tun   *tunnel.Tunnel
+	m     *metrics.Metrics
+	log   *slog.Logger
+	dm    *dns.Metrics
+	dmErr error
 }
 
-// serveDNS answers DNS on the overlay addresses and the configured ones
-// until ctx ends. An address it cannot listen on is logged and skipped:
-// names are a convenience, the node works without them.
-func (d *Daemon) serveDNS(ctx context.Context) error {
-	cfg := d.cfg.DNS
+func newDNS(cfg DNSConfig, n *node, tun *tunnel.Tunnel, m *metrics.Metrics, log *slog.Logger) *dnsService {
+	s := &dnsService{cfg: cfg, n: n, tun: tun, m: m, log: log, dm: dns.NewMetrics()}
+	if !cfg.Disable {
+		s.dmErr = s.dm.Register(m.Registry)
+	}
+	return s
+}
+
+func (s *dnsService) Name() string { return "dns" }
+
+func (s *dnsService) Run(ctx context.Context) error {
+	cfg := s.cfg
 	if cfg.Disable {
 		return nil
+	}
+	if s.dmErr != nil {
+		return fmt.Errorf("dns metrics: %w", s.dmErr)
 	}
 	listen := cfg.Listen
 	if listen == nil {
 		listen = DefaultDNSListen
 	}
 	var extra, self []netip.AddrPort
-	for _, ip := range d.self.OverlayIPs {
+	for _, ip := range s.n.self.OverlayIPs {
 		self = append(self, netip.AddrPortFrom(ip, 53))
 	}
-	for _, s := range listen {
-		ap, err := dns.ParseAddrPort(s)
+	for _, a := range listen {
+		ap, err := dns.ParseAddrPort(a)
 		if err != nil {
 			return fmt.Errorf("--dns-listen: %w", err)
 		}
 		extra = append(extra, ap)
 	}
-	ups, err := d.dnsUpstreams(cfg, append(self, extra...))
+	ups, err := s.upstreams(append(self, extra...))
 	if err != nil {
 		return err
 	}
 	if len(ups) == 0 {
-		d.log.Warn("dns: no upstream resolver: names outside the cluster will fail")
+		s.log.Warn("dns: no upstream resolver: names outside the cluster will fail")
 	}
-	dm := dns.NewMetrics()
-	if d.metrics != nil {
-		if err := dm.Register(d.metrics.Registry); err != nil {
-			return fmt.Errorf("dns metrics: %w", err)
-		}
-	}
+	nets := s.n.cluster.Networks
 	srv := dns.New(dns.Config{
-		Domain:     d.cluster.Domain,
-		Self:       d.self.Name,
-		Overlay:    []netip.Prefix{d.cluster.Networks.OverlayV4, d.cluster.Networks.OverlayV6},
+		Domain:     s.n.cluster.Domain,
+		Self:       s.n.self.Name,
+		Overlay:    []netip.Prefix{nets.OverlayV4, nets.OverlayV6},
 		KubeDomain: cfg.KubeDomain,
 		Upstreams:  ups,
-		Logger:     d.log,
-		Metrics:    dm,
+		Logger:     s.log,
+		Metrics:    s.dm,
 	})
 	defer srv.Close()
-	d.dns.srv.Store(srv)
-	d.mu.Lock()
-	m := d.members
-	d.mu.Unlock()
-	d.updateDNS(m)
 
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	serve := func(what string, ap netip.AddrPort, f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := f(); err != nil {
-				d.log.Warn("dns: "+what, "addr", ap, "err", err)
+				s.log.Warn("dns: "+what, "addr", ap, "err", err)
 			}
 		}()
 	}
 	var addrs []netip.AddrPort
 	for i, ap := range append(self, extra...) {
-		overlay := i < len(self)
-		var pc net.PacketConn
-		var ln net.Listener
-		var err error
-		if overlay {
-			pc, err = d.tun.ListenPacket("udp", ap)
-		} else {
-			pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
-		}
+		pc, ln, err := s.listen(ap, i < len(self))
 		if err != nil {
-			d.log.Warn("dns: cannot listen", "addr", ap, "err", err)
-			continue
-		}
-		if overlay {
-			ln, err = d.tun.Listen("tcp", ap)
-		} else {
-			ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
-		}
-		if err != nil {
-			pc.Close()
-			d.log.Warn("dns: cannot listen", "addr", ap, "err", err)
+			s.log.Warn("dns: cannot listen", "addr", ap, "err", err)
 			continue
 		}
 		addrs = append(addrs, ap)
 		serve("udp", ap, func() error { return srv.ServePacket(ctx, pc) })
 		serve("tcp", ap, func() error { return srv.ServeStream(ctx, ln) })
 	}
-	d.log.Info("dns: serving", "domain", d.cluster.Domain, "addrs", addrs, "upstreams", ups)
-	wg.Wait()
-	return nil
+	s.log.Info("dns: serving", "domain", s.n.cluster.Domain, "addrs", addrs, "upstreams", ups)
+
+	changes, cancel := s.n.store.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+			m := s.n.store.Current()
+			nodes := make([]dns.Node, 0, len(m.Nodes))
+			for _, n := range m.Nodes {
+				nodes = append(nodes, dns.Node{Name: n.Name, Addrs: n.OverlayIPs})
+			}
+			srv.SetNodes(m.Version, nodes)
+		}
+	}
 }
 
-func (d *Daemon) dnsUpstreams(cfg DNSConfig, self []netip.AddrPort) ([]netip.AddrPort, error) {
+// listen opens UDP and TCP on ap: in the overlay, or through the kernel.
+func (s *dnsService) listen(ap netip.AddrPort, overlay bool) (net.PacketConn, net.Listener, error) {
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	if overlay {
+		pc, err = s.tun.ListenPacket("udp", ap)
+	} else {
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if overlay {
+		ln, err = s.tun.Listen("tcp", ap)
+	} else {
+		ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
+	}
+	if err != nil {
+		pc.Close()
+		return nil, nil, err
+	}
+	return pc, ln, nil
+}
+
+func (s *dnsService) upstreams(self []netip.AddrPort) ([]netip.AddrPort, error) {
+	cfg := s.cfg
 	if len(cfg.Upstreams) == 0 {
 		ups, err := dns.Upstreams(dns.DefaultResolvConf, self)
 		if err != nil {
-			d.log.Warn("dns: no resolv.conf", "err", err)
+			s.log.Warn("dns: no resolv.conf", "err", err)
 		}
 		return ups, nil
 	}
 	var ups []netip.AddrPort
-	for _, s := range cfg.Upstreams {
-		ap, err := dns.ParseAddrPort(s)
+	for _, u := range cfg.Upstreams {
+		ap, err := dns.ParseAddrPort(u)
 		if err != nil {
 			return nil, fmt.Errorf("--dns-upstream: %w", err)
 		}
 		ups = append(ups, ap)
 	}
 	return ups, nil
-}
-
-// updateDNS gives the DNS server the names of m's nodes. Callers need not
-// serialize: the server keeps the newest membership version.
-func (d *Daemon) updateDNS(m membership.Membership) {
-	srv := d.dns.srv.Load()
-	if srv == nil {
-		return
-	}
-	nodes := make([]dns.Node, 0, len(m.Nodes))
-	for _, n := range m.Nodes {
-		nodes = append(nodes, dns.Node{Name: n.Name, Addrs: n.OverlayIPs})
-	}
-	srv.SetNodes(m.Version, nodes)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/mesh"
 	"github.com/hepto-net/hepto/state"
 	"github.com/hepto-net/hepto/tunnel"
 )
@@ -66,8 +67,7 @@ func join(ctx context.Context, cfg Config) error {
 		if err == nil {
 			return saveJoin(st, tok, resp, nk.PrivateKey.Public())
 		}
-		var r *refusal
-		if errors.As(err, &r) {
+		if control.IsPermanent(err) {
 			return fmt.Errorf("--join refused by anchor %s: %w", a.Name, err)
 		}
 		lastErr = err
@@ -76,7 +76,7 @@ func join(ctx context.Context, cfg Config) error {
 }
 
 func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership.Anchor, pub key.Public) (control.JoinResponse, error) {
-	ep := resolveEndpoint(a.Endpoint)
+	ep := mesh.ResolveEndpoint(a.Endpoint)
 	if !ep.IsValid() {
 		return control.JoinResponse{}, fmt.Errorf("cannot resolve anchor endpoint %q", a.Endpoint)
 	}
@@ -102,22 +102,31 @@ func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership
 		return control.JoinResponse{}, err
 	}
 	defer t.Close()
-	if err := t.SetPeers([]tunnel.Peer{{PublicKey: a.PublicKey, Endpoint: ep, AllowedIPs: allowed, Keepalive: Keepalive}}); err != nil {
+	if err := t.SetPeers([]tunnel.Peer{{PublicKey: a.PublicKey, Endpoint: ep, AllowedIPs: allowed, Keepalive: mesh.Keepalive}}); err != nil {
 		return control.JoinResponse{}, err
 	}
 	cfg.Logger.Debug("joining", "cluster", tok.Cluster, "name", tok.Name, "anchor", a.Name, "endpoint", ep)
-	url := "http://" + netip.AddrPortFrom(anchorIP, control.Port).String() + control.PathJoin
+	client := control.NewClient(t.DialContext)
 	req := control.JoinRequest{Token: cfg.Join, PublicKey: pub}
 	deadline := time.Now().Add(JoinTimeout)
 	for {
 		var resp control.JoinResponse
-		err := postJSON(ctx, overlayClient(t, 5*time.Second), url, req, &resp)
-		var r *refusal
-		if err == nil || errors.As(err, &r) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := client.Post(pctx, anchorIP, control.PathJoin, req, &resp)
+		cancel()
+		if err == nil || control.IsPermanent(err) {
 			return resp, err
 		}
-		if time.Now().After(deadline) {
+		// No answer, or an anchor that failed on its side: try again.
+		var ce *control.Error
+		answered := errors.As(err, &ce)
+		switch {
+		case time.Now().After(deadline) && answered:
+			return control.JoinResponse{}, fmt.Errorf("anchor %s could not admit this node within %s: %w", a.Name, JoinTimeout, err)
+		case time.Now().After(deadline):
 			return control.JoinResponse{}, fmt.Errorf("no answer from anchor %s at %s within %s: is it running and reachable over UDP? (an anchor that did not issue the token does not answer either)", a.Name, ep, JoinTimeout)
+		case answered:
+			cfg.Logger.Warn("join: the anchor cannot admit this node now; retrying", "anchor", a.Name, "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -9,14 +9,30 @@ import (
 	"os"
 	"time"
 
+	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/localapi"
+	"github.com/hepto-net/hepto/mesh"
 	"github.com/hepto-net/hepto/state"
+	"github.com/hepto-net/hepto/supervisor"
+	"github.com/hepto-net/hepto/tunnel"
 )
 
-// serveLocal serves the local command socket.
-func (d *Daemon) serveLocal(ctx context.Context) error {
-	path := d.st.Path(state.SocketFile)
+// localAPI serves the local command socket, STATE/hepto.sock.
+type localAPI struct {
+	st     state.Dir
+	node   *node
+	tun    *tunnel.Tunnel
+	mesh   *mesh.Mesh
+	anchor *anchor.Anchor // nil but on anchors
+	sup    *supervisor.Supervisor
+	ln     net.Listener
+}
+
+func (l *localAPI) Name() string { return "local-api" }
+
+func (l *localAPI) Start(context.Context) error {
+	path := l.st.Path(state.SocketFile)
 	if c, err := net.Dial("unix", path); err == nil {
 		c.Close()
 		return fmt.Errorf("another daemon already serves %s", path)
@@ -24,41 +40,92 @@ func (d *Daemon) serveLocal(ctx context.Context) error {
 	os.Remove(path) // left over by a crash
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("local socket: %w", err)
+		return err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return err
 	}
-	defer os.Remove(path)
+	l.ln = ln
+	return nil
+}
+
+func (l *localAPI) Run(ctx context.Context) error {
+	defer os.Remove(l.st.Path(state.SocketFile))
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		st, err := d.status()
-		if err != nil {
-			localapi.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		localapi.WriteJSON(w, http.StatusOK, st)
+	mux.HandleFunc("GET /v1/status", l.handleStatus)
+	mux.HandleFunc("POST /v1/token", l.handleToken)
+	mux.HandleFunc("POST /v1/ping", l.handlePing)
+	mux.HandleFunc("GET /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
+		localapi.WriteJSON(w, http.StatusOK, l.mesh.Netcheck(r.Context()))
 	})
-	mux.HandleFunc("POST /v1/token", func(w http.ResponseWriter, r *http.Request) {
-		var req localapi.TokenRequest
-		if err := control.Decode(r.Body, &req); err != nil {
-			localapi.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		resp, err := d.issueToken(req)
-		if err != nil {
-			localapi.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		localapi.WriteJSON(w, http.StatusOK, resp)
-	})
-	mux.HandleFunc("POST /v1/ping", d.handlePing)
-	mux.HandleFunc("GET /v1/netcheck", d.handleNetcheck)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { <-ctx.Done(); srv.Close() }()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	if err := srv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+func (l *localAPI) handleStatus(w http.ResponseWriter, r *http.Request) {
+	peers, err := l.mesh.Peers(r.Context())
+	if err != nil {
+		localapi.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	n := l.node
+	st := localapi.Status{
+		Name: n.self.Name, Cluster: n.cluster.Name, Anchor: l.anchor != nil,
+		OverlayIPs: strs(n.self.OverlayIPs), PodCIDRs: strs(n.self.PodCIDRs),
+		ListenPort: l.tun.ListenPort(), Peers: peers,
+	}
+	for _, s := range l.sup.States() {
+		st.Services = append(st.Services, localapi.ServiceStatus{Name: s.Name, State: s.State, Restarts: s.Restarts, Since: s.Since.UTC()})
+	}
+	localapi.WriteJSON(w, http.StatusOK, st)
+}
+
+func (l *localAPI) handleToken(w http.ResponseWriter, r *http.Request) {
+	var req localapi.TokenRequest
+	if err := control.Decode(r.Body, &req); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if l.anchor == nil {
+		localapi.WriteError(w, http.StatusBadRequest, errors.New("this node is not an anchor: tokens are made on an anchor"))
+		return
+	}
+	tok, exp, err := l.anchor.IssueToken(req.Name, req.TTL)
+	if err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, localapi.TokenResponse{Token: tok, Expires: exp})
+}
+
+// handlePing makes one round trip to a node and says how it went.
+func (l *localAPI) handlePing(w http.ResponseWriter, r *http.Request) {
+	var req localapi.PingRequest
+	if err := control.Decode(r.Body, &req); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	pong, err := l.mesh.Ping(r.Context(), req.Node)
+	switch {
+	case errors.Is(err, mesh.ErrNoPeer):
+		localapi.WriteError(w, http.StatusNotFound, err)
+	case err != nil:
+		localapi.WriteError(w, http.StatusGatewayTimeout, err)
+	default:
+		localapi.WriteJSON(w, http.StatusOK, pong)
+	}
+}
+
+func strs[T fmt.Stringer](xs []T) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = x.String()
+	}
+	return out
 }

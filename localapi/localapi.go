@@ -24,6 +24,18 @@ type Status struct {
 	Anchor     bool         `json:"anchor"`
 	ListenPort uint16       `json:"listen_port"`
 	Peers      []PeerStatus `json:"peers"`
+	// Services are the node's parts, as the supervisor sees them.
+	Services []ServiceStatus `json:"services,omitempty"`
+}
+
+// ServiceStatus is one of the node's services: "starting", "running",
+// "done" (nothing to do), "stopped", or "failed: REASON" while it waits to
+// be restarted.
+type ServiceStatus struct {
+	Name     string    `json:"name"`
+	State    string    `json:"state"`
+	Restarts int       `json:"restarts"`
+	Since    time.Time `json:"since"`
 }
 
 // PeerStatus is one peer in Status.

@@ -123,3 +123,25 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	return nil
 }
+
+var descService = prometheus.NewDesc("hepto_service_up", "Whether the node's service runs (1) or has failed and waits to be restarted (0).", []string{"service"}, nil)
+
+// serviceCollector reads the services' states at scrape time.
+type serviceCollector struct{ up func() map[string]bool }
+
+func (c serviceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descService }
+
+func (c serviceCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, up := range c.up() {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descService, prometheus.GaugeValue, v, name)
+	}
+}
+
+// Services registers hepto_service_up, read through up at each scrape.
+func (m *Metrics) Services(up func() map[string]bool) {
+	m.Registry.MustRegister(serviceCollector{up})
+}

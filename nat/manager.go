@@ -60,7 +60,10 @@ type Options struct {
 	Send         func(ctx context.Context, peer string, m control.ICEMessage) error
 	OnPath       func(peer string, p Path)
 	Inject       func(pkt []byte, from netip.AddrPort) // packets that came through our relay
-	Logger       *slog.Logger
+	// DirectRetry is the wait before a relayed pair first tries to go
+	// direct; it doubles after each failure. 0: 30 s.
+	DirectRetry time.Duration
+	Logger      *slog.Logger
 }
 
 // Manager runs the ICE sessions of one node.
@@ -88,6 +91,9 @@ type peerState struct {
 func New(o Options) (*Manager, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.DirectRetry <= 0 {
+		o.DirectRetry = probeInterval
 	}
 	hn, err := newHostNet(o.SkipIfaces, o.SkipPrefixes)
 	if err != nil {
@@ -315,7 +321,7 @@ func (m *Manager) connected(p *peerState, s *session, path Path) {
 	}
 	p.path = path
 	p.backoff = 0
-	p.probeWait = probeInterval
+	p.probeWait = m.o.DirectRetry
 	p.stopTimer()
 	if path.Relay && p.Controlling {
 		p.timer = time.AfterFunc(p.probeWait, func() { m.startSession(p, true) })

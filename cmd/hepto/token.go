@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hepto-net/hepto/daemon"
+	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/state"
 )
@@ -27,7 +27,7 @@ func tokenCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&req.Name, "name", "", "name of the node the token admits")
-	cmd.Flags().DurationVar(&req.TTL, "ttl", daemon.DefaultTokenTTL, "how long the token stays valid")
+	cmd.Flags().DurationVar(&req.TTL, "ttl", anchor.DefaultTokenTTL, "how long the token stays valid")
 	cmd.MarkFlagRequired("name")
 	return cmd
 }

@@ -1,8 +1,7 @@
-package daemon
+package mesh
 
 import (
 	"context"
-	"maps"
 	"net"
 	"net/netip"
 	"time"
@@ -79,9 +78,9 @@ func wantPeers(m membership.Membership, self membership.Node, paths map[string]n
 	return peers
 }
 
-// resolveEndpoint turns an anchor's HOST:PORT into an address; on failure
+// ResolveEndpoint turns an anchor's HOST:PORT into an address; on failure
 // the peer keeps the endpoint it had.
-func resolveEndpoint(ep string) netip.AddrPort {
+func ResolveEndpoint(ep string) netip.AddrPort {
 	if ap, err := netip.ParseAddrPort(ep); err == nil {
 		return ap
 	}
@@ -100,26 +99,4 @@ func resolveEndpoint(ep string) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return ap
-}
-
-// apply makes the tunnel match the current membership (and, on an anchor,
-// the pending join tokens).
-func (d *Daemon) apply() error {
-	d.applyMu.Lock()
-	defer d.applyMu.Unlock()
-	d.mu.Lock()
-	m := d.members
-	var joins []tunnel.Peer
-	if d.tokens != nil {
-		joins = d.tokens.peers(time.Now())
-	}
-	paths := maps.Clone(d.paths)
-	mgr := d.nat
-	d.mu.Unlock()
-	d.updateDNS(m)
-	if mgr != nil {
-		mgr.SetPeers(icePeers(m, d.self))
-	}
-	peers := append(wantPeers(m, d.self, paths, resolveEndpoint), joins...)
-	return d.tun.SetPeers(peers)
 }

@@ -1,4 +1,4 @@
-package daemon
+package mesh
 
 import (
 	"context"
@@ -19,7 +19,7 @@ const (
 )
 
 // monitorPaths restarts ICE for a direct path that stopped answering.
-func (d *Daemon) monitorPaths(ctx context.Context) {
+func (m *Mesh) monitorPaths(ctx context.Context) {
 	type seen struct {
 		rx, tx     uint64
 		rxAt, txAt time.Time
@@ -34,30 +34,31 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		d.mu.Lock()
-		idle := len(d.paths) == 0
-		d.mu.Unlock()
+		m.mu.Lock()
+		idle := len(m.paths) == 0
+		m.mu.Unlock()
 		if idle {
 			continue
 		}
-		stats, err := d.tun.Stats()
+		stats, err := m.o.Tunnel.Stats()
 		if err != nil {
 			continue
 		}
-		d.mu.Lock()
-		mgr := d.nat
+		mem := m.store.Current()
+		m.mu.Lock()
+		mgr := m.nat
 		type watched struct {
 			name string
 			ip   netip.Addr
 			idle bool // keepalives come from the other end
 		}
 		byKey := map[string]watched{}
-		for _, n := range d.members.Nodes {
-			if _, up := d.paths[n.Name]; up {
-				byKey[n.PublicKey.String()] = watched{n.Name, n.OverlayIPs[0], d.self.PublicKey.Less(n.PublicKey)}
+		for _, n := range mem.Nodes {
+			if _, up := m.paths[n.Name]; up {
+				byKey[n.PublicKey.String()] = watched{n.Name, n.OverlayIPs[0], m.o.Self.PublicKey.Less(n.PublicKey)}
 			}
 		}
-		d.mu.Unlock()
+		m.mu.Unlock()
 		now := time.Now()
 		for _, s := range stats {
 			w, ok := byKey[s.PublicKey.String()]
@@ -86,7 +87,7 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 			}
 			go func(name string, ip netip.Addr) {
 				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				_, err := d.tun.Ping(pctx, ip)
+				_, err := m.o.Tunnel.Ping(pctx, ip)
 				cancel()
 				if err == nil {
 					return // alive after all; its answer shows in rx
@@ -102,12 +103,12 @@ func (d *Daemon) monitorPaths(ctx context.Context) {
 }
 
 // watchAddresses restarts ICE when one of the host's addresses changes.
-func (d *Daemon) watchAddresses(ctx context.Context) {
+func (m *Mesh) watchAddresses(ctx context.Context) {
 	updates := make(chan netlink.AddrUpdate, 16)
 	done := make(chan struct{})
 	go func() { <-ctx.Done(); close(done) }()
 	if err := netlink.AddrSubscribe(updates, done); err != nil {
-		d.log.Debug("no address updates", "err", err)
+		m.log.Debug("no address updates", "err", err)
 		return
 	}
 	var pending <-chan time.Time
@@ -120,17 +121,18 @@ func (d *Daemon) watchAddresses(ctx context.Context) {
 				return
 			}
 			a, _ := netip.AddrFromSlice(u.LinkAddress.IP)
-			if a.IsLoopback() || a.IsLinkLocalUnicast() || d.cluster.Networks.OverlayV4.Contains(a.Unmap()) || d.cluster.Networks.OverlayV6.Contains(a) {
+			nets := m.store.Cluster().Networks
+			if a.IsLoopback() || a.IsLinkLocalUnicast() || nets.OverlayV4.Contains(a.Unmap()) || nets.OverlayV6.Contains(a) {
 				continue
 			}
 			pending = time.After(time.Second) // addresses come in bursts
 		case <-pending:
 			pending = nil
-			d.mu.Lock()
-			mgr := d.nat
-			d.mu.Unlock()
+			m.mu.Lock()
+			mgr := m.nat
+			m.mu.Unlock()
 			if mgr != nil {
-				d.log.Info("local addresses changed: restarting ICE")
+				m.log.Info("local addresses changed: restarting ICE")
 				mgr.RestartAll()
 			}
 		}

@@ -1,4 +1,4 @@
-package daemon
+package mesh
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package daemon
+package mesh
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,19 +56,22 @@ type rttProber struct {
 
 // measureRTT answers probes on each overlay address and, every interval,
 // probes the peers this node measures.
-func (d *Daemon) measureRTT(ctx context.Context) error {
-	if d.cfg.RTTInterval <= 0 {
+func (m *Mesh) measureRTT(ctx context.Context) error {
+	if m.o.RTTInterval <= 0 {
 		return nil
 	}
 	pr := &rttProber{waiting: map[uint32]chan struct{}{}}
 	var conns []net.PacketConn
-	for _, ip := range d.self.OverlayIPs {
-		pc, err := d.tun.ListenPacket("udp", netip.AddrPortFrom(ip, control.Port))
+	for _, ip := range m.o.Self.OverlayIPs {
+		pc, err := m.o.Tunnel.ListenPacket("udp", netip.AddrPortFrom(ip, control.Port))
 		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
 			return err
 		}
 		conns = append(conns, pc)
-		go d.answerRTT(pc, pr)
+		go m.answerRTT(pc, pr)
 	}
 	defer func() {
 		for _, pc := range conns {
@@ -82,36 +86,33 @@ func (d *Daemon) measureRTT(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		}
-		d.probeRTT(ctx, conns[0], pr)
-		timer.Reset(d.cfg.RTTInterval)
+		m.probeRTT(ctx, conns[0], pr)
+		timer.Reset(m.o.RTTInterval)
 	}
 }
 
 // probeRTT measures the links this node measures, all at once.
-func (d *Daemon) probeRTT(ctx context.Context, pc net.PacketConn, pr *rttProber) {
-	d.mu.Lock()
-	m := d.members
-	d.mu.Unlock()
+func (m *Mesh) probeRTT(ctx context.Context, pc net.PacketConn, pr *rttProber) {
 	var wg sync.WaitGroup
-	for _, n := range m.Nodes {
-		if n.Name == d.self.Name || !n.PublicKey.Less(d.self.PublicKey) {
+	for _, n := range m.store.Current().Nodes {
+		if n.Name == m.o.Self.Name || !n.PublicKey.Less(m.o.Self.PublicKey) {
 			continue
 		}
 		wg.Add(1)
 		go func(name string, ip netip.Addr) {
 			defer wg.Done()
-			d.mu.Lock()
-			prev := d.rtt[name]
-			d.mu.Unlock()
-			rtt, ok := d.probeOnce(ctx, pc, pr, ip, prev)
+			m.mu.Lock()
+			prev := m.rtt[name]
+			m.mu.Unlock()
+			rtt, ok := m.probeOnce(ctx, pc, pr, ip, prev)
 			if !ok {
 				return
 			}
-			d.recordRTT(name, rtt)
+			m.recordRTT(name, rtt)
 			if changed(prev, rtt) {
 				// Tell the other end now rather than an interval later.
-				if again, ok := d.probeOnce(ctx, pc, pr, ip, rtt); ok {
-					d.recordRTT(name, again)
+				if again, ok := m.probeOnce(ctx, pc, pr, ip, rtt); ok {
+					m.recordRTT(name, again)
 				}
 			}
 		}(n.Name, n.OverlayIPs[0])
@@ -120,7 +121,7 @@ func (d *Daemon) probeRTT(ctx context.Context, pc net.PacketConn, pr *rttProber)
 }
 
 // probeOnce sends one probe carrying prev and waits for its reply.
-func (d *Daemon) probeOnce(ctx context.Context, pc net.PacketConn, pr *rttProber, ip netip.Addr, prev time.Duration) (time.Duration, bool) {
+func (m *Mesh) probeOnce(ctx context.Context, pc net.PacketConn, pr *rttProber, ip netip.Addr, prev time.Duration) (time.Duration, bool) {
 	pr.mu.Lock()
 	pr.seq++
 	seq, done := pr.seq, make(chan struct{})
@@ -155,7 +156,7 @@ func changed(prev, now time.Duration) bool {
 
 // answerRTT answers probes, keeps what they tell, and hands replies to the
 // prober.
-func (d *Daemon) answerRTT(pc net.PacketConn, pr *rttProber) {
+func (m *Mesh) answerRTT(pc net.PacketConn, pr *rttProber) {
 	buf := make([]byte, 64)
 	for {
 		n, from, err := pc.ReadFrom(buf)
@@ -179,24 +180,25 @@ func (d *Daemon) answerRTT(pc net.PacketConn, pr *rttProber) {
 			pr.mu.Unlock()
 		case rttProbe:
 			pc.WriteTo(rttPacket(rttReply, seq, 0), from)
-			if name, ok := d.nodeAt(from); ok && prev > 0 {
-				d.recordRTT(name, prev)
+			if name, ok := m.nodeAt(from); ok {
+				m.probes.answered(name)
+				if prev > 0 {
+					m.recordRTT(name, prev)
+				}
 			}
 		}
 	}
 }
 
 // nodeAt names the member with that overlay address.
-func (d *Daemon) nodeAt(a net.Addr) (string, bool) {
+func (m *Mesh) nodeAt(a net.Addr) (string, bool) {
 	ua, ok := a.(*net.UDPAddr)
 	if !ok {
 		return "", false
 	}
 	ip := ua.AddrPort().Addr().Unmap()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, n := range d.members.Nodes {
-		if containsAddr(n.OverlayIPs, ip) {
+	for _, n := range m.store.Current().Nodes {
+		if slices.Contains(n.OverlayIPs, ip) {
 			return n.Name, true
 		}
 	}

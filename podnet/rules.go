@@ -1,33 +1,17 @@
-package daemon
+package podnet
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/hepto-net/hepto/cni"
-	"github.com/hepto-net/hepto/state"
 	"github.com/hepto-net/hepto/tunnel"
 )
-
-// DefaultCNIConfDir is where container runtimes look for network
-// configurations.
-const DefaultCNIConfDir = "/etc/cni/net.d"
-
-// CNIConfFile is the network configuration the daemon writes; runtimes take
-// the first file of the directory in name order.
-const CNIConfFile = "10-hepto.conflist"
-
-// CNINetwork is the network's name in the configuration.
-const CNINetwork = "hepto"
 
 // Chains of the pod rules, in the nat and filter tables, each jumped to from
 // the built-in chain by one rule with this comment.
@@ -36,67 +20,6 @@ const (
 	podFilterChain  = "HEPTO-FORWARD"
 	podRulesComment = "hepto: pod traffic"
 )
-
-// startPods readies a TUN-mode node for pods once it has its pod ranges:
-// forwarding on, the node's own ranges kept off the uplink, masquerade for
-// pods' traffic that leaves the cluster, and the CNI configuration for the
-// runtime. The other nodes' pod ranges are routed into the TUN device with
-// their allowed IPs (SetPeers). It returns what undoes the routes and rules;
-// the configuration stays, for the runtime to delete pods with while the
-// daemon is down (the plugin's STATUS then says it is not ready).
-func (d *Daemon) startPods() (func(), error) {
-	own := d.self.PodCIDRs
-	if len(own) == 0 {
-		return func() {}, nil
-	}
-	if err := enableForwarding(); err != nil {
-		return nil, err
-	}
-	undoRoutes, err := ownPodRoutes(own)
-	if err != nil {
-		return nil, err
-	}
-	nets := d.cluster.Networks
-	undoRules, err := podRules(d.tun.Name(), own, []netip.Prefix{nets.PodsV4, nets.PodsV6})
-	if err != nil {
-		// The cluster works without it; only pods' Internet access does not.
-		d.log.Warn("no masquerade for pods: they will not reach the Internet", "err", err)
-		undoRules = func() {}
-	}
-	if dir := d.cfg.CNIConfDir; dir != "" {
-		stateDir, err := filepath.Abs(d.cfg.State)
-		if err != nil {
-			undoRules()
-			undoRoutes()
-			return nil, err
-		}
-		if err := writeConfList(dir, stateDir, own); err != nil {
-			undoRules()
-			undoRoutes()
-			return nil, err
-		}
-		d.log.Info("pod network configuration written", "file", filepath.Join(dir, CNIConfFile), "pods", own)
-	}
-	return func() { undoRules(); undoRoutes() }, nil
-}
-
-// writeConfList writes the CNI configuration, unless it is there already:
-// runtimes watch the directory.
-func writeConfList(dir, stateDir string, pods []netip.Prefix) error {
-	b, err := cni.ConfList(CNINetwork, tunnel.DefaultMTU, stateDir, pods)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(dir, CNIConfFile)
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cni configuration: %w", err)
-	}
-	// Written beside and renamed: a runtime never reads half of it.
-	return state.Dir(dir).WriteBytes(CNIConfFile, b, 0o644)
-}
 
 // ownPodRoutes makes the node's own pod ranges unreachable but for the
 // pods' own routes (/32, /128, more specific): without them, a packet for a

@@ -1,4 +1,4 @@
-package daemon
+package anchor
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ type issuedToken struct {
 	UsedBy     key.Public `json:"used_by,omitzero"`
 }
 
-// tokenBook is anchor.json. Callers hold Daemon.mu.
+// tokenBook is anchor.json. Callers hold Anchor.mu.
 type tokenBook struct {
 	st     state.Dir
 	Tokens []issuedToken `json:"tokens"`
@@ -53,10 +53,10 @@ func (b *tokenBook) find(id string) *issuedToken {
 	return nil
 }
 
-// peers are the join peers of tokens not yet expired.
-func (b *tokenBook) peers(now time.Time) []tunnel.Peer {
+// joinPeers are the join peers of tokens not yet expired.
+func joinPeers(ts []issuedToken, now time.Time) []tunnel.Peer {
 	var out []tunnel.Peer
-	for _, t := range b.Tokens {
+	for _, t := range ts {
 		if now.Before(t.Expires) {
 			out = append(out, tunnel.Peer{PublicKey: t.JoinPublic, AllowedIPs: []netip.Prefix{netip.PrefixFrom(t.JoinIP, 128)}})
 		}
@@ -65,9 +65,9 @@ func (b *tokenBook) peers(now time.Time) []tunnel.Peer {
 }
 
 // nextExpiry is when the next join peer must go.
-func (b *tokenBook) nextExpiry(now time.Time) (time.Time, bool) {
+func nextExpiry(ts []issuedToken, now time.Time) (time.Time, bool) {
 	var next time.Time
-	for _, t := range b.Tokens {
+	for _, t := range ts {
 		if now.Before(t.Expires) && (next.IsZero() || t.Expires.Before(next)) {
 			next = t.Expires
 		}

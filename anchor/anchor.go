@@ -1,0 +1,247 @@
+// Package anchor holds an anchor's duties: it issues join tokens, admits
+// new nodes, signs the membership and pushes it to every node, passes ICE
+// signalling between homes, and serves STUN and TURN with credentials for
+// members. It runs only on anchors (nodes that hold the cluster key).
+package anchor
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/key"
+	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/state"
+	"github.com/hepto-net/hepto/tunnel"
+)
+
+// DefaultTokenTTL is how long a join token lasts unless told otherwise.
+const DefaultTokenTTL = 24 * time.Hour
+
+// Options configure an Anchor.
+type Options struct {
+	State  state.Dir
+	Store  *membership.Store
+	Self   membership.Node
+	Signer ed25519.PrivateKey // the cluster's signing key
+	Client *control.Client    // calls into the overlay
+	// JoinPeersChanged is called when the set of join peers changes (a
+	// token issued or expired), for the tunnel to follow.
+	JoinPeersChanged func()
+	Logger           *slog.Logger
+}
+
+// Anchor is an anchor's state. mu serialises the writers of its token
+// book (each writes anchor.json, an admission a membership too); readers
+// use the snapshot in issued, and the membership store, and never wait on
+// a write.
+type Anchor struct {
+	o    Options
+	log  *slog.Logger
+	kick chan struct{} // a new membership to push
+
+	mu     sync.Mutex
+	tokens *tokenBook
+	issued atomic.Pointer[[]issuedToken]
+}
+
+// New loads the token book.
+func New(o Options) (*Anchor, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.JoinPeersChanged == nil {
+		o.JoinPeersChanged = func() {}
+	}
+	tb, err := loadTokens(o.State)
+	if err != nil {
+		return nil, err
+	}
+	a := &Anchor{o: o, log: o.Logger, tokens: tb, kick: make(chan struct{}, 1)}
+	a.snapshot()
+	return a, nil
+}
+
+// snapshot publishes the token book to readers; callers hold mu.
+func (a *Anchor) snapshot() {
+	ts := slices.Clone(a.tokens.Tokens)
+	a.issued.Store(&ts)
+}
+
+func (a *Anchor) cluster() membership.Cluster { return a.o.Store.Cluster() }
+
+// IssueToken signs a token for a new node and opens its join peer.
+func (a *Anchor) IssueToken(name string, ttl time.Duration) (string, time.Time, error) {
+	if err := membership.CheckName("node", name); err != nil {
+		return "", time.Time{}, err
+	}
+	if ttl <= 0 {
+		ttl = DefaultTokenTTL
+	}
+	id, jid, err := membership.NewTokenID()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	joinKey, err := key.NewPrivate()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	c, m := a.cluster(), a.o.Store.Current()
+	if _, taken := m.Find(name); taken {
+		return "", time.Time{}, fmt.Errorf("node %q is already a member of the cluster", name)
+	}
+	now := time.Now().UTC()
+	tok := membership.Token{
+		ID: id, Cluster: c.Name, ClusterKey: c.PublicKey, Name: name,
+		Expires: now.Add(ttl).Truncate(time.Second), JoinKey: joinKey, JoinIP: c.Networks.JoinAddr(jid),
+	}
+	for _, n := range m.Nodes {
+		if n.IsAnchor() {
+			tok.Anchors = append(tok.Anchors, membership.Anchor{Name: n.Name, Endpoint: n.Endpoint, PublicKey: n.PublicKey, OverlayIPs: n.OverlayIPs})
+		}
+	}
+	s, err := tok.Encode(a.o.Signer)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	a.mu.Lock()
+	a.tokens.Tokens = append(a.tokens.Tokens, issuedToken{ID: id, Name: name, Expires: tok.Expires, JoinPublic: joinKey.Public(), JoinIP: tok.JoinIP})
+	err = a.tokens.save(now)
+	a.snapshot()
+	a.mu.Unlock()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	a.o.JoinPeersChanged()
+	a.log.Info("join token issued", "name", name, "expires", tok.Expires)
+	return s, tok.Expires, nil
+}
+
+// JoinPeers are the WireGuard peers of the tokens not yet expired.
+func (a *Anchor) JoinPeers(now time.Time) []tunnel.Peer { return joinPeers(*a.issued.Load(), now) }
+
+// Admit handles a join request that arrived from remote inside the
+// tunnel. Its errors are *control.Error: refusals, or Unavailable when
+// this anchor failed (a disk write) and the node may retry.
+func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.JoinResponse, error) {
+	c := a.cluster()
+	tok, err := membership.ParseToken(req.Token)
+	if err != nil {
+		return control.JoinResponse{}, control.Refused("%v", err)
+	}
+	now := time.Now().UTC()
+	if err := tok.Check(c, now); err != nil {
+		return control.JoinResponse{}, control.Refused("%v", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	it := a.tokens.find(tok.ID)
+	switch {
+	case it == nil:
+		return control.JoinResponse{}, control.Refused("token unknown to this anchor")
+	case it.JoinIP != remote:
+		return control.JoinResponse{}, control.Refused("join request did not come through the token's own tunnel")
+	case it.UsedAt != nil && it.UsedBy != req.PublicKey:
+		return control.JoinResponse{}, control.Refused("token already used, at %s", it.UsedAt.Format(time.RFC3339))
+	}
+	m := a.o.Store.Current()
+	node, exists := m.Find(tok.Name)
+	switch {
+	case exists && node.PublicKey != req.PublicKey:
+		return control.JoinResponse{}, control.Refused("node %q is already a member of the cluster", tok.Name)
+	case exists:
+		// A retry after a lost answer: give the same record again.
+	default:
+		for _, n := range m.Nodes {
+			if n.PublicKey == req.PublicKey {
+				return control.JoinResponse{}, control.Refused("that WireGuard key already belongs to node %q", n.Name)
+			}
+		}
+		idx, err := m.FreeIndex(c.Networks)
+		if err != nil {
+			return control.JoinResponse{}, control.Refused("%v", err)
+		}
+		if node, err = membership.NewNode(c.Networks, idx, tok.Name, req.PublicKey); err != nil {
+			return control.JoinResponse{}, control.Refused("%v", err)
+		}
+		next := m
+		next.Nodes = append(append([]membership.Node(nil), m.Nodes...), node)
+		if err := a.publish(next); err != nil {
+			return control.JoinResponse{}, control.Unavailable(err)
+		}
+	}
+	if it.UsedAt == nil {
+		it.UsedAt, it.UsedBy = &now, req.PublicKey
+		err := a.tokens.save(now)
+		if err != nil {
+			it.UsedAt, it.UsedBy = nil, key.Public{}
+		}
+		a.snapshot()
+		if err != nil {
+			return control.JoinResponse{}, control.Unavailable(err)
+		}
+	}
+	var resp control.JoinResponse
+	if resp.Node, err = membership.Sign(a.o.Signer, membership.KindNode, node); err != nil {
+		return control.JoinResponse{}, control.Unavailable(err)
+	}
+	if resp.Cluster, err = membership.Sign(a.o.Signer, membership.KindCluster, c); err != nil {
+		return control.JoinResponse{}, control.Unavailable(err)
+	}
+	resp.Membership = a.o.Store.Signed()
+	a.log.Info("node admitted", "name", node.Name, "overlay", node.OverlayIPs)
+	return resp, nil
+}
+
+// publish signs m as the next version and adopts it (the store saves it).
+func (a *Anchor) publish(m membership.Membership) error {
+	m.Version = a.o.Store.Current().Version + 1
+	m.Issued = time.Now().UTC()
+	s, err := membership.SignMembership(a.o.Signer, m)
+	if err != nil {
+		return err
+	}
+	ok, err := a.o.Store.Adopt(s)
+	if err == nil && !ok {
+		err = fmt.Errorf("membership version %d was not newer", m.Version)
+	}
+	return err
+}
+
+// push sends the current membership to every other node, retrying a
+// little: a node that misses it pulls it when it starts and periodically.
+func (a *Anchor) push(ctx context.Context) {
+	s, m := a.o.Store.Signed(), a.o.Store.Current()
+	var wg sync.WaitGroup
+	for _, n := range m.Nodes {
+		if n.Name == a.o.Self.Name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for attempt := 0; attempt < 3; attempt++ {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := a.o.Client.Post(cctx, n.OverlayIPs[0], control.PathMembership, s, nil)
+				cancel()
+				if err == nil || control.IsPermanent(err) {
+					return
+				}
+				a.log.Debug("membership push", "node", n.Name, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(2 * time.Second):
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

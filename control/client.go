@@ -1,0 +1,77 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// DefaultTimeout bounds a call whose context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// URL is the address of path on a node's control port.
+func URL(node netip.Addr, path string) string {
+	return "http://" + netip.AddrPortFrom(node, Port).String() + path
+}
+
+// Client calls other nodes' control ports. It keeps no idle connection, so
+// an idle link carries nothing but WireGuard keepalives.
+type Client struct{ http *http.Client }
+
+// NewClient returns a client that dials with dial (through the overlay).
+func NewClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
+	return &Client{http: &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}}
+}
+
+// Post sends in to path on node and decodes a 200 reply into out (nil: no
+// reply expected). A refusal is an *Error.
+func (c *Client) Post(ctx context.Context, node netip.Addr, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, http.MethodPost, URL(node, path), bytes.NewReader(b), out)
+	return err
+}
+
+// Get fetches path (with its query) from node into out; it reports false
+// when the node had nothing to send (204).
+func (c *Client) Get(ctx context.Context, node netip.Addr, path string, out any) (bool, error) {
+	return c.do(ctx, http.MethodGet, URL(node, path), nil, out)
+}
+
+func (c *Client) do(ctx context.Context, method, url string, body io.Reader, out any) (bool, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return false, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		return false, nil
+	case resp.StatusCode == http.StatusOK && out != nil:
+		return true, Decode(resp.Body, out)
+	case resp.StatusCode == http.StatusOK:
+		return true, nil
+	}
+	var e ErrorReply
+	Decode(resp.Body, &e)
+	return false, replyError(resp.StatusCode, e, resp.Status)
+}

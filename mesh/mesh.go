@@ -1,0 +1,152 @@
+// Package mesh keeps a node's links to its peers: which peers the tunnel
+// has and over which path (the anchor's relay, or a path of their own found
+// by ICE), the membership's spreading, the signalling, round-trip
+// measurement, and the state that status and metrics report.
+package mesh
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/metrics"
+	"github.com/hepto-net/hepto/nat"
+	"github.com/hepto-net/hepto/supervisor"
+	"github.com/hepto-net/hepto/tunnel"
+)
+
+// Options configure a Mesh.
+type Options struct {
+	Tunnel *tunnel.Tunnel
+	Store  *membership.Store
+	Self   membership.Node
+	Client *control.Client // calls to other nodes, through the overlay
+	// JoinPeers are extra WireGuard peers (an anchor's join peers).
+	JoinPeers func(now time.Time) []tunnel.Peer
+	Metrics   *metrics.Metrics
+	// RTTInterval is the time between round-trip measurements; 0: none.
+	RTTInterval time.Duration
+	ICE         ICEOptions
+	Logger      *slog.Logger
+}
+
+// ICEOptions are the extra STUN and TURN servers, beside the anchors'.
+type ICEOptions struct {
+	STUN, TURN []string
+	TURNSecret string        // TURN REST secret of the TURN servers
+	Retry      time.Duration // first direct attempt of a relayed pair; 0: nat's default
+}
+
+// Mesh is a node's view of its links.
+type Mesh struct {
+	o     Options
+	log   *slog.Logger
+	kick  chan struct{} // reconcile the tunnel's peers
+	store *membership.Store
+
+	natConn atomic.Pointer[nat.PacketConn]
+	probes  probes
+
+	mu          sync.Mutex
+	nat         *nat.Manager
+	paths       map[string]nat.Path // peers with a path of their own
+	pathChanges map[string]int
+	rtt         map[string]time.Duration // last round trip to each peer
+	turnCreds   control.TURNCredentials
+}
+
+// New returns a mesh; its services do the work.
+func New(o Options) *Mesh {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.JoinPeers == nil {
+		o.JoinPeers = func(time.Time) []tunnel.Peer { return nil }
+	}
+	return &Mesh{
+		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1),
+		probes: probes{heard: map[string]time.Time{}, inFlight: map[string]chan struct{}{}},
+		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, rtt: map[string]time.Duration{},
+	}
+}
+
+func (m *Mesh) anchorSelf() bool { return m.o.Self.IsAnchor() }
+
+// Services are the mesh's long-lived parts, in start order. Homes also run
+// ICE and pull the membership from their anchor.
+func (m *Mesh) Services() []supervisor.Service {
+	out := []supervisor.Service{supervisor.Func("peers", m.reconcile)}
+	if !m.anchorSelf() {
+		out = append(out, supervisor.Func("membership-sync", m.syncMembership), &iceService{m: m})
+	}
+	return append(out, supervisor.Func("rtt", m.measureRTT))
+}
+
+// Routes registers the control routes every node serves.
+func (m *Mesh) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+control.PathMembership, m.handlePush)
+	mux.HandleFunc("GET "+control.PathMembership, m.handlePull)
+	mux.HandleFunc("POST "+control.PathICE, m.handleICE)
+}
+
+// Kick asks for the tunnel's peers to be computed again.
+func (m *Mesh) Kick() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile makes the tunnel's peers, and ICE's, follow the membership,
+// the paths ICE found and the join peers, one change at a time.
+func (m *Mesh) reconcile(ctx context.Context) error {
+	changes, cancel := m.store.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+		case <-m.kick:
+		}
+		if err := m.apply(); err != nil {
+			return err
+		}
+	}
+}
+
+func (m *Mesh) apply() error {
+	mem := m.store.Current()
+	m.mu.Lock()
+	paths := make(map[string]nat.Path, len(m.paths))
+	for k, v := range m.paths {
+		paths[k] = v
+	}
+	mgr := m.nat
+	m.mu.Unlock()
+	if mgr != nil {
+		mgr.SetPeers(icePeers(mem, m.o.Self))
+	}
+	peers := append(wantPeers(mem, m.o.Self, paths, ResolveEndpoint), m.o.JoinPeers(time.Now())...)
+	return m.o.Tunnel.SetPeers(peers)
+}
+
+// OnPacket takes what came on the WireGuard socket and is not WireGuard:
+// ICE's on a home, STUN binding requests on an anchor.
+func (m *Mesh) OnPacket(pkt []byte, from netip.AddrPort) {
+	if c := m.natConn.Load(); c != nil {
+		c.Deliver(pkt, from)
+		return
+	}
+	if m.anchorSelf() {
+		if resp, ok := nat.BindingResponse(pkt, from); ok {
+			m.o.Tunnel.SendRaw(resp, from)
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package mesh
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// A peer is alive when it answered over its current path within
+// answeredWithin: an RTT probe or reply, a ping, or a probe that status
+// sends when it has no recent answer. A path change forgets old answers.
+const (
+	answeredWithin = 3 * time.Second
+	probeTimeout   = 1500 * time.Millisecond
+)
+
+// probes keeps when each peer last answered, and the probes in flight, so
+// that concurrent readers (status, a scrape) share one.
+type probes struct {
+	mu       sync.Mutex
+	heard    map[string]time.Time
+	inFlight map[string]chan struct{}
+}
+
+func (p *probes) answered(peer string) {
+	p.mu.Lock()
+	p.heard[peer] = time.Now()
+	p.mu.Unlock()
+}
+
+func (p *probes) forget(peer string) {
+	p.mu.Lock()
+	delete(p.heard, peer)
+	p.mu.Unlock()
+}
+
+func (p *probes) recent(peer string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.heard[peer]
+	return ok && time.Since(t) < answeredWithin
+}
+
+// alive reports whether peer answers now: a recent answer, or one to a
+// ping sent to ip now.
+func (m *Mesh) alive(ctx context.Context, peer string, ip netip.Addr) bool {
+	p := &m.probes
+	if p.recent(peer) {
+		return true
+	}
+	p.mu.Lock()
+	done, busy := p.inFlight[peer]
+	if !busy {
+		done = make(chan struct{})
+		p.inFlight[peer] = done
+		go func() {
+			pctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+			if _, err := m.o.Tunnel.Ping(pctx, ip); err == nil {
+				p.answered(peer)
+			}
+			cancel()
+			p.mu.Lock()
+			delete(p.inFlight, peer)
+			p.mu.Unlock()
+			close(done)
+		}()
+	}
+	p.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return false
+	}
+	return p.recent(peer)
+}

@@ -1,0 +1,113 @@
+// Package podnet readies a TUN-mode node's kernel for the overlay and its
+// pods: forwarding, the overlay firewall, routes and iptables rules for the
+// node's pod ranges, and the CNI configuration for the container runtime.
+// The other nodes' pod ranges are routed into the TUN device with their
+// allowed IPs, by the tunnel.
+package podnet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/hepto-net/hepto/membership"
+)
+
+// Options configure the service.
+type Options struct {
+	Tun      string              // the TUN device
+	Networks membership.Networks // the cluster's address plan
+	Pods     []netip.Prefix      // this node's pod ranges
+	Relay    bool                // an anchor: forwards between nodes without a path of their own
+	MTU      int                 // the overlay's MTU, for pods' interfaces
+	// ConfDir is where the CNI configuration goes; "" for none. StateDir
+	// is hepto's state directory, named in it for the plugin.
+	ConfDir, StateDir string
+	Logger            *slog.Logger
+}
+
+// Service holds the rules and routes while it runs, and removes them when
+// it stops. The CNI configuration stays, for the runtime to delete pods
+// with while the daemon is down (the plugin's STATUS then says it is not
+// ready).
+type Service struct {
+	o    Options
+	undo []func()
+}
+
+// New returns the service.
+func New(o Options) *Service {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Service{o: o}
+}
+
+func (s *Service) Name() string { return "podnet" }
+
+// Start sets everything up; on failure it leaves nothing behind.
+func (s *Service) Start(context.Context) error {
+	s.undo = nil
+	if err := s.start(); err != nil {
+		s.stop()
+		return err
+	}
+	return nil
+}
+
+func (s *Service) start() error {
+	o := s.o
+	if o.Relay || len(o.Pods) > 0 {
+		if err := enableForwarding(); err != nil {
+			return err
+		}
+	}
+	nets := o.Networks
+	if undo, err := overlayRules([]netip.Prefix{nets.OverlayV4, nets.OverlayV6}); err != nil {
+		o.Logger.Warn("no firewall for the overlay addresses: a LAN neighbour could reach them without WireGuard", "err", err)
+	} else {
+		s.undo = append(s.undo, undo)
+	}
+	if len(o.Pods) == 0 {
+		return nil
+	}
+	undoRoutes, err := ownPodRoutes(o.Pods)
+	if err != nil {
+		return err
+	}
+	s.undo = append(s.undo, undoRoutes)
+	if undo, err := podRules(o.Tun, o.Pods, []netip.Prefix{nets.PodsV4, nets.PodsV6}); err != nil {
+		// The cluster works without it; only pods' Internet access does not.
+		o.Logger.Warn("no masquerade for pods: they will not reach the Internet", "err", err)
+	} else {
+		s.undo = append(s.undo, undo)
+	}
+	if o.ConfDir == "" {
+		return nil
+	}
+	stateDir, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return err
+	}
+	if err := writeConfList(o.ConfDir, stateDir, o.MTU, o.Pods); err != nil {
+		return fmt.Errorf("cni configuration: %w", err)
+	}
+	o.Logger.Info("pod network configuration written", "file", filepath.Join(o.ConfDir, CNIConfFile), "pods", o.Pods)
+	return nil
+}
+
+// Run holds the set-up until ctx ends, then removes it.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	s.stop()
+	return nil
+}
+
+func (s *Service) stop() {
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		s.undo[i]()
+	}
+	s.undo = nil
+}
