@@ -48,7 +48,7 @@ func printStatus(out io.Writer, st localapi.Status) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "PEER\tOVERLAY\tSTATE\tPATH\tENDPOINT\tRTT\tHANDSHAKE\tRX\tTX")
 	for _, p := range st.Peers {
-		state, path, rtt, hs := "idle", p.Path, "-", "never"
+		state, path, rtt, hs := "down", p.Path, "-", "never"
 		if p.Connected {
 			state = "up"
 		}
@@ -68,6 +68,18 @@ func printStatus(out io.Writer, st localapi.Status) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, ip, state, path, orDash(p.Endpoint), rtt, hs, bytes(p.RxBytes), bytes(p.TxBytes))
 	}
 	w.Flush()
+	// Only what needs attention: a service that failed or is not yet up.
+	first := true
+	for _, s := range st.Services {
+		if s.State == "running" || s.State == "done" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(out)
+			first = false
+		}
+		fmt.Fprintf(out, "service %s: %s (%d restarts)\n", s.Name, s.State, s.Restarts)
+	}
 }
 
 func orDash(s string) string {

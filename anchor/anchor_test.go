@@ -1,0 +1,141 @@
+package anchor
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/key"
+	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/state"
+)
+
+// newAnchor is an anchor of a fresh cluster, with its state in a temporary
+// directory, as `hepto init` leaves it.
+func newAnchor(t *testing.T) (*Anchor, state.Dir) {
+	t.Helper()
+	c, sk, err := membership.NewCluster("demo", membership.Networks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := key.NewPrivate()
+	self, _ := membership.NewNode(c.Networks, 1, "anchor", k.Public())
+	self.Roles, self.Endpoint = []string{membership.RoleAnchor}, "203.0.113.1:51820"
+	s, _ := membership.SignMembership(sk.PrivateKey, membership.Membership{Cluster: c.Name, Version: 1, Nodes: []membership.Node{self}})
+	st := state.Dir(t.TempDir())
+	store, err := membership.NewStore(c, s, self, func(s membership.Signed) error { return st.Write(state.MembersFile, s, 0o644) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{State: st, Store: store, Self: self, Signer: sk.PrivateKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, st
+}
+
+// issued is a token as sent (Raw) and as read.
+type issued struct {
+	membership.Token
+	Raw string
+}
+
+func issue(t *testing.T, a *Anchor, name string) issued {
+	t.Helper()
+	s, _, err := a.IssueToken(name, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := membership.ParseToken(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return issued{tok, s}
+}
+
+func TestAdmit(t *testing.T) {
+	a, _ := newAnchor(t)
+	tok := issue(t, a, "home-a")
+	if len(a.JoinPeers(time.Now())) != 1 {
+		t.Fatal("no join peer for the token")
+	}
+	k, _ := key.NewPrivate()
+	resp, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k.Public()}, tok.JoinIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := membership.OpenMembership(resp.Membership, a.cluster())
+	if err != nil || m.Version != 2 {
+		t.Fatalf("membership v%d: %v", m.Version, err)
+	}
+	if n, ok := a.o.Store.Current().Find("home-a"); !ok || n.Index != 2 || n.PublicKey != k.Public() {
+		t.Fatalf("store: %+v %v", n, ok)
+	}
+	// A retry after a lost answer gets the same record.
+	again, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k.Public()}, tok.JoinIP)
+	if err != nil || string(again.Node.Payload) != string(resp.Node.Payload) {
+		t.Fatalf("retry: %v", err)
+	}
+}
+
+func TestAdmitRefusals(t *testing.T) {
+	a, _ := newAnchor(t)
+	tok := issue(t, a, "home-a")
+	k1, _ := key.NewPrivate()
+	k2, _ := key.NewPrivate()
+	other, _ := newAnchor(t)
+	foreign := issue(t, other, "home-a")
+	for _, tc := range []struct {
+		name string
+		req  control.JoinRequest
+		want string
+	}{
+		{"malformed token", control.JoinRequest{Token: "hepto1.nope", PublicKey: k1.Public()}, "token"},
+		{"another cluster's token", control.JoinRequest{Token: foreign.Raw, PublicKey: k1.Public()}, "cluster"},
+	} {
+		_, err := a.Admit(tc.req, tok.JoinIP)
+		if !control.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a refusal about %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k1.Public()}, a.o.Self.OverlayIPs[1]); !control.IsPermanent(err) {
+		t.Errorf("from another address: %v", err)
+	}
+	if _, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k1.Public()}, tok.JoinIP); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k2.Public()}, tok.JoinIP)
+	if !control.IsPermanent(err) || !strings.Contains(err.Error(), "already used") {
+		t.Errorf("second use by another key: %v", err)
+	}
+}
+
+// A failure to write on the anchor's side is not the joining node's fault:
+// it is Unavailable (the node retries), and nothing is half-done.
+func TestAdmitDiskFailureIsTransient(t *testing.T) {
+	a, st := newAnchor(t)
+	tok := issue(t, a, "home-a")
+	// membership.json as a directory with something in it: the rename over
+	// it fails.
+	os.Remove(st.Path(state.MembersFile))
+	if err := os.MkdirAll(filepath.Join(st.Path(state.MembersFile), "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := key.NewPrivate()
+	_, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k.Public()}, tok.JoinIP)
+	var ce *control.Error
+	if !errors.As(err, &ce) || !ce.Temporary() {
+		t.Fatalf("disk failure: %v, want Unavailable", err)
+	}
+	if a.o.Store.Current().Version != 1 {
+		t.Fatal("the membership moved though it was not saved")
+	}
+	os.RemoveAll(st.Path(state.MembersFile))
+	if _, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k.Public()}, tok.JoinIP); err != nil {
+		t.Fatalf("retry once the disk works: %v", err)
+	}
+}
