@@ -15,7 +15,9 @@ import (
 func TestErrorsCrossTheWire(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /refused", func(w http.ResponseWriter, r *http.Request) { WriteError(w, Refused("token already used")) })
-	mux.HandleFunc("POST /disk", func(w http.ResponseWriter, r *http.Request) { WriteError(w, errors.New("write anchor.json: no space left")) })
+	mux.HandleFunc("POST /disk", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, errors.New("write anchor.json: no space left"))
+	})
 	mux.HandleFunc("POST /old", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusForbidden, map[string]string{"error": "line one\nline two"})
 	})
