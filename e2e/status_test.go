@@ -13,7 +13,7 @@ import (
 // look is one look at a peer: what status said, then whether a ping
 // through the overlay went through (the truth).
 type look struct {
-	at               time.Time
+	asked, pinged    time.Time // when status was asked, when the ping left
 	connected, truth bool
 }
 
@@ -23,6 +23,7 @@ func timeline(t *testing.T, n *node, peerName, ip string, timeout time.Duration,
 	var ss []look
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
+		asked := time.Now()
 		st, _, err := n.status()
 		if err != nil {
 			t.Fatalf("status: %v", err)
@@ -31,9 +32,9 @@ func timeline(t *testing.T, n *node, peerName, ip string, timeout time.Duration,
 		if !ok {
 			t.Fatalf("no peer %s in status", peerName)
 		}
-		at := time.Now()
+		pinged := time.Now()
 		_, perr := n.Host.Run(n.w.ctx, "ping", "-c", "1", "-W", "1", ip)
-		ss = append(ss, look{at: at, connected: p.Connected, truth: perr == nil})
+		ss = append(ss, look{asked: asked, pinged: pinged, connected: p.Connected, truth: perr == nil})
 		if done(ss) {
 			return ss
 		}
@@ -63,15 +64,15 @@ func settled(want bool, k int) func([]look) bool {
 func since(ss []look, want, status bool) time.Time {
 	at := time.Time{}
 	for _, s := range ss {
-		v := s.truth
+		v, t := s.truth, s.pinged
 		if status {
-			v = s.connected
+			v, t = s.connected, s.asked
 		}
 		switch {
 		case v != want:
 			at = time.Time{}
 		case at.IsZero():
-			at = s.at
+			at = t
 		}
 	}
 	return at
@@ -80,7 +81,7 @@ func since(ss []look, want, status bool) time.Time {
 func show(ss []look) string {
 	var b strings.Builder
 	for _, s := range ss {
-		fmt.Fprintf(&b, "%s connected=%v ping=%v\n", s.at.Format("15:04:05.000"), s.connected, s.truth)
+		fmt.Fprintf(&b, "%s connected=%v, %s ping=%v\n", s.asked.Format("15:04:05.000"), s.connected, s.pinged.Format("15:04:05.000"), s.truth)
 	}
 	return b.String()
 }
@@ -119,8 +120,8 @@ func TestStatusTellsTheTruth(t *testing.T) {
 	truth, said := since(up, true, false), since(up, true, true)
 	t.Logf("up: ping from %s, status from %s", truth.Format("15:04:05.000"), said.Format("15:04:05.000"))
 	for _, s := range up {
-		if s.connected && s.at.Before(truth) && !s.truth {
-			t.Errorf("status said connected at %s, before the ping went through (%s):\n%s", s.at.Format("15:04:05.000"), truth.Format("15:04:05.000"), show(up))
+		if s.connected && s.asked.Before(truth) && !s.truth {
+			t.Errorf("status said connected at %s, before the ping went through (%s):\n%s", s.asked.Format("15:04:05.000"), truth.Format("15:04:05.000"), show(up))
 			break
 		}
 	}

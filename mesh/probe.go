@@ -11,8 +11,8 @@ import (
 // answeredWithin: an RTT probe or reply, a ping, or a probe that status
 // sends when it has no recent answer. A path change forgets old answers.
 const (
-	answeredWithin = 3 * time.Second
-	probeTimeout   = 1500 * time.Millisecond
+	answeredWithin = 2 * time.Second
+	probeTimeout   = time.Second
 )
 
 // probes keeps when each peer last answered, and the probes in flight, so
