@@ -77,12 +77,6 @@ func ParsePublic(s string) (Public, error) {
 	return p, p.UnmarshalText([]byte(s))
 }
 
-// ParsePrivate reads the base64 form.
-func ParsePrivate(s string) (Private, error) {
-	var p Private
-	return p, p.UnmarshalText([]byte(s))
-}
-
 func parse(b []byte, dst *[Len]byte) error {
 	raw, err := base64.StdEncoding.DecodeString(string(b))
 	if err != nil || len(raw) != Len {

@@ -182,23 +182,6 @@ func (s *Store) Release(id, ifname string) bool {
 	return true
 }
 
-// Retain keeps the attachments keep accepts and returns the others.
-func (s *Store) Retain(keep func(Attachment) bool) []Attachment {
-	var gone, kept []Attachment
-	for _, a := range s.st.Attachments {
-		if keep(a) {
-			kept = append(kept, a)
-		} else {
-			gone = append(gone, a)
-		}
-	}
-	if len(gone) > 0 {
-		s.st.Attachments = kept
-		s.dirty = true
-	}
-	return gone
-}
-
 // bootID identifies this boot of the kernel.
 func bootID() string {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")

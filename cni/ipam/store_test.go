@@ -143,21 +143,6 @@ func TestConcurrentAcquire(t *testing.T) {
 	}
 }
 
-func TestRetain(t *testing.T) {
-	dir := t.TempDir()
-	for _, id := range []string{"a", "b", "c"} {
-		acquire(t, dir, id, v4)
-	}
-	s, _ := Open(dir)
-	gone := s.Retain(func(a Attachment) bool { return a.ContainerID == "b" })
-	s.Commit()
-	s.Close()
-	atts, _ := Load(dir)
-	if len(gone) != 2 || len(atts) != 1 || atts[0].ContainerID != "b" {
-		t.Fatalf("gone %v, left %v", gone, atts)
-	}
-}
-
 // Attachments of an earlier boot are gone with their namespaces.
 func TestEarlierBoot(t *testing.T) {
 	dir := t.TempDir()
