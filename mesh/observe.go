@@ -41,7 +41,7 @@ func (m *Mesh) Ping(ctx context.Context, node string) (localapi.Pong, error) {
 	}
 	m.recordRTT(n.Name, rtt)
 	pong := localapi.Pong{Node: n.Name, IP: n.OverlayIPs[0].String(), RTTSeconds: rtt.Seconds()}
-	if peers, err := m.Peers(ctx); err == nil {
+	if peers, err := m.peers(ctx, false); err == nil {
 		for _, p := range peers {
 			if p.Name == n.Name {
 				pong.Path, pong.Via, pong.Endpoint = p.Path, p.Via, p.Endpoint

@@ -22,6 +22,11 @@ const connectedWithin = 3 * time.Minute
 // itself answers (see alive): for a peer reached through the relay anchor,
 // that proves both legs.
 func (m *Mesh) Peers(ctx context.Context) ([]localapi.PeerStatus, error) {
+	return m.peers(ctx, true)
+}
+
+// peers is Peers; without probe, Connected is left false.
+func (m *Mesh) peers(ctx context.Context, probe bool) ([]localapi.PeerStatus, error) {
 	stats, err := m.o.Tunnel.Stats()
 	if err != nil {
 		return nil, err
@@ -79,7 +84,7 @@ func (m *Mesh) Peers(ctx context.Context) ([]localapi.PeerStatus, error) {
 		}
 		hs := s.LastHandshake.UTC()
 		out[len(out)-1].LastHandshake = &hs
-		if now.Sub(hs) < connectedWithin {
+		if probe && now.Sub(hs) < connectedWithin {
 			check = append(check, n)
 		}
 	}
