@@ -583,3 +583,42 @@ func TestManagerConcurrentStarts(t *testing.T) {
 	a.reaches(b, pa)
 	b.reaches(a, pb)
 }
+
+// A relayed pair whose direct attempts fail tries again after twice the
+// wait each time. Each failed attempt lasts sessionTimeout (20 s).
+func TestManagerDirectRetryDoubles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a direct attempt to time out (20 s)")
+	}
+	l := newLab(t, homeSpec{"a", coneNAT}, homeSpec{"b", coneNAT})
+	a, b := l.homes["a"], l.homes["b"]
+	const retry = time.Second
+	oa, ob := a.opts(true), b.opts(true)
+	oa.DirectRetry, ob.DirectRetry = retry, retry
+	a.start(oa)
+	b.start(ob)
+	l.blocked.Store(true)
+	pa, _ := connect(l, a, b)
+	if !pa.Relay {
+		t.Fatalf("direct through a blocked WAN: %+v", pa)
+	}
+	deadline := time.Now().Add(retry + sessionTimeout + 2*retry + 5*time.Second)
+	var probes []sentMsg
+	for len(probes) < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		probes = a.offers(true)
+	}
+	if len(probes) < 2 {
+		t.Fatalf("%d direct attempts", len(probes))
+	}
+	want := sessionTimeout + 2*retry
+	if gap := probes[1].at.Sub(probes[0].at); gap < want-200*time.Millisecond || gap > want+2*time.Second {
+		t.Fatalf("second direct attempt %v after the first, want about %v (timeout, then twice %v)", gap, want, retry)
+	}
+	// Still relayed, and up.
+	select {
+	case e := <-a.paths:
+		t.Fatalf("path changed: %+v", e)
+	default:
+	}
+}
