@@ -18,10 +18,12 @@ type hostNet struct {
 	skip       []netip.Prefix
 }
 
-func newHostNet(skipIfaces []string, skip []netip.Prefix) (*hostNet, error) {
-	n, err := stdnet.NewNet()
-	if err != nil {
-		return nil, err
+func newHostNet(n transport.Net, skipIfaces []string, skip []netip.Prefix) (*hostNet, error) {
+	if n == nil {
+		var err error
+		if n, err = stdnet.NewNet(); err != nil {
+			return nil, err
+		}
 	}
 	return &hostNet{Net: n, skipIfaces: skipIfaces, skip: skip}, nil
 }

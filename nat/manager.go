@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
 
 	"github.com/hepto-net/hepto/control"
 )
@@ -26,7 +27,7 @@ import (
 // links do not carry both.
 const (
 	sessionTimeout  = 20 * time.Second // checks that have not succeeded by then failed
-	probeInterval   = 30 * time.Second // a relayed pair first tries to go direct after this,
+	probeInterval   = 30 * time.Second // a relayed pair first tries to go direct after this (default),
 	maxProbeWait    = 10 * time.Minute // then less and less often, down to this
 	maxBackoff      = time.Minute
 	relayKeepalive  = 25 * time.Second
@@ -60,10 +61,12 @@ type Options struct {
 	Send         func(ctx context.Context, peer string, m control.ICEMessage) error
 	OnPath       func(peer string, p Path)
 	Inject       func(pkt []byte, from netip.AddrPort) // packets that came through our relay
-	// DirectRetry is the wait before a relayed pair first tries to go
-	// direct; it doubles after each failure. 0: 30 s.
+	Logger       *slog.Logger
+	// Net is the network to gather candidates on; nil is the host's.
+	Net transport.Net
+	// DirectRetry is when a relayed pair first tries to go direct; the
+	// wait then doubles up to ten minutes. 0 is 30 s.
 	DirectRetry time.Duration
-	Logger      *slog.Logger
 }
 
 // Manager runs the ICE sessions of one node.
@@ -95,7 +98,7 @@ func New(o Options) (*Manager, error) {
 	if o.DirectRetry <= 0 {
 		o.DirectRetry = probeInterval
 	}
-	hn, err := newHostNet(o.SkipIfaces, o.SkipPrefixes)
+	hn, err := newHostNet(o.Net, o.SkipIfaces, o.SkipPrefixes)
 	if err != nil {
 		return nil, fmt.Errorf("ice: %w", err)
 	}
@@ -142,15 +145,20 @@ func (m *Manager) SetPeers(peers []Peer) {
 		m.peers[pr.Name] = p
 		starts = append(starts, p)
 	}
+	var gone []*peerState
 	for name, p := range m.peers {
 		if !want[name] {
 			closing = append(closing, p.cur, p.probe)
 			p.stopTimer()
 			delete(m.peers, name)
+			gone = append(gone, p)
 		}
 	}
 	m.mu.Unlock()
 	closeAll(closing...)
+	for _, p := range gone {
+		m.pathDown(p)
+	}
 	for _, p := range starts {
 		m.restart(p)
 	}
@@ -184,7 +192,10 @@ func (m *Manager) RestartAll() {
 
 // restart starts a new session (controlling) or asks for one.
 func (m *Manager) restart(p *peerState) {
-	if p.Controlling {
+	m.mu.Lock()
+	controlling := p.Controlling
+	m.mu.Unlock()
+	if controlling {
 		m.startSession(p, false)
 		return
 	}
@@ -198,16 +209,33 @@ func (m *Manager) restart(p *peerState) {
 	}()
 }
 
+// ErrClosed is Handle's answer once the Manager is closed.
+var ErrClosed = errors.New("ICE manager closed")
+
 // Handle takes a signalling message from a peer.
 func (m *Manager) Handle(msg control.ICEMessage) error {
 	m.mu.Lock()
 	p, ok := m.peers[msg.From]
+	closed := m.closed
+	controlling := ok && p.Controlling
 	m.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	if !ok {
 		return fmt.Errorf("no ICE with %q", msg.From)
 	}
+	// A malformed message changes nothing.
+	cands := make([]ice.Candidate, 0, len(msg.Candidates))
+	for _, raw := range msg.Candidates {
+		c, err := ice.UnmarshalCandidate(raw)
+		if err != nil {
+			return fmt.Errorf("candidate from %s: %w", msg.From, err)
+		}
+		cands = append(cands, c)
+	}
 	if msg.Restart {
-		if !p.Controlling {
+		if !controlling {
 			return errors.New("restart asked of the controlled side")
 		}
 		// The other end lost the path: so have we, even if we have not
@@ -216,24 +244,24 @@ func (m *Manager) Handle(msg control.ICEMessage) error {
 		m.startSession(p, false)
 		return nil
 	}
-	if p.Controlling {
+	if controlling {
 		m.mu.Lock()
 		s := p.sessionByID(msg.Session)
 		m.mu.Unlock()
 		if s == nil {
 			return nil // an answer to a session we gave up
 		}
-		return s.remote(msg)
+		return s.remote(msg, cands)
 	}
-	return m.answer(p, msg)
+	return m.answer(p, msg, cands)
 }
 
 // answer runs the controlled side of the offered session.
-func (m *Manager) answer(p *peerState, msg control.ICEMessage) error {
+func (m *Manager) answer(p *peerState, msg control.ICEMessage, cands []ice.Candidate) error {
 	m.mu.Lock()
 	if s := p.sessionByID(msg.Session); s != nil {
 		m.mu.Unlock()
-		return s.remote(msg)
+		return s.remote(msg, cands)
 	}
 	if msg.Ufrag == "" {
 		m.mu.Unlock()
@@ -258,16 +286,14 @@ func (m *Manager) answer(p *peerState, msg control.ICEMessage) error {
 	}
 	s, err := m.newSession(p, msg.Session, msg.Probe)
 	if err != nil {
+		return fmt.Errorf("ICE session: %w", err)
+	}
+	if err := m.keep(p, s); errors.Is(err, errStale) {
+		return nil // as above
+	} else if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	if msg.Probe {
-		p.probe = s
-	} else {
-		p.cur = s
-	}
-	m.mu.Unlock()
-	return s.remote(msg)
+	return s.remote(msg, cands)
 }
 
 func (m *Manager) startSession(p *peerState, probe bool) {
@@ -291,14 +317,41 @@ func (m *Manager) startSession(p *peerState, probe bool) {
 		m.retryLater(p, probe)
 		return
 	}
-	m.mu.Lock()
-	if probe {
-		p.probe = s
-	} else {
-		p.cur = s
-	}
-	m.mu.Unlock()
+	m.keep(p, s)
 }
+
+// keep makes s the peer's current session or probe, unless the Manager
+// closed, the peer left, or a newer session started meanwhile: then it
+// closes s.
+func (m *Manager) keep(p *peerState, s *session) error {
+	m.mu.Lock()
+	slot := &p.cur
+	if s.probe {
+		slot = &p.probe
+	}
+	var err error
+	switch {
+	case m.closed:
+		err = ErrClosed
+	case m.peers[p.Name] != p:
+		err = fmt.Errorf("no ICE with %q", p.Name)
+	case *slot != nil && (*slot).id > s.id:
+		err = errStale
+	}
+	if err != nil {
+		m.mu.Unlock()
+		s.close()
+		return err
+	}
+	old := *slot
+	*slot = s
+	m.mu.Unlock()
+	closeAll(old) // an older one started beside it
+	return nil
+}
+
+// errStale: a newer session of the pair started meanwhile.
+var errStale = errors.New("stale ICE session")
 
 // connected is called by a session that found its pair.
 func (m *Manager) connected(p *peerState, s *session, path Path) {

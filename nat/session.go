@@ -3,6 +3,7 @@ package nat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -18,10 +19,12 @@ type session struct {
 	p     *peerState
 	id    uint64
 	probe bool
-	agent *ice.Agent
-	ctx   context.Context
-	stop  context.CancelFunc
-	out   chan control.ICEMessage
+	// controlling is the peer's role when the session started: it Dials.
+	controlling bool
+	agent       *ice.Agent
+	ctx         context.Context
+	stop        context.CancelFunc
+	out         chan control.ICEMessage
 
 	once       sync.Once // starts Dial or Accept
 	closeOnce  sync.Once
@@ -59,8 +62,11 @@ func (m *Manager) newSession(p *peerState, id uint64, probe bool) (*session, err
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	controlling := p.Controlling
+	m.mu.Unlock()
 	ctx, stop := context.WithTimeout(context.Background(), sessionTimeout)
-	s := &session{m: m, p: p, id: id, probe: probe, agent: agent, ctx: ctx, stop: stop, out: make(chan control.ICEMessage, 32)}
+	s := &session{m: m, p: p, id: id, probe: probe, controlling: controlling, agent: agent, ctx: ctx, stop: stop, out: make(chan control.ICEMessage, 32)}
 	ufrag, pwd, err := agent.GetLocalUserCredentials()
 	if err != nil {
 		agent.Close()
@@ -118,21 +124,21 @@ func (s *session) sender() {
 					break
 				}
 				s.m.log.Debug("ICE signalling", "peer", s.p.Name, "err", err)
-				time.Sleep(time.Second)
+				select {
+				case <-s.ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
 			}
 		}
 	}
 }
 
-// remote takes the peer's credentials and candidates.
-func (s *session) remote(msg control.ICEMessage) error {
-	for _, raw := range msg.Candidates {
-		c, err := ice.UnmarshalCandidate(raw)
-		if err != nil {
-			return err
-		}
+// remote takes the peer's credentials and candidates (parsed from msg).
+func (s *session) remote(msg control.ICEMessage, cands []ice.Candidate) error {
+	for _, c := range cands {
 		if err := s.agent.AddRemoteCandidate(c); err != nil {
-			return err
+			return fmt.Errorf("remote candidate: %w", err)
 		}
 	}
 	if msg.Ufrag != "" {
@@ -145,7 +151,7 @@ func (s *session) remote(msg control.ICEMessage) error {
 func (s *session) run(ufrag, pwd string) {
 	var conn *ice.Conn
 	var err error
-	if s.p.Controlling {
+	if s.controlling {
 		conn, err = s.agent.Dial(s.ctx, ufrag, pwd)
 	} else {
 		conn, err = s.agent.Accept(s.ctx, ufrag, pwd)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,7 +25,7 @@ import (
 const stockModule = "golang.zx2c4.com/wireguard"
 
 func benchCmd() *cobra.Command {
-	var seconds int
+	var seconds, rounds int
 	var streams []int
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -35,10 +36,11 @@ func benchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return bench(cmd.Context(), cmd.OutOrStdout(), bin, time.Duration(seconds)*time.Second, streams)
+			return bench(cmd.Context(), cmd.OutOrStdout(), bin, time.Duration(seconds)*time.Second, streams, rounds)
 		},
 	}
 	cmd.Flags().IntVar(&seconds, "seconds", 10, "length of each iperf3 run")
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds; each runs every path once, in turn")
 	cmd.Flags().IntSliceVar(&streams, "streams", []int{1, 4}, "parallel TCP streams of each run")
 	return cmd
 }
@@ -58,7 +60,10 @@ type result struct {
 	rssMB   float64 // largest peak RSS of the daemons
 }
 
-func bench(ctx context.Context, out io.Writer, bin string, d time.Duration, streams []int) error {
+func bench(ctx context.Context, out io.Writer, bin string, d time.Duration, streams []int, rounds int) error {
+	if rounds < 1 {
+		return fmt.Errorf("--rounds %d: at least one", rounds)
+	}
 	dir, err := os.MkdirTemp("", "hepto-bench-")
 	if err != nil {
 		return err
@@ -108,15 +113,19 @@ func bench(ctx context.Context, out io.Writer, bin string, d time.Duration, stre
 	}
 	paths = append(paths, path{name: "hepto", target: st.OverlayIPs[0], procs: []*lab.Proc{a.Proc, b.Proc}})
 
+	// hepto and the reference alternate, A/B/A/B, so that a change in
+	// the machine's speed during the run weighs on both.
 	var results []result
-	for _, n := range streams {
-		for _, p := range paths {
-			fmt.Fprintf(out, "iperf3 %s, %d stream(s), %s ...\n", p.name, n, d)
-			r, err := measure(ctx, left, p, n, d)
-			if err != nil {
-				return err
+	for round := 1; round <= rounds; round++ {
+		for _, n := range streams {
+			for _, p := range paths {
+				fmt.Fprintf(out, "round %d/%d: iperf3 %s, %d stream(s), %s ...\n", round, rounds, p.name, n, d)
+				r, err := measure(ctx, left, p, n, d)
+				if err != nil {
+					return err
+				}
+				results = append(results, r)
 			}
-			results = append(results, r)
 		}
 	}
 	printResults(out, results)
@@ -242,25 +251,77 @@ func peakRSS(procs []*lab.Proc) float64 {
 	return peak
 }
 
-func printResults(out io.Writer, results []result) {
-	ref := map[int]float64{}
+// summary is the samples of one path and stream count.
+type summary struct {
+	path          string
+	streams       int
+	gbps, cpuPerG []float64
+	rssMB         float64 // the largest
+}
+
+// summarize groups results by path and streams, in the order first seen.
+func summarize(results []result) []*summary {
+	var out []*summary
 	for _, r := range results {
-		if r.path == "wireguard-go" {
-			ref[r.streams] = r.gbps
+		i := slices.IndexFunc(out, func(s *summary) bool { return s.path == r.path && s.streams == r.streams })
+		if i < 0 {
+			out = append(out, &summary{path: r.path, streams: r.streams})
+			i = len(out) - 1
+		}
+		s := out[i]
+		s.gbps = append(s.gbps, r.gbps)
+		if r.cpuPerG > 0 {
+			s.cpuPerG = append(s.cpuPerG, r.cpuPerG)
+		}
+		s.rssMB = max(s.rssMB, r.rssMB)
+	}
+	return out
+}
+
+// median of samples; the mean of the middle two for an even count.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// medianDuration is median for durations.
+func medianDuration(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(median(xs))
+}
+
+// printResults prints the median of each path's samples, with their
+// range; ratios are of medians.
+func printResults(out io.Writer, results []result) {
+	sums := summarize(results)
+	ref := map[int]float64{}
+	for _, s := range sums {
+		if s.path == "wireguard-go" {
+			ref[s.streams] = median(s.gbps)
 		}
 	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "path\tstreams\tGbit/s\t× wireguard-go\tCPU s/GB\tpeak RSS MB\t")
-	for _, r := range results {
+	fmt.Fprintln(w, "path\tstreams\truns\tGbit/s (median)\tmin–max\t× wireguard-go\tCPU s/GB\tpeak RSS MB\t")
+	for _, s := range sums {
+		g := median(s.gbps)
 		ratio, cpu, rss := "-", "-", "-"
-		if ref[r.streams] > 0 {
-			ratio = fmt.Sprintf("%.2f", r.gbps/ref[r.streams])
+		if ref[s.streams] > 0 {
+			ratio = fmt.Sprintf("%.2f", g/ref[s.streams])
 		}
-		if r.cpuPerG > 0 {
-			cpu, rss = fmt.Sprintf("%.2f", r.cpuPerG), fmt.Sprintf("%.0f", r.rssMB)
+		if len(s.cpuPerG) > 0 {
+			cpu, rss = fmt.Sprintf("%.2f", median(s.cpuPerG)), fmt.Sprintf("%.0f", s.rssMB)
 		}
-		fmt.Fprintf(w, "%s\t%d\t%.2f\t%s\t%s\t%s\t\n", r.path, r.streams, r.gbps, ratio, cpu, rss)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.2f\t%.2f–%.2f\t%s\t%s\t%s\t\n", s.path, s.streams, len(s.gbps), g, slices.Min(s.gbps), slices.Max(s.gbps), ratio, cpu, rss)
 	}
 	w.Flush()
 }

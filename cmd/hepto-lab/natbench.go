@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,7 +20,7 @@ import (
 )
 
 func natBenchCmd() *cobra.Command {
-	var seconds int
+	var seconds, rounds int
 	var idle time.Duration
 	cmd := &cobra.Command{
 		Use:   "nat-bench",
@@ -30,10 +31,11 @@ func natBenchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return natBench(cmd.Context(), cmd.OutOrStdout(), bin, time.Duration(seconds)*time.Second, idle)
+			return natBench(cmd.Context(), cmd.OutOrStdout(), bin, time.Duration(seconds)*time.Second, idle, rounds)
 		},
 	}
 	cmd.Flags().IntVar(&seconds, "seconds", 10, "length of each iperf3 run")
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds of each measurement; throughput runs every path once per round, in turn")
 	cmd.Flags().DurationVar(&idle, "idle", 3*time.Minute, "how long idle traffic is counted")
 	return cmd
 }
@@ -223,40 +225,57 @@ func recovery(ctx context.Context, bin string) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-func natBench(ctx context.Context, out io.Writer, bin string, d, idle time.Duration) error {
-	fmt.Fprintln(out, "time to connect, per NAT pairing ...")
-	var conns []connectResult
-	for _, p := range []pairing{
+func natBench(ctx context.Context, out io.Writer, bin string, d, idle time.Duration, rounds int) error {
+	if rounds < 1 {
+		return fmt.Errorf("--rounds %d: at least one", rounds)
+	}
+	pairings := []pairing{
 		{"LAN (one home)", lab.EIM, lab.EIM, true},
 		{"EIM – EIM", lab.EIM, lab.EIM, false},
 		{"EIM – symmetric", lab.EIM, lab.Symmetric, false},
 		{"symmetric – symmetric", lab.Symmetric, lab.Symmetric, false},
-	} {
-		r, err := connectTime(ctx, bin, p)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.name, err)
-		}
-		conns = append(conns, r)
 	}
-	fmt.Fprintln(out, "recovery after renumbering ...")
-	rec, err := recovery(ctx, bin)
-	if err != nil {
-		return fmt.Errorf("recovery: %w", err)
+	conns := map[string][]connectResult{}
+	var recs []time.Duration
+	for round := 1; round <= rounds; round++ {
+		for _, p := range pairings {
+			fmt.Fprintf(out, "round %d/%d: time to connect, %s ...\n", round, rounds, p.name)
+			r, err := connectTime(ctx, bin, p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			conns[p.name] = append(conns[p.name], r)
+		}
+		fmt.Fprintf(out, "round %d/%d: recovery after renumbering ...\n", round, rounds)
+		rec, err := recovery(ctx, bin)
+		if err != nil {
+			return fmt.Errorf("recovery: %w", err)
+		}
+		recs = append(recs, rec)
 	}
 	fmt.Fprintln(out, "throughput and idle traffic ...")
-	results, idleRows, err := natThroughputAndIdle(ctx, out, bin, d, idle)
+	results, idleRows, err := natThroughputAndIdle(ctx, out, bin, d, idle, rounds)
 	if err != nil {
 		return err
 	}
 
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(out)
-	fmt.Fprintln(w, "pairing\tpath\tfirst ping answered\tpath of its own")
-	for _, r := range conns {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.name, r.path, r.firstPing.Round(10*time.Millisecond), r.ready.Round(10*time.Millisecond))
+	fmt.Fprintf(w, "pairing\tpath\tfirst ping answered (median, min–max of %d)\tpath of its own (median, min–max)\n", rounds)
+	for _, p := range pairings {
+		rs := conns[p.name]
+		var paths []string
+		var first, ready []time.Duration
+		for _, r := range rs {
+			if !slices.Contains(paths, r.path) {
+				paths = append(paths, r.path)
+			}
+			first, ready = append(first, r.firstPing), append(ready, r.ready)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.name, strings.Join(paths, ", "), durationRange(first, 10*time.Millisecond), durationRange(ready, 10*time.Millisecond))
 	}
 	w.Flush()
-	fmt.Fprintf(out, "\nrecovery after a home's box is renumbered (conntrack flushed), traffic flowing: %s\n", rec.Round(100*time.Millisecond))
+	fmt.Fprintf(out, "\nrecovery after a home's box is renumbered (conntrack flushed), traffic flowing: %s\n", durationRange(recs, 100*time.Millisecond))
 	printResults(out, results)
 	fmt.Fprintln(out)
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -274,7 +293,7 @@ type idleRow struct {
 
 // natThroughputAndIdle measures a direct and a relayed pair against stock
 // wireguard-go between two public hosts, then the idle traffic of home A.
-func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idle time.Duration) ([]result, []idleRow, error) {
+func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idle time.Duration, rounds int) ([]result, []idleRow, error) {
 	n, err := newNATLab(ctx, bin)
 	if err != nil {
 		return nil, nil, err
@@ -350,22 +369,25 @@ func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idl
 	if err != nil {
 		return nil, nil, err
 	}
+	// The paths take turns, A/B/A/B, round after round.
 	var results []result
-	for _, c := range []struct {
-		from *lab.Host
-		p    path
-	}{
-		{left, wg},
-		{left, path{name: "hepto, no NAT (public hosts)", target: stR.OverlayIPs[0], procs: []*lab.Proc{nl.Proc, nr.Proc}}},
-		{homes["home-a"].Machines[0], path{name: "hepto direct (EIM–EIM)", target: stB.OverlayIPs[0], procs: []*lab.Proc{nodes["home-a"].Proc, nodes["home-b"].Proc}}},
-		{homes["home-c"].Machines[0], path{name: "hepto relayed (symmetric–EIM)", target: stB.OverlayIPs[0], procs: []*lab.Proc{nodes["home-c"].Proc, nodes["home-b"].Proc}}},
-	} {
-		fmt.Fprintf(out, "iperf3 %s ...\n", c.p.name)
-		r, err := measure(ctx, c.from, c.p, 1, d)
-		if err != nil {
-			return nil, nil, err
+	for round := 1; round <= rounds; round++ {
+		for _, c := range []struct {
+			from *lab.Host
+			p    path
+		}{
+			{left, wg},
+			{left, path{name: "hepto, no NAT (public hosts)", target: stR.OverlayIPs[0], procs: []*lab.Proc{nl.Proc, nr.Proc}}},
+			{homes["home-a"].Machines[0], path{name: "hepto direct (EIM–EIM)", target: stB.OverlayIPs[0], procs: []*lab.Proc{nodes["home-a"].Proc, nodes["home-b"].Proc}}},
+			{homes["home-c"].Machines[0], path{name: "hepto relayed (symmetric–EIM)", target: stB.OverlayIPs[0], procs: []*lab.Proc{nodes["home-c"].Proc, nodes["home-b"].Proc}}},
+		} {
+			fmt.Fprintf(out, "round %d/%d: iperf3 %s ...\n", round, rounds, c.p.name)
+			r, err := measure(ctx, c.from, c.p, 1, d)
+			if err != nil {
+				return nil, nil, err
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 
 	// Idle: count, on home A's and home D's boxes, what goes to and comes
@@ -410,6 +432,14 @@ func natThroughputAndIdle(ctx context.Context, out io.Writer, bin string, d, idl
 		rows = append(rows, idleRow{what: c.what, out: perMin("out " + c.ip), in: perMin("in " + c.ip)})
 	}
 	return results, rows, nil
+}
+
+// durationRange is "median (min–max)", rounded.
+func durationRange(ds []time.Duration, round time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s–%s)", medianDuration(ds).Round(round), slices.Min(ds).Round(round), slices.Max(ds).Round(round))
 }
 
 // forwardCounters reads the byte counters of the FORWARD rules that match
