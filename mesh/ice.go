@@ -151,7 +151,10 @@ func (m *Mesh) handleICE(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, control.Unavailable(errors.New("no ICE on this node")))
 		return
 	}
-	if err := mgr.Handle(msg); err != nil {
+	if err := mgr.Handle(msg); errors.Is(err, nat.ErrClosed) {
+		control.WriteError(w, control.Unavailable(err))
+		return
+	} else if err != nil {
 		control.WriteError(w, control.BadRequest(err))
 		return
 	}
