@@ -41,7 +41,7 @@ fuzz:
 	$(GO) test ./membership -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME)
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenMembership -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
-	$(GO) test ./cni -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)
+	$(GO) test ./cni/netconf -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)
 	$(GO) test ./tunnel -run '^$$' -fuzz FuzzClassify -fuzztime $(FUZZTIME)
 	$(GO) test ./dns -run '^$$' -fuzz FuzzServe -fuzztime $(FUZZTIME)
 

@@ -15,11 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hepto-net/hepto/cni/ipam"
+	"github.com/hepto-net/hepto/cni/netconf"
 )
 
 // Add gives the pod a veth with an address of each of the node's pod ranges.
 func Add(args *skel.CmdArgs) error {
-	conf, err := ParseConf(args.StdinData)
+	conf, err := netconf.Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -29,7 +30,7 @@ func Add(args *skel.CmdArgs) error {
 	}
 	defer netns.Close()
 
-	st, err := ipam.Open(conf.ipamDir())
+	st, err := ipam.Open(conf.IPAMDir())
 	if err != nil {
 		return types.NewError(types.ErrIOFailure, "cannot open the address store", err.Error())
 	}
@@ -81,7 +82,7 @@ func openNetns(path string) (ns.NetNS, error) {
 
 // attach makes the veth pair, its addresses, routes and neighbours. On
 // failure it removes what it made.
-func attach(conf *Conf, args *skel.CmdArgs, netns ns.NetNS, att ipam.Attachment) (*current.Result, error) {
+func attach(conf *netconf.Conf, args *skel.CmdArgs, netns ns.NetNS, att ipam.Attachment) (*current.Result, error) {
 	hostName := hostVethName(args.ContainerID, args.IfName)
 	mac := podMAC(att.IPs)
 	h, err := netlink.NewHandle()

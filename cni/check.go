@@ -13,12 +13,13 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/hepto-net/hepto/cni/ipam"
+	"github.com/hepto-net/hepto/cni/netconf"
 )
 
 // Check verifies that the attachment still is what ADD made of it: the
 // reservation, both ends of the veth, the addresses, the routes.
 func Check(args *skel.CmdArgs) error {
-	conf, err := ParseConf(args.StdinData)
+	conf, err := netconf.Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -29,7 +30,7 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return types.NewError(types.ErrDecodingFailure, "cannot convert prevResult", err.Error())
 	}
-	atts, err := ipam.Load(conf.ipamDir())
+	atts, err := ipam.Load(conf.IPAMDir())
 	if err != nil {
 		return types.NewError(types.ErrIOFailure, "cannot read the address store", err.Error())
 	}

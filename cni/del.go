@@ -9,13 +9,14 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/hepto-net/hepto/cni/ipam"
+	"github.com/hepto-net/hepto/cni/netconf"
 )
 
 // Del removes the pod's veth and frees its addresses. It needs neither the
 // pod's namespace nor prevResult, and succeeds when there is nothing left to
 // remove.
 func Del(args *skel.CmdArgs) error {
-	conf, err := ParseConf(args.StdinData)
+	conf, err := netconf.Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -32,8 +33,8 @@ func Del(args *skel.CmdArgs) error {
 	return release(conf, args.ContainerID, args.IfName)
 }
 
-func release(conf *Conf, id, ifname string) error {
-	st, err := ipam.Open(conf.ipamDir())
+func release(conf *netconf.Conf, id, ifname string) error {
+	st, err := ipam.Open(conf.IPAMDir())
 	if err != nil {
 		return types.NewError(types.ErrIOFailure, "cannot open the address store", err.Error())
 	}
@@ -49,7 +50,7 @@ func release(conf *Conf, id, ifname string) error {
 // runtime does not list as valid: those of an ADD that died half-way, or of
 // a DEL that never came.
 func GC(args *skel.CmdArgs) error {
-	conf, err := ParseConf(args.StdinData)
+	conf, err := netconf.Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func GC(args *skel.CmdArgs) error {
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer h.Close()
-	st, err := ipam.Open(conf.ipamDir())
+	st, err := ipam.Open(conf.IPAMDir())
 	if err != nil {
 		return types.NewError(types.ErrIOFailure, "cannot open the address store", err.Error())
 	}

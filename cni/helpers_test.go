@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/hepto-net/hepto/cni/ipam"
+	"github.com/hepto-net/hepto/cni/netconf"
 	"github.com/hepto-net/hepto/lab"
 )
 
@@ -48,7 +49,7 @@ func newEnv(t *testing.T, pods ...netip.Prefix) *env {
 	e := &env{t: t, ctx: t.Context(), lab: l, node: node, state: t.TempDir(), pods: pods}
 	// The daemon's part, which this package does not run.
 	e.run(node, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-	if e.conf, err = ConfList("hepto", DefaultMTU, e.state, pods); err != nil {
+	if e.conf, err = netconf.ConfList("hepto", netconf.DefaultMTU, e.state, pods); err != nil {
 		t.Fatal(err)
 	}
 	list, err := libcni.ConfListFromBytes(e.conf)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/hepto-net/hepto/cni/netconf"
 )
 
 // pluginBin is the plugin under test: $HEPTO_CNI_BIN, or one built for the
@@ -25,7 +27,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		pluginBin = filepath.Join(dir, Type)
+		pluginBin = filepath.Join(dir, netconf.Type)
 		build := exec.Command("go", "build", "-o", pluginBin, "../cmd/hepto-cni")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {

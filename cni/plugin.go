@@ -5,11 +5,12 @@ package cni
 
 import (
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/hepto-net/hepto/cni/netconf"
 )
 
 // Versions are the CNI specification versions the plugin speaks.
-var Versions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+var Versions = netconf.Versions
 
 // Funcs are the plugin's commands, for skel.
 var Funcs = skel.CNIFuncs{Add: Add, Del: Del, Check: Check, GC: GC, Status: Status}

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hepto-net/hepto/cni"
+	"github.com/hepto-net/hepto/cni/netconf"
 	"github.com/hepto-net/hepto/state"
 )
 
@@ -25,7 +25,7 @@ const CNINetwork = "hepto"
 // writeConfList writes the CNI configuration, unless it is there already:
 // runtimes watch the directory.
 func writeConfList(dir, stateDir string, mtu int, pods []netip.Prefix) error {
-	b, err := cni.ConfList(CNINetwork, mtu, stateDir, pods)
+	b, err := netconf.ConfList(CNINetwork, mtu, stateDir, pods)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/spf13/cobra"
 
-	"github.com/hepto-net/hepto/cni"
+	"github.com/hepto-net/hepto/cni/netconf"
 	"github.com/hepto-net/hepto/lab"
 )
 
@@ -59,7 +59,7 @@ type cniPlugin struct {
 }
 
 func cniBench(ctx context.Context, out io.Writer, path []string, pods, parallel, rounds int) error {
-	for _, p := range []string{cni.Type, "bridge", "host-local"} {
+	for _, p := range []string{netconf.Type, "bridge", "host-local"} {
 		if _, err := lookPlugin(path, p); err != nil {
 			return err
 		}
@@ -88,7 +88,7 @@ func cniBench(ctx context.Context, out io.Writer, path []string, pods, parallel,
 
 	// Both dual-stack, MTU 1400, no masquerade (hepto's is per node, not
 	// per pod); addresses kept under dir.
-	hepto, err := cni.ConfList("hepto", cni.DefaultMTU, filepath.Join(dir, "hepto"),
+	hepto, err := netconf.ConfList("hepto", netconf.DefaultMTU, filepath.Join(dir, "hepto"),
 		[]netip.Prefix{netip.MustParsePrefix("10.78.1.0/24"), netip.MustParsePrefix("fd00:78:1::/64")})
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func cniBench(ctx context.Context, out io.Writer, path []string, pods, parallel,
 		"cniVersion": "1.1.0",
 		"name":       "reference",
 		"plugins": []any{map[string]any{
-			"type": "bridge", "bridge": "cni0", "isGateway": true, "mtu": cni.DefaultMTU,
+			"type": "bridge", "bridge": "cni0", "isGateway": true, "mtu": netconf.DefaultMTU,
 			"ipam": map[string]any{
 				"type":    "host-local",
 				"dataDir": filepath.Join(dir, "host-local"),

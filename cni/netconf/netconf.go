@@ -1,4 +1,7 @@
-package cni
+// Package netconf is hepto-cni's network configuration: what the daemon
+// writes and the plugin reads. It is its own package so that the daemon
+// does not link the plugin.
+package netconf
 
 import (
 	"encoding/json"
@@ -14,6 +17,9 @@ import (
 
 // Type is the plugin's type in a network configuration.
 const Type = "hepto-cni"
+
+// Versions are the CNI specification versions the plugin speaks.
+var Versions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 // DefaultMTU fits the overlay: hepto's TUN device has the same MTU.
 const DefaultMTU = 1400
@@ -41,7 +47,7 @@ func ConfList(name string, mtu int, stateDir string, pods []netip.Prefix) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ParseConf(b); err != nil {
+	if _, err := Parse(b); err != nil {
 		return nil, fmt.Errorf("conflist: %w", err)
 	}
 	b, err = json.MarshalIndent(map[string]any{"cniVersion": v, "name": name, "plugins": []any{plugin}}, "", "  ")
@@ -51,7 +57,7 @@ func ConfList(name string, mtu int, stateDir string, pods []netip.Prefix) ([]byt
 // ParseConf decodes and checks a configuration. Its errors are CNI errors:
 // 6 when the JSON does not decode, 1 for a version the plugin does not
 // speak, 7 for a configuration that decodes but cannot be used.
-func ParseConf(b []byte) (*Conf, error) {
+func Parse(b []byte) (*Conf, error) {
 	var c Conf
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, types.NewError(types.ErrDecodingFailure, "cannot decode network configuration", err.Error())
@@ -116,8 +122,8 @@ func supported(v string) bool {
 	return false
 }
 
-// ipamDir is where the network's addresses are kept.
-func (c *Conf) ipamDir() string { return filepath.Join(c.StateDir, "cni", c.Name) }
+// IPAMDir is where the network's addresses are kept.
+func (c *Conf) IPAMDir() string { return filepath.Join(c.StateDir, "cni", c.Name) }
 
-// socket is the daemon's local command socket.
-func (c *Conf) socket() string { return filepath.Join(c.StateDir, "hepto.sock") }
+// Socket is the daemon's local command socket.
+func (c *Conf) Socket() string { return filepath.Join(c.StateDir, "hepto.sock") }

@@ -1,4 +1,4 @@
-package cni
+package netconf
 
 import (
 	"errors"
@@ -7,18 +7,17 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
 const goodConf = `{"cniVersion":"1.1.0","name":"hepto","type":"hepto-cni","stateDir":"/var/lib/hepto",` +
 	`"podCIDRs":["10.78.1.0/24","fd00:1:2:100::/64"]}`
 
-func TestParseConf(t *testing.T) {
-	c, err := ParseConf([]byte(goodConf))
+func TestParse(t *testing.T) {
+	c, err := Parse([]byte(goodConf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MTU != DefaultMTU || len(c.PodCIDRs) != 2 || c.ipamDir() != "/var/lib/hepto/cni/hepto" {
+	if c.MTU != DefaultMTU || len(c.PodCIDRs) != 2 || c.IPAMDir() != "/var/lib/hepto/cni/hepto" {
 		t.Fatalf("%+v", c)
 	}
 }
@@ -42,7 +41,7 @@ func TestParseConfErrors(t *testing.T) {
 		{strings.Replace(goodConf, `"name"`, `"mtu":1000,"name"`, 1), types.ErrInvalidNetworkConfig},
 		{strings.Replace(goodConf, `"name"`, `"prevResult":{"cniVersion":"1.1.0","ips":[{"address":"x"}]},"name"`, 1), types.ErrDecodingFailure},
 	} {
-		_, err := ParseConf([]byte(tc.conf))
+		_, err := Parse([]byte(tc.conf))
 		var e *types.Error
 		if !errors.As(err, &e) || e.Code != tc.code {
 			t.Errorf("%s: %v, want code %d", tc.conf, err, tc.code)
@@ -63,27 +62,5 @@ func TestConfList(t *testing.T) {
 	}
 	if _, err := ConfList("hepto", 1400, "relative", pods); err == nil {
 		t.Error("relative state directory accepted")
-	}
-}
-
-// A prevResult given to ADD is kept, this plugin's result appended.
-func TestChainKeepsPrevResult(t *testing.T) {
-	conf := strings.Replace(goodConf, `"name"`, `"prevResult":{"cniVersion":"1.1.0",`+
-		`"interfaces":[{"name":"other"}],"ips":[{"address":"192.0.2.5/24","interface":0}]},"name"`, 1)
-	c, err := ParseConf([]byte(conf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours := &current.Result{
-		CNIVersion: current.ImplementedSpecVersion,
-		Interfaces: []*current.Interface{{Name: "hepx"}, {Name: "eth0", Sandbox: "/run/netns/p"}},
-		IPs:        []*current.IPConfig{{Interface: current.Int(1), Address: *hostPrefix(netip.MustParseAddr("10.78.1.2"))}},
-	}
-	got, err := chain(c.PrevResult, ours)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got.Interfaces) != 3 || len(got.IPs) != 2 || *got.IPs[0].Interface != 0 || *got.IPs[1].Interface != 2 || got.Interfaces[2].Name != "eth0" {
-		t.Fatalf("%v", got)
 	}
 }

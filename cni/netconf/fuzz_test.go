@@ -1,4 +1,4 @@
-package cni
+package netconf
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 
 // FuzzParseConf: any input gives a configuration the plugin can use, or a
 // CNI error with a code of the specification; never a panic.
-func FuzzParseConf(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodConf))
 	f.Add([]byte(`{"cniVersion":"1.1.0","name":"n","stateDir":"/s","podCIDRs":["fd00::/120"],"mtu":1280}`))
 	f.Add([]byte(`{"cniVersion":"0.4.0","name":"n","stateDir":"/s","podCIDRs":["10.0.0.0/30"],` +
@@ -18,7 +18,7 @@ func FuzzParseConf(f *testing.F) {
 	f.Add([]byte(`{"cniVersion":"1.1.0","name":"n","stateDir":"/s","podCIDRs":["10.0.0.0/24"],"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}`))
 	f.Add([]byte(`{"cniVersion":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseConf(b)
+		c, err := Parse(b)
 		if err != nil {
 			var e *types.Error
 			if !errors.As(err, &e) {
@@ -34,8 +34,8 @@ func FuzzParseConf(f *testing.F) {
 		if c.Name == "" || !filepath.IsAbs(c.StateDir) || len(c.PodCIDRs) == 0 || c.MTU < 576 {
 			t.Fatalf("accepted %+v", c)
 		}
-		if filepath.Dir(c.ipamDir()) != filepath.Join(c.StateDir, "cni") {
-			t.Fatalf("store outside the state directory: %s", c.ipamDir())
+		if filepath.Dir(c.IPAMDir()) != filepath.Join(c.StateDir, "cni") {
+			t.Fatalf("store outside the state directory: %s", c.IPAMDir())
 		}
 		for _, p := range c.PodCIDRs {
 			if !p.IsValid() || p != p.Masked() {
