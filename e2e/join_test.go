@@ -47,7 +47,10 @@ func TestHomesJoinRestartAndStop(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkStatusJSON(t, raw, "home-a", "demo", map[string]string{"anchor": "direct", "home-b": "direct"})
-		st, _, _ := na.status()
+		st, _, err := na.status()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if p, _ := peer(st, "anchor"); p.Endpoint != a.Host.IPv4.String()+":51820" {
 			t.Errorf("anchor endpoint %q", p.Endpoint)
 		}
@@ -55,7 +58,10 @@ func TestHomesJoinRestartAndStop(t *testing.T) {
 
 	// Restart home-b with the anchor down: it comes back from its state
 	// directory alone, with the same identity.
-	keyBefore, _ := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	keyBefore, err := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	if err != nil || len(keyBefore) == 0 {
+		t.Fatalf("home-b's key before the restart: %v (%d bytes)", err, len(keyBefore))
+	}
 	if code := a.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("anchor exit code %d", code)
 	}
@@ -79,7 +85,10 @@ func TestHomesJoinRestartAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyAfter, _ := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	keyAfter, err := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st.Name != "home-b" || fmt.Sprint(st.OverlayIPs) != fmt.Sprint(stB.OverlayIPs) || !bytes.Equal(keyBefore, keyAfter) {
 		t.Fatalf("identity changed across restart: %v %v", st, stB)
 	}

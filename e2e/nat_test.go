@@ -101,7 +101,10 @@ func TestRelayForSymmetricNAT(t *testing.T) {
 	if ip := endpointIP(t, p.Endpoint); ip != he.PublicIP && ip != a.Host.IPv4 {
 		t.Errorf("relayed endpoint %s", p.Endpoint)
 	}
-	st, _, _ := ne.status()
+	st, _, err := ne.status()
+	if err != nil || len(st.OverlayIPs) == 0 {
+		t.Fatalf("home-eim status: %v, overlay addresses %v", err, st.OverlayIPs)
+	}
 	for _, ip := range st.OverlayIPs {
 		if err := ns.ping(ip, 10*time.Second); err != nil {
 			t.Fatalf("home-sym → home-eim %s: %v", ip, err)

@@ -163,7 +163,9 @@ func TestObservability(t *testing.T) {
 				NAT        string `json:"nat"`
 				PublicIPv4 string `json:"public_ipv4"`
 			}
-			json.Unmarshal([]byte(out), &nc)
+			if err := json.Unmarshal([]byte(out), &nc); err != nil {
+				t.Fatalf("%s: netcheck --json: %v:\n%s", name, err, out)
+			}
 			if nc.NAT != want {
 				t.Errorf("%s: netcheck says %q, want %q:\n%s", name, nc.NAT, want, out)
 			}
@@ -234,11 +236,25 @@ func TestObservability(t *testing.T) {
 		})
 		t.Logf("delay visible in status and histogram after %s", time.Since(since).Round(time.Second))
 		// The others' links stay fast in their status too.
-		st, _, _ := nodes["home-b"].status()
+		st, _, err := nodes["home-b"].status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast := 0
 		for _, p := range st.Peers {
-			if p.Name != "home-a" && p.RTTSeconds != nil && *p.RTTSeconds >= 0.05 {
-				t.Errorf("home-b → %s: %.4f s", p.Name, *p.RTTSeconds)
+			if p.Name == "home-a" {
+				continue
 			}
+			if p.RTTSeconds == nil {
+				t.Errorf("home-b → %s: no RTT", p.Name)
+			} else if *p.RTTSeconds >= 0.05 {
+				t.Errorf("home-b → %s: %.4f s", p.Name, *p.RTTSeconds)
+			} else {
+				fast++
+			}
+		}
+		if fast != 2 {
+			t.Fatalf("home-b: %d fast peers besides home-a, want 2 (anchor, home-c): %+v", fast, st.Peers)
 		}
 	})
 }
