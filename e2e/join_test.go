@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -179,15 +181,32 @@ func TestOverlayClosedToTheLAN(t *testing.T) {
 	if _, err := neighbour.Run(w.ctx, "ip", "route", "add", overlay+"/32", "via", home.Machines[0].IPv4.String()); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := neighbour.Run(w.ctx, "ping", "-c", "1", "-W", "2", home.Machines[0].IPv4.String()); err != nil {
+		t.Fatalf("the neighbour does not reach the node on the LAN: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(w.ctx, 3*time.Second)
 	defer cancel()
 	if c, err := neighbour.DialContext(ctx, "tcp", net.JoinHostPort(overlay, "51821")); err == nil {
 		c.Close()
 		t.Fatal("the LAN neighbour reached the control port on the overlay address")
 	}
-	// Through WireGuard it is open.
-	ast, _, _ := a.status()
-	if err := a.ping(overlay, 10*time.Second); err != nil {
-		t.Fatalf("anchor → node over the overlay: %v (anchor %v)", err, ast.OverlayIPs)
+	// Through WireGuard the control port is open, on both families.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, n, addr string) (net.Conn, error) { return a.Host.DialContext(ctx, n, addr) },
+	}}
+	if len(st.OverlayIPs) != 2 {
+		t.Fatalf("overlay addresses %v", st.OverlayIPs)
+	}
+	for _, ip := range st.OverlayIPs {
+		url := "http://" + net.JoinHostPort(ip, "51821") + "/v1/membership?have=0"
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("anchor → %s over the overlay: %v", url, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"kind":"membership"`) {
+			t.Fatalf("anchor → %s: %s %v %.200q", url, resp.Status, err, body)
+		}
 	}
 }
