@@ -17,6 +17,9 @@ func needRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped without root: creates network namespaces and TUN interfaces")
 	}
+	if testing.Short() {
+		t.Skip("skipped in -short mode: creates network namespaces and TUN interfaces")
+	}
 	needTool(t, "ip")
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Fatal("no /dev/net/tun: ", err)
