@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -104,13 +105,18 @@ func (e *env) pluginConf(edit func(map[string]any)) string {
 		Name       string           `json:"name"`
 		Plugins    []map[string]any `json:"plugins"`
 	}
-	json.Unmarshal(e.conf, &list)
+	if err := json.Unmarshal(e.conf, &list); err != nil || len(list.Plugins) == 0 {
+		e.t.Fatalf("conflist %s: %v", e.conf, err)
+	}
 	p := list.Plugins[0]
 	p["cniVersion"], p["name"] = list.CNIVersion, list.Name
 	if edit != nil {
 		edit(p)
 	}
-	b, _ := json.Marshal(p)
+	b, err := json.Marshal(p)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	return string(b)
 }
 
@@ -120,7 +126,7 @@ func (e *env) exec(stdin string, vars ...string) (*types.Error, []byte) {
 	e.t.Helper()
 	var out []byte
 	var runErr error
-	e.node.Do(func() error {
+	err := e.node.Do(func() error {
 		c := exec.Command(pluginBin)
 		c.Env = append([]string{"PATH=" + os.Getenv("PATH"), "CNI_PATH=" + filepath.Dir(pluginBin)}, vars...)
 		c.Stdin = strings.NewReader(stdin)
@@ -129,6 +135,12 @@ func (e *env) exec(stdin string, vars ...string) (*types.Error, []byte) {
 		out, runErr = c.Output()
 		return nil
 	})
+	if err != nil {
+		e.t.Fatalf("enter %s: %v", e.node.Name, err)
+	}
+	if runErr != nil && !errors.As(runErr, new(*exec.ExitError)) {
+		e.t.Fatalf("plugin did not run: %v", runErr)
+	}
 	if runErr == nil {
 		return nil, out
 	}

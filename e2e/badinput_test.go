@@ -37,7 +37,10 @@ func (n *node) runFails(t *testing.T, want string, flags ...string) {
 func snapshot(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	entries, _ := os.ReadDir(dir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range entries {
 		if e.Type().IsRegular() {
 			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
@@ -46,6 +49,9 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 			}
 			out[e.Name()] = b
 		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no files in state directory %s", dir)
 	}
 	return out
 }

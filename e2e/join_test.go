@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -47,7 +49,10 @@ func TestHomesJoinRestartAndStop(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkStatusJSON(t, raw, "home-a", "demo", map[string]string{"anchor": "direct", "home-b": "direct"})
-		st, _, _ := na.status()
+		st, _, err := na.status()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if p, _ := peer(st, "anchor"); p.Endpoint != a.Host.IPv4.String()+":51820" {
 			t.Errorf("anchor endpoint %q", p.Endpoint)
 		}
@@ -55,7 +60,10 @@ func TestHomesJoinRestartAndStop(t *testing.T) {
 
 	// Restart home-b with the anchor down: it comes back from its state
 	// directory alone, with the same identity.
-	keyBefore, _ := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	keyBefore, err := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	if err != nil || len(keyBefore) == 0 {
+		t.Fatalf("home-b's key before the restart: %v (%d bytes)", err, len(keyBefore))
+	}
 	if code := a.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("anchor exit code %d", code)
 	}
@@ -79,7 +87,10 @@ func TestHomesJoinRestartAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyAfter, _ := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	keyAfter, err := os.ReadFile(filepath.Join(nb.State, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st.Name != "home-b" || fmt.Sprint(st.OverlayIPs) != fmt.Sprint(stB.OverlayIPs) || !bytes.Equal(keyBefore, keyAfter) {
 		t.Fatalf("identity changed across restart: %v %v", st, stB)
 	}
@@ -170,15 +181,32 @@ func TestOverlayClosedToTheLAN(t *testing.T) {
 	if _, err := neighbour.Run(w.ctx, "ip", "route", "add", overlay+"/32", "via", home.Machines[0].IPv4.String()); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := neighbour.Run(w.ctx, "ping", "-c", "1", "-W", "2", home.Machines[0].IPv4.String()); err != nil {
+		t.Fatalf("the neighbour does not reach the node on the LAN: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(w.ctx, 3*time.Second)
 	defer cancel()
 	if c, err := neighbour.DialContext(ctx, "tcp", net.JoinHostPort(overlay, "51821")); err == nil {
 		c.Close()
 		t.Fatal("the LAN neighbour reached the control port on the overlay address")
 	}
-	// Through WireGuard it is open.
-	ast, _, _ := a.status()
-	if err := a.ping(overlay, 10*time.Second); err != nil {
-		t.Fatalf("anchor → node over the overlay: %v (anchor %v)", err, ast.OverlayIPs)
+	// Through WireGuard the control port is open, on both families.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, n, addr string) (net.Conn, error) { return a.Host.DialContext(ctx, n, addr) },
+	}}
+	if len(st.OverlayIPs) != 2 {
+		t.Fatalf("overlay addresses %v", st.OverlayIPs)
+	}
+	for _, ip := range st.OverlayIPs {
+		url := "http://" + net.JoinHostPort(ip, "51821") + "/v1/membership?have=0"
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("anchor → %s over the overlay: %v", url, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"kind":"membership"`) {
+			t.Fatalf("anchor → %s: %s %v %.200q", url, resp.Status, err, body)
+		}
 	}
 }

@@ -101,7 +101,10 @@ func TestRelayForSymmetricNAT(t *testing.T) {
 	if ip := endpointIP(t, p.Endpoint); ip != he.PublicIP && ip != a.Host.IPv4 {
 		t.Errorf("relayed endpoint %s", p.Endpoint)
 	}
-	st, _, _ := ne.status()
+	st, _, err := ne.status()
+	if err != nil || len(st.OverlayIPs) == 0 {
+		t.Fatalf("home-eim status: %v, overlay addresses %v", err, st.OverlayIPs)
+	}
 	for _, ip := range st.OverlayIPs {
 		if err := ns.ping(ip, 10*time.Second); err != nil {
 			t.Fatalf("home-sym → home-eim %s: %v", ip, err)
@@ -151,16 +154,40 @@ func (n *node) waitPathOnce(peerName string) localapi.PeerStatus {
 }
 
 // A relayed pair goes direct once the symmetric NAT becomes
-// endpoint-independent.
+// endpoint-independent. The box keeps the relayed path's mappings, so the
+// path stays up: only the daemon's direct attempts can find the new one.
 func TestRelayUpgradesToDirect(t *testing.T) {
-	h := newWorld(t).twoHomes("home-sym", lab.Symmetric, "home-eim", lab.EIM)
-	ns, hs := h.a, h.homeA
+	// The first direct attempt of a relayed pair comes this long after the
+	// relay; the NAT changes well before it.
+	const retry = 5 * time.Second
+	flags := []string{"--direct-retry", retry.String()}
+	w := newWorld(t)
+	a := w.anchor(w.anchorName, w.publicHost(w.anchorName))
+	hs := w.home("home-sym", lab.HomeOptions{NAT: lab.Symmetric})
+	he := w.home("home-eim", lab.HomeOptions{NAT: lab.EIM})
+	ns := w.join("home-sym", hs.Machines[0], a, flags...)
+	w.join("home-eim", he.Machines[0], a, flags...)
 	ns.waitPath(40*time.Second, "home-eim", "relay")
-	if err := hs.SetNAT(lab.EIM); err != nil {
+	st, _, err := ns.status()
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := hs.SetNATKeepMappings(lab.EIM); err != nil {
+		t.Fatal(err)
+	}
+	// The WireGuard socket's flows to the anchor's STUN port and to home-eim
+	// (ICE checks) map anew, under the new NAT; the relayed path's stay.
+	for i, to := range []netip.AddrPort{netip.AddrPortFrom(a.Host.IPv4, 3478), netip.AddrPortFrom(he.PublicIP, 0)} {
+		n, err := hs.ExpireMappings(st.ListenPort, to.Addr(), to.Port())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && n == 0 {
+			t.Fatalf("no STUN mapping from port %d to expire", st.ListenPort)
+		}
+	}
 	start := time.Now()
-	ns.waitPath(60*time.Second, "home-eim", "direct")
+	ns.waitPath(3*retry, "home-eim", "direct")
 	t.Logf("direct %s after the NAT became endpoint-independent", time.Since(start).Round(100*time.Millisecond))
 }
 

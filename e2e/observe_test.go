@@ -90,8 +90,13 @@ func value(s sample) float64 {
 // Three homes and an anchor, scraped by a real Prometheus over the
 // overlay; a delayed uplink shows in the RTT of that home's links only.
 func TestObservability(t *testing.T) {
+	// Round trips are measured 5 s after start, then every rttInterval.
+	const rttInterval = 5 * time.Second
+	// Time for Prometheus to start and scrape (every 2 s), and a few intervals.
+	const rttWait = 30*time.Second + 4*rttInterval
+	flags := []string{"--metrics", "overlay:9469", "--rtt-interval", rttInterval.String()}
 	w := newWorld(t)
-	a := w.wrap(w.c.Anchor("anchor", w.publicHost("anchor"), "--metrics", "overlay:9469"))
+	a := w.wrap(w.c.Anchor("anchor", w.publicHost("anchor"), flags...))
 	names := []string{"home-a", "home-b", "home-c"}
 	homes := map[string]*lab.Home{}
 	nodes := map[string]*node{"anchor": a}
@@ -101,7 +106,7 @@ func TestObservability(t *testing.T) {
 			nat = lab.Symmetric
 		}
 		homes[name] = w.home(name, lab.HomeOptions{NAT: nat})
-		nodes[name] = w.join(name, homes[name].Machines[0], a, "--metrics", "overlay:9469")
+		nodes[name] = w.join(name, homes[name].Machines[0], a, flags...)
 	}
 	ips := map[string]string{}
 	var targets []string
@@ -118,7 +123,7 @@ func TestObservability(t *testing.T) {
 			return a.Host.DialContext(ctx, n, addr)
 		}}}
 		var text []byte
-		eventually(t, 30*time.Second, func() error { // the first round trips are measured 5 s after start
+		eventually(t, rttWait, func() error {
 			resp, err := c.Get("http://" + ips["home-a"] + ":9469/metrics")
 			if err != nil {
 				return err
@@ -163,7 +168,9 @@ func TestObservability(t *testing.T) {
 				NAT        string `json:"nat"`
 				PublicIPv4 string `json:"public_ipv4"`
 			}
-			json.Unmarshal([]byte(out), &nc)
+			if err := json.Unmarshal([]byte(out), &nc); err != nil {
+				t.Fatalf("%s: netcheck --json: %v:\n%s", name, err, out)
+			}
 			if nc.NAT != want {
 				t.Errorf("%s: netcheck says %q, want %q:\n%s", name, nc.NAT, want, out)
 			}
@@ -175,7 +182,7 @@ func TestObservability(t *testing.T) {
 
 	prom := startPrometheus(t, w, a.Host, targets)
 	t.Run("RTT of every pair in Prometheus", func(t *testing.T) {
-		eventually(t, 90*time.Second, func() error {
+		eventually(t, rttWait, func() error {
 			res, err := prom.query("hepto_peer_rtt_seconds_count")
 			if err != nil {
 				return err
@@ -201,7 +208,9 @@ func TestObservability(t *testing.T) {
 		}
 		since := time.Now()
 		delayed := map[string]bool{} // pairs whose histogram showed the delay
-		eventually(t, 150*time.Second, func() error {
+		// The delay shows in the next measurements and within the 45 s
+		// window of the histogram query.
+		eventually(t, 45*time.Second+rttWait, func() error {
 			st, _, err := nodes["home-a"].status()
 			if err != nil {
 				return err
@@ -234,11 +243,25 @@ func TestObservability(t *testing.T) {
 		})
 		t.Logf("delay visible in status and histogram after %s", time.Since(since).Round(time.Second))
 		// The others' links stay fast in their status too.
-		st, _, _ := nodes["home-b"].status()
+		st, _, err := nodes["home-b"].status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast := 0
 		for _, p := range st.Peers {
-			if p.Name != "home-a" && p.RTTSeconds != nil && *p.RTTSeconds >= 0.05 {
-				t.Errorf("home-b → %s: %.4f s", p.Name, *p.RTTSeconds)
+			if p.Name == "home-a" {
+				continue
 			}
+			if p.RTTSeconds == nil {
+				t.Errorf("home-b → %s: no RTT", p.Name)
+			} else if *p.RTTSeconds >= 0.05 {
+				t.Errorf("home-b → %s: %.4f s", p.Name, *p.RTTSeconds)
+			} else {
+				fast++
+			}
+		}
+		if fast != 2 {
+			t.Fatalf("home-b: %d fast peers besides home-a, want 2 (anchor, home-c): %+v", fast, st.Peers)
 		}
 	})
 }

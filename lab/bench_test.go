@@ -45,8 +45,9 @@ func BenchmarkVethTCP(b *testing.B) {
 }
 
 func benchLab(b *testing.B, s lab.Shaping) *lab.Lab {
+	lab.NeedRoot(b)
 	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("needs iperf3: apt-get install -y iperf3")
+		b.Fatal("needs iperf3: apt-get install -y iperf3 (make deps)")
 	}
 	return lab.ForTest(b, lab.Options{Shaping: s})
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -252,9 +254,37 @@ func (l *Lab) UplinkCounters(h *Home) (rxBytes, txBytes uint64, err error) {
 	return links[0].Stats.RX.Bytes, links[0].Stats.TX.Bytes, nil
 }
 
-// SetNAT changes the box's mapping behaviour at run time (a firmware
-// update, a new box) and flushes its conntrack table.
-func (h *Home) SetNAT(n NAT) error {
+// ExpireMappings drops the box's mappings of UDP flows from a LAN port to
+// a remote address and port (zero: any), as when they time out: the next
+// packet of such a flow gets a new mapping. It returns how many it dropped.
+func (h *Home) ExpireMappings(lanPort uint16, to netip.Addr, toPort uint16) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	argv := []string{"conntrack", "-D", "-p", "udp", "--orig-port-src", strconv.Itoa(int(lanPort))}
+	if to.IsValid() {
+		argv = append(argv, "--orig-dst", to.String())
+	}
+	if toPort != 0 {
+		argv = append(argv, "--orig-port-dst", strconv.Itoa(int(toPort)))
+	}
+	out, err := h.lab.run(h.lab.ctx, h.Box.Netns, argv...)
+	m := flowsDeleted.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("home %s: expire mappings: %v: %q", h.Name, err, out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	if err != nil && n != 0 { // conntrack fails when it deletes nothing
+		return 0, fmt.Errorf("home %s: expire mappings: %w", h.Name, err)
+	}
+	return n, nil
+}
+
+var flowsDeleted = regexp.MustCompile(`(\d+) flow entries have been deleted`)
+
+// SetNATKeepMappings changes the box's mapping behaviour at run time, for
+// new flows only: existing mappings stay, as after a change of the box's
+// settings without a restart.
+func (h *Home) SetNATKeepMappings(n NAT) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	masq := []string{"iptables", "-w", "-t", "nat", "-R", "POSTROUTING", "1", "-o", "wan", "-j", "MASQUERADE"}
@@ -262,9 +292,6 @@ func (h *Home) SetNAT(n NAT) error {
 		masq = append(masq, "--random-fully")
 	}
 	if _, err := h.lab.run(h.lab.ctx, h.Box.Netns, masq...); err != nil {
-		return fmt.Errorf("home %s: set NAT: %w", h.Name, err)
-	}
-	if _, err := h.lab.run(h.lab.ctx, h.Box.Netns, "conntrack", "-F"); err != nil {
 		return fmt.Errorf("home %s: set NAT: %w", h.Name, err)
 	}
 	h.NAT = n

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,9 +18,7 @@ func TestLoad(t *testing.T) {
 	if mode == "" {
 		t.Skip("set HEPTO_TUNNEL_LOAD=1 (or =stock) to run the iperf3 load test")
 	}
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Skip("needs iperf3")
-	}
+	needTool(t, "iperf3")
 	secs := 10
 	if s, err := strconv.Atoi(os.Getenv("HEPTO_TUNNEL_LOAD_SECONDS")); err == nil {
 		secs = s

@@ -11,16 +11,30 @@ import (
 
 var execCommand = exec.Command
 
+// needRoot skips without root; as root, what the test needs must be there.
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and TUN interfaces")
+		t.Skip("skipped without root: creates network namespaces and TUN interfaces")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs root: and iproute2's ip command, not found")
+	if testing.Short() {
+		t.Skip("skipped in -short mode: creates network namespaces and TUN interfaces")
 	}
+	needTool(t, "ip")
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("needs root: and /dev/net/tun: ", err)
+		t.Fatal("no /dev/net/tun: ", err)
+	}
+}
+
+// needTool fails the test when a command is missing (as root: make deps
+// installs it), and skips it without root.
+func needTool(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Geteuid() != 0 {
+			t.Skipf("skipped without root, and %s is missing", name)
+		}
+		t.Fatalf("%s is missing (make deps installs it): %v", name, err)
 	}
 }
 

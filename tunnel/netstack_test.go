@@ -3,9 +3,11 @@ package tunnel
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,7 +51,9 @@ func TestNetstackLoopback(t *testing.T) {
 	if got := a.dev.BatchSize(); got != batchSize {
 		t.Fatalf("device batch size %d, want %d", got, batchSize)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// An upper bound only: a stall is no progress for stallAfter (below),
+	// which holds under the race detector too.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	ln, err := b.Listen("tcp", netip.MustParseAddrPort("10.77.0.2:7000"))
@@ -60,6 +64,7 @@ func TestNetstackLoopback(t *testing.T) {
 	// A bulk transfer much larger than the capped pools: it must neither
 	// stall nor corrupt.
 	const size = 48 << 20
+	var received atomic.Int64
 	sums := make(chan [32]byte, 1)
 	go func() {
 		for {
@@ -70,22 +75,28 @@ func TestNetstackLoopback(t *testing.T) {
 			go func() {
 				defer c.Close()
 				h := sha256.New()
-				io.Copy(h, c)
+				io.Copy(io.MultiWriter(h, counter{&received}), c)
 				var s [32]byte
 				copy(s[:], h.Sum(nil))
 				sums <- s
 			}()
 		}
 	}()
-	c, err := a.DialContext(ctx, "tcp", "10.77.0.2:7000")
+	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+	c, err := a.DialContext(dctx, "tcp", "10.77.0.2:7000")
+	dcancel()
 	if err != nil {
 		t.Fatal(err)
 	}
+	stall, stalled := context.WithCancelCause(ctx)
+	defer stalled(nil)
+	go watchProgress(stall, stalled, &received)
+	context.AfterFunc(stall, func() { c.Close() })
 	h := sha256.New()
 	start := time.Now()
 	src := io.TeeReader(io.LimitReader(pattern{}, size), h)
 	if _, err := io.Copy(c, src); err != nil {
-		t.Fatal(err)
+		t.Fatal(err, context.Cause(stall))
 	}
 	c.Close()
 	select {
@@ -95,8 +106,8 @@ func TestNetstackLoopback(t *testing.T) {
 		if s != want {
 			t.Fatal("data corrupted in transit")
 		}
-	case <-ctx.Done():
-		t.Fatal("transfer stalled")
+	case <-stall.Done():
+		t.Fatal("transfer stalled: ", context.Cause(stall))
 	}
 	t.Logf("%d MiB through two netstacks in %v", size>>20, time.Since(start))
 
@@ -172,4 +183,34 @@ func (pattern) Read(p []byte) (int, error) {
 		p[i] = byte(i*7 + i>>8)
 	}
 	return len(p), nil
+}
+
+type counter struct{ n *atomic.Int64 }
+
+func (c counter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// stallAfter is how long a transfer may go without progress.
+const stallAfter = 10 * time.Second
+
+// watchProgress cancels ctx when n has not grown for stallAfter.
+func watchProgress(ctx context.Context, cancel context.CancelCauseFunc, n *atomic.Int64) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, since := n.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if v := n.Load(); v != last {
+				last, since = v, now
+			} else if now.Sub(since) >= stallAfter {
+				cancel(fmt.Errorf("no progress for %v after %d bytes", stallAfter, v))
+				return
+			}
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -51,10 +50,7 @@ func connect(l pairLab, a, b *node) {
 
 func systemPing(t *testing.T, ns, addr string) {
 	t.Helper()
-	if _, err := exec.LookPath("ping"); err != nil {
-		t.Logf("no ping command: skipping system ping of %s", addr)
-		return
-	}
+	needTool(t, "ping")
 	var out []byte
 	var err error
 	for range 3 { // the first echo may wait on the handshake
