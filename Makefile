@@ -31,7 +31,7 @@ deps:
 # One package at a time: the lab's timings should not share two cores.
 # Then the packages that run without root again, under the race detector
 # (-short skips the tunnel's namespace tests).
-RACE_PKGS := ./membership ./control ./state ./key ./localapi ./dns/... ./cni/ipam ./metrics ./nat ./tunnel
+RACE_PKGS := ./supervisor ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet
 test: deps build
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test -p 1 -count=1 -timeout 25m ./...
 	$(GO) test -race -short -p 1 -count=1 -timeout 10m $(RACE_PKGS)

@@ -6,6 +6,7 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,10 +44,17 @@ type JoinResponse struct {
 	Membership membership.Signed `json:"membership"`
 }
 
-// Decode reads one JSON message of at most MaxMessage bytes and rejects
-// trailing data.
+// Decode reads one JSON message of at most MaxMessage bytes, trailing
+// white space included, and rejects trailing data.
 func Decode(r io.Reader, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r, MaxMessage+1))
+	b, err := io.ReadAll(io.LimitReader(r, MaxMessage+1))
+	if err != nil {
+		return fmt.Errorf("malformed message: %w", err)
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("malformed message: larger than %d bytes", MaxMessage)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("malformed message: %w", err)
 	}

@@ -33,7 +33,7 @@ func TestDecodeSizeBound(t *testing.T) {
 	if _, err := DecodeJoinRequest(strings.NewReader(joinOfSize(MaxMessage))); err != nil {
 		t.Fatalf("message of MaxMessage bytes refused: %v", err)
 	}
-	for _, n := range []int{MaxMessage + 2, MaxMessage + 1000, 2 * MaxMessage} {
+	for _, n := range []int{MaxMessage + 1, MaxMessage + 2, MaxMessage + 1000, 2 * MaxMessage} {
 		msg := joinOfSize(n)
 		if len(msg) != n {
 			t.Fatalf("built %d bytes, want %d", len(msg), n)
@@ -49,6 +49,10 @@ func TestDecodeSizeBound(t *testing.T) {
 	// Leading whitespace is read too.
 	if _, err := DecodeJoinRequest(strings.NewReader(strings.Repeat(" ", MaxMessage) + joinOfSize(200))); err == nil {
 		t.Fatal("message after MaxMessage bytes of whitespace accepted")
+	}
+	// So is what follows the message: junk past the limit is refused.
+	if _, err := DecodeJoinRequest(strings.NewReader(joinOfSize(200) + strings.Repeat(" ", MaxMessage) + "junk")); err == nil {
+		t.Fatal("junk after MaxMessage bytes of trailing whitespace accepted")
 	}
 }
 
