@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/miekg/dns"
@@ -16,7 +17,7 @@ func (s *Server) normalize(req []byte, tcp bool) (plain, reply []byte) {
 		return nil, nil
 	}
 	m := new(dns.Msg)
-	if err := m.Unpack(req); err != nil {
+	if err := m.Unpack(req); err != nil || !wellFormed(req, m) {
 		return nil, headerError(req, dns.RcodeFormatError)
 	}
 	opt := m.IsEdns0()
@@ -76,4 +77,20 @@ func (s *Server) formErr(req []byte, start time.Time) []byte {
 	b := headerError(req, dns.RcodeFormatError)
 	s.done(b, kindError, start)
 	return b
+}
+
+// wellFormed checks what miekg/dns forgives: fewer records than the header
+// counts, and more than one OPT record (RFC 6891 6.1.1).
+func wellFormed(req []byte, m *dns.Msg) bool {
+	count := func(i int) int { return int(binary.BigEndian.Uint16(req[4+2*i:])) }
+	if len(m.Question) != count(0) || len(m.Answer) != count(1) || len(m.Ns) != count(2) || len(m.Extra) != count(3) {
+		return false
+	}
+	opts := 0
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			opts++
+		}
+	}
+	return opts <= 1
 }
