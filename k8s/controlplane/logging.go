@@ -1,0 +1,28 @@
+package controlplane
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
+)
+
+var setupLogsOnce sync.Once
+
+// setupLogging routes klog, which every component logs through, to
+// hepto's slog logger, once per process. Components normally apply their
+// logging configuration at start; several in one process would each apply
+// it again, which logsapi refuses unless told to ignore an unchanged one.
+func setupLogging(log *slog.Logger) {
+	setupLogsOnce.Do(func() {
+		logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+		klog.SetSlogLogger(log)
+	})
+}
+
+// componentContext gives a component's contextual logger its name.
+func componentContext(ctx context.Context, name string) context.Context {
+	return klog.NewContext(ctx, klog.FromContext(ctx).WithValues("component", name))
+}
