@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/cache"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/hepto-net/hepto/k8s/pki"
 )
+
+// clientStopDelay bounds how long a stopping apiserver waits for the
+// controller manager and the scheduler to stop first.
+const clientStopDelay = 3 * time.Second
 
 // ServiceAccountIssuer is the issuer of service-account tokens.
 const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
@@ -142,8 +147,21 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 		return fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
 	}
 
-	runCtx, cancel := context.WithCancel(componentContext(ctx, compAPIServer))
+	// The apiserver stops once its clients have (clientStopDelay at most).
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(componentContext(ctx, compAPIServer)))
 	defer cancel()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-runCtx.Done():
+			return
+		}
+		wait, stop := context.WithTimeout(runCtx, clientStopDelay)
+		defer stop()
+		c.cmStopped.Wait(wait)
+		c.schedStopped.Wait(wait)
+		cancel()
+	}()
 	c.apiStopped.Close()
 	defer c.apiStopped.Open()
 	go func() {

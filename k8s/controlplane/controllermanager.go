@@ -23,6 +23,8 @@ func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []str
 		"--tls-cert-file=" + cert,
 		"--tls-private-key-file=" + key,
 		"--profiling=false",
+		// Within the supervisor's stop timeout.
+		"--controller-shutdown-timeout=3s",
 		// One control-plane node for now; with leader election on, losing
 		// the lease (or stopping) exits the process.
 		"--leader-elect=false",
@@ -42,6 +44,8 @@ func (c *ControlPlane) runControllerManager(ctx context.Context) error {
 	if err := c.apiReady.Wait(ctx); err != nil {
 		return nil
 	}
+	c.cmStopped.Close()
+	defer c.cmStopped.Open()
 	kubeconfig, cert, key, err := c.componentCredentials("controller-manager", c.pki.ControllerManager, pki.ControllerManagerUser)
 	if err != nil {
 		return err

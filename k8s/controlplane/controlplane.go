@@ -48,6 +48,11 @@ type ControlPlane struct {
 	// apiserver when both stop, or the apiserver's requests in flight
 	// would wait on a vanished etcd until they time out.
 	apiStopped *gate
+	// cmStopped and schedStopped are open while that component does not
+	// run: the apiserver outlives its clients when all stop, or their
+	// retries against a vanished apiserver hold up their stop.
+	cmStopped    *gate
+	schedStopped *gate
 }
 
 // New prepares a control plane: it makes the directories, loads (or makes)
@@ -65,11 +70,15 @@ func New(opts Options) (*ControlPlane, error) {
 			Certs:       filepath.Join(opts.DataDir, "certs"),
 			Kubeconfigs: filepath.Join(opts.DataDir, "kubeconfig"),
 		},
-		etcdReady:  newGate(),
-		apiReady:   newGate(),
-		apiStopped: newGate(),
+		etcdReady:    newGate(),
+		apiReady:     newGate(),
+		apiStopped:   newGate(),
+		cmStopped:    newGate(),
+		schedStopped: newGate(),
 	}
 	c.apiStopped.Open()
+	c.cmStopped.Open()
+	c.schedStopped.Open()
 	for _, d := range []string{opts.DataDir, c.layout.Etcd, c.layout.Certs, c.layout.Kubeconfigs} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("control plane: %w", err)

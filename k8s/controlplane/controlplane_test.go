@@ -18,8 +18,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hepto-net/hepto/supervisor"
 )
@@ -270,6 +272,19 @@ func TestControlPlane(t *testing.T) {
 	}
 	anon.CloseIdleConnections()
 
+	t.Logf("unauthenticated request: %d", resp.StatusCode)
+
+	// The admin kubeconfig on disk works as it is.
+	fromFile, err := clientcmd.BuildConfigFromFlags("", r.cp.AdminKubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubernetes.NewForConfigOrDie(fromFile).CoreV1().Namespaces().Get(ctx, "hepto-test", metav1.GetOptions{}); err != nil {
+		t.Fatalf("admin kubeconfig: %v", err)
+	}
+
+	checkNodeRestriction(ctx, t, r.cp, client)
+
 	for _, ap := range listeningAddrs(t) {
 		if !ap.Addr().IsLoopback() {
 			t.Errorf("listening on %v, not loopback", ap)
@@ -305,4 +320,36 @@ func TestControlPlane(t *testing.T) {
 	}
 	r.waitRunning(t, 2*time.Minute)
 	t.Logf("all running again in %v; RSS %.0f MB", time.Since(began).Round(time.Millisecond), rssMB(t))
+}
+
+// checkNodeRestriction: a kubelet's certificate registers its own node,
+// and cannot change another one (Node authorizer, NodeRestriction).
+func checkNodeRestriction(ctx context.Context, t *testing.T, cp *ControlPlane, admin kubernetes.Interface) {
+	t.Helper()
+	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pi-garage"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := cp.PKI().KubeletClient("pi-kitchen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubelet := kubernetes.NewForConfigOrDie(restConfig(cp.LocalURL(), cp.PKI().Cluster.CertPEM, kp))
+	if _, err := kubelet.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pi-kitchen"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("a kubelet cannot register its own node: %v", err)
+	}
+	if _, err := kubelet.CoreV1().Nodes().Get(ctx, "pi-garage", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("a kubelet reading another node: %v, want forbidden", err)
+	}
+	other, err := admin.CoreV1().Nodes().Get(ctx, "pi-garage", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Labels = map[string]string{"taken": "over"}
+	_, err = kubelet.CoreV1().Nodes().Update(ctx, other, metav1.UpdateOptions{})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("a kubelet updating another node: %v, want forbidden", err)
+	}
+	if _, err := kubelet.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pi-attic"}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("a kubelet registering another node: %v, want forbidden", err)
+	}
 }

@@ -33,6 +33,8 @@ func (c *ControlPlane) runScheduler(ctx context.Context) error {
 	if err := c.apiReady.Wait(ctx); err != nil {
 		return nil
 	}
+	c.schedStopped.Close()
+	defer c.schedStopped.Open()
 	kubeconfig, cert, key, err := c.componentCredentials("scheduler", c.pki.Scheduler, pki.SchedulerUser)
 	if err != nil {
 		return err
