@@ -164,12 +164,15 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	}()
 	c.apiStopped.Close()
 	defer c.apiStopped.Open()
-	go func() {
-		if c.waitReadyz(runCtx) == nil {
-			c.states.set(compAPIServer, Running)
-			c.apiReady.Open()
-		}
-	}()
+	readyz, err := c.readyzProbe()
+	if err != nil {
+		return err
+	}
+	// Watch until the run ends or the stop begins: a draining apiserver is
+	// not ready, and is not failing either.
+	watchCtx, stopWatch := context.WithCancel(runCtx)
+	defer context.AfterFunc(ctx, stopWatch)()
+	go c.watch(watchCtx, compAPIServer, readyz, c.apiReady.Open)
 	defer c.apiReady.Close()
 	err = apiserver.Run(runCtx, completed)
 	switch {

@@ -70,7 +70,7 @@ func (c *ControlPlane) runControllerManager(ctx context.Context) error {
 	}
 	// configz names are process-wide; a previous run's is stale.
 	configz.Delete(kcm.ConfigzName)
-	go c.watchHealthz(runCtx, compControllerManager, c.opts.ControllerManagerPort)
+	go c.watch(runCtx, compControllerManager, c.healthzProbe(c.opts.ControllerManagerPort), nil)
 	err = kcm.Run(runCtx, cfg.Complete())
 	switch {
 	case ctx.Err() != nil:

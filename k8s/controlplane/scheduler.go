@@ -60,7 +60,7 @@ func (c *ControlPlane) runScheduler(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kube-scheduler: %w", err)
 	}
-	go c.watchHealthz(runCtx, compScheduler, c.opts.SchedulerPort)
+	go c.watch(runCtx, compScheduler, c.healthzProbe(c.opts.SchedulerPort), nil)
 	// Without leader election, Run returns an error when its context ends.
 	err = sched.Run(runCtx, cc, s)
 	if ctx.Err() != nil {

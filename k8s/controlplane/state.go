@@ -30,6 +30,16 @@ func (s *states) set(name, state string) {
 	s.m[name] = state
 }
 
+// setLive records a probe's finding, unless ctx (the component's run) has
+// ended: the state its end recorded stands.
+func (s *states) setLive(ctx context.Context, name, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ctx.Err() == nil {
+		s.m[name] = state
+	}
+}
+
 // finish records how a component's Run ended.
 func (s *states) finish(ctx context.Context, name string, err error) {
 	switch {
