@@ -123,7 +123,7 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	}
 	ln, err := listenAll(addrs, c.opts.APIServerPort)
 	if err != nil {
-		return fmt.Errorf("kube-apiserver: %w", err)
+		return err
 	}
 	defer ln.Close()
 	s.SecureServing.Listener = ln
@@ -131,20 +131,20 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	// it here to release it when this run ends, so that a restart can.
 	informerName, err := cache.NewInformerName("kube-apiserver")
 	if err != nil {
-		return fmt.Errorf("kube-apiserver: %w", err)
+		return err
 	}
 	defer informerName.Release()
 	s.InformerName = informerName
 
 	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
-		return fmt.Errorf("kube-apiserver: feature gates: %w", err)
+		return fmt.Errorf("feature gates: %w", err)
 	}
 	completed, err := s.Complete(ctx)
 	if err != nil {
-		return fmt.Errorf("kube-apiserver: %w", err)
+		return err
 	}
 	if errs := completed.Validate(); len(errs) != 0 {
-		return fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
+		return fmt.Errorf("options: %w", utilerrors.NewAggregate(errs))
 	}
 
 	// The apiserver stops once its clients have (clientStopDelay at most).
@@ -179,7 +179,7 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	case ctx.Err() != nil:
 		return nil
 	case err == nil:
-		return errors.New("kube-apiserver: stopped")
+		return errors.New("stopped unexpectedly")
 	}
-	return fmt.Errorf("kube-apiserver: %w", err)
+	return err
 }

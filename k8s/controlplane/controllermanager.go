@@ -52,7 +52,7 @@ func (c *ControlPlane) runControllerManager(ctx context.Context) error {
 	}
 	s, err := kcmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
-		return fmt.Errorf("kube-controller-manager: %w", err)
+		return err
 	}
 	fss := s.Flags(kcm.KnownControllers(), kcm.ControllersDisabledByDefault(), kcm.ControllerAliases())
 	s.ParsedFlags = &fss
@@ -60,13 +60,13 @@ func (c *ControlPlane) runControllerManager(ctx context.Context) error {
 		return err
 	}
 	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
-		return fmt.Errorf("kube-controller-manager: feature gates: %w", err)
+		return fmt.Errorf("feature gates: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(componentContext(ctx, compControllerManager))
 	defer cancel()
 	cfg, err := s.Config(runCtx, kcm.KnownControllers(), kcm.ControllersDisabledByDefault(), kcm.ControllerAliases())
 	if err != nil {
-		return fmt.Errorf("kube-controller-manager: %w", err)
+		return err
 	}
 	// configz names are process-wide; a previous run's is stale.
 	configz.Delete(kcm.ConfigzName)
@@ -76,7 +76,7 @@ func (c *ControlPlane) runControllerManager(ctx context.Context) error {
 	case ctx.Err() != nil:
 		return nil
 	case err == nil:
-		return errors.New("kube-controller-manager: stopped")
+		return errors.New("stopped unexpectedly")
 	}
-	return fmt.Errorf("kube-controller-manager: %w", err)
+	return err
 }

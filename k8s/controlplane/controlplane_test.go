@@ -77,7 +77,8 @@ func (r *running) stop(t *testing.T) time.Duration {
 	for {
 		all := true
 		for name, st := range r.cp.States() {
-			if st != Stopped {
+			// A failed component waits for its restart, out of Run.
+			if st == Starting || st == Running {
 				all = false
 				if time.Now().After(deadline) {
 					t.Fatalf("%s still %q 10 s after the stop", name, st)
@@ -351,5 +352,48 @@ func checkNodeRestriction(ctx context.Context, t *testing.T, cp *ControlPlane, a
 	}
 	if _, err := kubelet.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pi-attic"}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("a kubelet registering another node: %v, want forbidden", err)
+	}
+}
+
+// TestPortTaken: an apiserver that cannot listen reads "failed: …"
+// naming the cause, and etcd keeps running.
+func TestPortTaken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	ports := freePorts(t, 4)
+	r := startControlPlane(t, Options{
+		DataDir:               t.TempDir(),
+		NodeName:              "cp-test",
+		AdvertiseAddresses:    []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		BindAddresses:         []netip.Addr{},
+		ServiceCIDRs:          []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")},
+		APIServerPort:         taken.Addr().(*net.TCPAddr).Port,
+		EtcdClientPort:        ports[0],
+		EtcdPeerPort:          ports[1],
+		ControllerManagerPort: ports[2],
+		SchedulerPort:         ports[3],
+		Logger:                slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()})),
+	})
+	defer r.stop(t)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := r.cp.States()
+		if strings.HasPrefix(st[compAPIServer], "failed: ") && strings.Contains(st[compAPIServer], "address already in use") {
+			if st[compEtcd] != Running {
+				t.Errorf("etcd %q, want running", st[compEtcd])
+			}
+			t.Logf("states: %v", st)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("states %v, want the apiserver failed on its port", st)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

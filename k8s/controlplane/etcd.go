@@ -59,15 +59,15 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
+		return err
 	}
 	defer e.Close()
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
-		return fmt.Errorf("etcd: %w", err)
+		return err
 	case <-time.After(etcdReadyTimeout):
-		return fmt.Errorf("etcd: not ready after %v", etcdReadyTimeout)
+		return fmt.Errorf("not ready after %v", etcdReadyTimeout)
 	case <-ctx.Done():
 		return nil
 	}
@@ -81,8 +81,8 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 		c.apiStopped.Wait(wait)
 		return nil
 	case err := <-e.Err():
-		return fmt.Errorf("etcd: %w", err)
+		return err
 	case <-e.Server.StopNotify():
-		return errors.New("etcd: stopped")
+		return errors.New("stopped unexpectedly")
 	}
 }

@@ -19,7 +19,7 @@ func parseFlags(component string, fss cliflag.NamedFlagSets, args []string) erro
 		fs.AddFlagSet(fss.FlagSets[name])
 	}
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%s: flags: %w", component, err)
+		return fmt.Errorf("flags: %w", err)
 	}
 	return nil
 }

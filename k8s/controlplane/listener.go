@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -29,7 +28,7 @@ func listenAll(addrs []netip.Addr, port int) (*multiListener, error) {
 		l, err := net.Listen("tcp", net.JoinHostPort(a.String(), strconv.Itoa(port)))
 		if err != nil {
 			m.Close()
-			return nil, fmt.Errorf("listen: %w", err)
+			return nil, err
 		}
 		m.ls = append(m.ls, l)
 	}

@@ -44,11 +44,11 @@ func (c *ControlPlane) runScheduler(ctx context.Context) error {
 		return err
 	}
 	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
-		return fmt.Errorf("kube-scheduler: feature gates: %w", err)
+		return fmt.Errorf("feature gates: %w", err)
 	}
 	informerName, err := cache.NewInformerName("kube-scheduler")
 	if err != nil {
-		return fmt.Errorf("kube-scheduler: %w", err)
+		return err
 	}
 	defer informerName.Release()
 	opts.InformerName = informerName
@@ -58,7 +58,7 @@ func (c *ControlPlane) runScheduler(ctx context.Context) error {
 	configz.Delete("componentconfig")
 	cc, s, err := sched.Setup(runCtx, opts)
 	if err != nil {
-		return fmt.Errorf("kube-scheduler: %w", err)
+		return err
 	}
 	go c.watch(runCtx, compScheduler, c.healthzProbe(c.opts.SchedulerPort), nil)
 	// Without leader election, Run returns an error when its context ends.
@@ -66,5 +66,5 @@ func (c *ControlPlane) runScheduler(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	return fmt.Errorf("kube-scheduler: %w", err)
+	return err
 }
