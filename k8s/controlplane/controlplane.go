@@ -143,10 +143,7 @@ func (c *ControlPlane) Services() []supervisor.Service {
 			c.states.set(name, Starting)
 			err := run(ctx)
 			c.states.finish(ctx, name, err)
-			if err != nil {
-				c.opts.Logger.Error("component failed", "component", name, "err", err)
-			}
-			return err
+			return err // the supervisor logs it
 		}))
 	}
 	return out
