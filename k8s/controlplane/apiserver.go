@@ -153,6 +153,9 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	go func() {
 		select {
 		case <-ctx.Done():
+		case <-ln.Failed():
+			cancel() // Run returns, and the listener's error with it
+			return
 		case <-runCtx.Done():
 			return
 		}
@@ -176,6 +179,8 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	defer c.apiReady.Close()
 	err = apiserver.Run(runCtx, completed)
 	switch {
+	case ln.Err() != nil:
+		return fmt.Errorf("listener: %w", ln.Err())
 	case ctx.Err() != nil:
 		return nil
 	case err == nil:
