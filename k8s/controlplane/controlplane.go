@@ -95,7 +95,7 @@ func New(opts Options) (*ControlPlane, error) {
 		return nil, err
 	}
 	c.admin = restConfig(c.LocalURL(), c.pki.Cluster.CertPEM, admin)
-	setupLogging(opts.Logger)
+	setupLogging(opts.Logger, opts.ComponentLogLevel)
 	for _, name := range Components {
 		c.states.set(name, Starting)
 	}

@@ -193,15 +193,8 @@ func testLogLevel() slog.Level {
 	return slog.LevelWarn
 }
 
-// TestControlPlane runs etcd, kube-apiserver, kube-controller-manager and
-// kube-scheduler on loopback, stops them and starts them again.
-func TestControlPlane(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real control plane")
-	}
-	ports := freePorts(t, 5)
-	opts := Options{
-		DataDir:               t.TempDir(),
+func testOptions(ports []int) Options {
+	return Options{
 		NodeName:              "cp-test",
 		AdvertiseAddresses:    []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 		BindAddresses:         []netip.Addr{},
@@ -212,7 +205,19 @@ func TestControlPlane(t *testing.T) {
 		ControllerManagerPort: ports[3],
 		SchedulerPort:         ports[4],
 		Logger:                slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()})),
+		ComponentLogLevel:     testLogLevel(),
 	}
+}
+
+// TestControlPlane runs etcd, kube-apiserver, kube-controller-manager and
+// kube-scheduler on loopback, stops them and starts them again.
+func TestControlPlane(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real control plane")
+	}
+	ports := freePorts(t, 5)
+	opts := testOptions(ports)
+	opts.DataDir = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -366,20 +371,11 @@ func TestPortTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	ports := freePorts(t, 4)
-	r := startControlPlane(t, Options{
-		DataDir:               t.TempDir(),
-		NodeName:              "cp-test",
-		AdvertiseAddresses:    []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-		BindAddresses:         []netip.Addr{},
-		ServiceCIDRs:          []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")},
-		APIServerPort:         taken.Addr().(*net.TCPAddr).Port,
-		EtcdClientPort:        ports[0],
-		EtcdPeerPort:          ports[1],
-		ControllerManagerPort: ports[2],
-		SchedulerPort:         ports[3],
-		Logger:                slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()})),
-	})
+	ports := freePorts(t, 5)
+	ports[0] = taken.Addr().(*net.TCPAddr).Port
+	opts := testOptions(ports)
+	opts.DataDir = t.TempDir()
+	r := startControlPlane(t, opts)
 	defer r.stop(t)
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -15,11 +15,29 @@ var setupLogsOnce sync.Once
 // hepto's slog logger, once per process. Components normally apply their
 // logging configuration at start; several in one process would each apply
 // it again, which logsapi refuses unless told to ignore an unchanged one.
-func setupLogging(log *slog.Logger) {
+func setupLogging(log *slog.Logger, least slog.Leveler) {
 	setupLogsOnce.Do(func() {
 		logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
-		klog.SetSlogLogger(log)
+		klog.SetSlogLogger(slog.New(leastLevel{log.Handler(), least}))
 	})
+}
+
+// leastLevel drops records below a level.
+type leastLevel struct {
+	slog.Handler
+	least slog.Leveler
+}
+
+func (h leastLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.least.Level() && h.Handler.Enabled(ctx, l)
+}
+
+func (h leastLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return leastLevel{h.Handler.WithAttrs(as), h.least}
+}
+
+func (h leastLevel) WithGroup(name string) slog.Handler {
+	return leastLevel{h.Handler.WithGroup(name), h.least}
 }
 
 // componentContext gives a component's contextual logger its name.

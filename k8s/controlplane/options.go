@@ -53,8 +53,13 @@ type Options struct {
 	ControllerManagerPort int
 	SchedulerPort         int
 
-	// Logger gets hepto's own lines and, through klog, the components'.
+	// Logger gets the components' lines (through klog, process-wide, set
+	// by the first New).
 	Logger *slog.Logger
+	// ComponentLogLevel is the least level of the components' lines that
+	// reach Logger; nil means Warn: at Info the apiserver alone writes
+	// hundreds of lines at each start.
+	ComponentLogLevel slog.Leveler
 }
 
 // withDefaults fills in defaults and checks the options.
@@ -107,6 +112,9 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.SchedulerPort, DefaultSchedulerPort)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ComponentLogLevel == nil {
+		o.ComponentLogLevel = slog.LevelWarn
 	}
 	return o, nil
 }
