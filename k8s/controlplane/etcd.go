@@ -55,7 +55,7 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 	cfg.ClientTLSInfo = tls
 	cfg.PeerTLSInfo = tls
 	cfg.EnableGRPCGateway = false // the apiserver speaks gRPC
-	cfg.LogLevel = "warn"         // etcd logs through zap, to stderr
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLogger(c.componentHandler(compEtcd)))
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

@@ -44,3 +44,8 @@ func (h leastLevel) WithGroup(name string) slog.Handler {
 func componentContext(ctx context.Context, name string) context.Context {
 	return klog.NewContext(ctx, klog.FromContext(ctx).WithValues("component", name))
 }
+
+// componentHandler is the handler of a component's own logger (etcd's).
+func (c *ControlPlane) componentHandler(name string) slog.Handler {
+	return leastLevel{c.opts.Logger.Handler(), c.opts.ComponentLogLevel}.WithAttrs([]slog.Attr{slog.String("component", name)})
+}
