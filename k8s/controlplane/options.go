@@ -95,6 +95,11 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.ServiceCIDRs) == 2 && o.ServiceCIDRs[0].Addr().Is4() == o.ServiceCIDRs[1].Addr().Is4() {
 		return o, errors.New("control plane: two service ranges of the same family")
 	}
+	// The kubernetes service's endpoint is the advertised address, in the
+	// primary (first) service family.
+	if o.AdvertiseAddresses[0].Unmap().Is4() != o.ServiceCIDRs[0].Addr().Unmap().Is4() {
+		return o, errors.New("control plane: the first advertise address and the first service range must be of one family")
+	}
 	for _, p := range []*int{&o.APIServerPort, &o.EtcdClientPort, &o.EtcdPeerPort, &o.ControllerManagerPort, &o.SchedulerPort} {
 		if *p < 0 || *p > 65535 {
 			return o, fmt.Errorf("control plane: bad port %d", *p)

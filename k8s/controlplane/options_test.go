@@ -37,6 +37,7 @@ func TestOptions(t *testing.T) {
 			o.ServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("10.43.0.0/16"), netip.MustParsePrefix("10.44.0.0/16")}
 		}, "same family"},
 		"three services":    {func(o *Options) { o.ServiceCIDRs = append(o.ServiceCIDRs, netip.MustParsePrefix("10.44.0.0/16")) }, "service ranges"},
+		"families":          {func(o *Options) { o.ServiceCIDRs[0], o.ServiceCIDRs[1] = o.ServiceCIDRs[1], o.ServiceCIDRs[0] }, "one family"},
 		"port out of range": {func(o *Options) { o.APIServerPort = 70000 }, "port"},
 	} {
 		o := good
