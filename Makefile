@@ -5,6 +5,15 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# Kubernetes' own version variables: left unset they read v0.0.0-master,
+# which kubectl and the components' version checks refuse.
+K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" { print $$2 }' go.mod)
+K8S_MINOR   := $(word 2,$(subst ., ,$(K8S_VERSION)))
+K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=$(K8S_MINOR) \
+	-X $(p).gitCommit=$(COMMIT) -X $(p).gitTreeState=clean -X $(p).buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ))
+# no_btrfs: Kubernetes' btrfs support needs cgo and its headers.
+K8S_TAGS := no_btrfs
 APT_PKGS := iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
 
 .PHONY: all build deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
@@ -12,7 +21,7 @@ APT_PKGS := iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-too
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto ./cmd/hepto
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o bin/hepto ./cmd/hepto
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-cni ./cmd/hepto-cni
 

@@ -1,0 +1,82 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"k8s.io/component-base/configz"
+	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+
+	"github.com/hepto-net/hepto/k8s/pki"
+)
+
+func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.opts.ControllerManagerPort),
+		"--tls-cert-file=" + cert,
+		"--tls-private-key-file=" + key,
+		"--profiling=false",
+		// Within the supervisor's stop timeout.
+		"--controller-shutdown-timeout=3s",
+		// One control-plane node for now; with leader election on, losing
+		// the lease (or stopping) exits the process.
+		"--leader-elect=false",
+		// Pod ranges come from hepto's membership, not from node IPAM.
+		"--allocate-node-cidrs=false",
+		"--configure-cloud-routes=false",
+		"--controllers=*,-node-ipam-controller",
+		"--use-service-account-credentials=true",
+		"--root-ca-file=" + c.pki.Path("ca.crt"),
+		"--service-account-private-key-file=" + c.pki.Path(pki.SAKeyFile),
+		"--cluster-signing-cert-file=" + c.pki.Path("ca.crt"),
+		"--cluster-signing-key-file=" + c.pki.Path("ca.key"),
+	}
+}
+
+func (c *ControlPlane) runControllerManager(ctx context.Context) error {
+	if err := c.apiReady.Wait(ctx); err != nil {
+		return nil
+	}
+	c.cmStopped.Close()
+	defer c.cmStopped.Open()
+	kubeconfig, cert, key, err := c.componentCredentials("controller-manager", c.pki.ControllerManager, pki.ControllerManagerUser)
+	if err != nil {
+		return err
+	}
+	s, err := kcmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return err
+	}
+	fss := s.Flags(kcm.KnownControllers(), kcm.ControllersDisabledByDefault(), kcm.ControllerAliases())
+	s.ParsedFlags = &fss
+	if err := parseFlags("kube-controller-manager", fss, c.controllerManagerArgs(kubeconfig, cert, key)); err != nil {
+		return err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("feature gates: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(componentContext(ctx, compControllerManager))
+	defer cancel()
+	cfg, err := s.Config(runCtx, kcm.KnownControllers(), kcm.ControllersDisabledByDefault(), kcm.ControllerAliases())
+	if err != nil {
+		return err
+	}
+	// configz names are process-wide; a previous run's is stale.
+	configz.Delete(kcm.ConfigzName)
+	go c.watch(runCtx, compControllerManager, c.healthzProbe(c.opts.ControllerManagerPort), nil)
+	err = kcm.Run(runCtx, cfg.Complete())
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case err == nil:
+		return errors.New("stopped unexpectedly")
+	}
+	return err
+}

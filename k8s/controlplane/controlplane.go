@@ -1,0 +1,169 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/hepto-net/hepto/k8s/pki"
+	"github.com/hepto-net/hepto/supervisor"
+)
+
+// Component names, as services and in States.
+const (
+	compEtcd              = "etcd"
+	compAPIServer         = "kube-apiserver"
+	compControllerManager = "kube-controller-manager"
+	compScheduler         = "kube-scheduler"
+)
+
+// Components names the control plane's components, in start order.
+var Components = []string{compEtcd, compAPIServer, compControllerManager, compScheduler}
+
+// Layout is where the control plane writes, all under Options.DataDir.
+type Layout struct {
+	PKI         string // the CAs and service-account key (Options.PKIDir)
+	Etcd        string // DATA/etcd: etcd's data (0700)
+	Certs       string // DATA/certs: leaf certificates, issued again at each start
+	Kubeconfigs string // DATA/kubeconfig: admin.conf, controller-manager.conf, scheduler.conf (0600)
+}
+
+// ControlPlane is one node's control plane. Make it with New, hand its
+// Services to a supervisor, and read its state with States.
+type ControlPlane struct {
+	opts   Options
+	layout Layout
+	pki    *pki.PKI
+	admin  *rest.Config
+
+	states    states
+	etcdReady *gate
+	apiReady  *gate
+	// apiStopped is open while no apiserver runs: etcd outlives the
+	// apiserver when both stop, or the apiserver's requests in flight
+	// would wait on a vanished etcd until they time out.
+	apiStopped *gate
+	// cmStopped and schedStopped are open while that component does not
+	// run: the apiserver outlives its clients when all stop, or their
+	// retries against a vanished apiserver hold up their stop.
+	cmStopped    *gate
+	schedStopped *gate
+}
+
+// New prepares a control plane: it makes the directories, loads (or makes)
+// the cluster's CAs, and writes the admin kubeconfig. Nothing runs yet.
+func New(opts Options) (*ControlPlane, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &ControlPlane{
+		opts: opts,
+		layout: Layout{
+			PKI:         opts.PKIDir,
+			Etcd:        filepath.Join(opts.DataDir, "etcd"),
+			Certs:       filepath.Join(opts.DataDir, "certs"),
+			Kubeconfigs: filepath.Join(opts.DataDir, "kubeconfig"),
+		},
+		etcdReady:    newGate(),
+		apiReady:     newGate(),
+		apiStopped:   newGate(),
+		cmStopped:    newGate(),
+		schedStopped: newGate(),
+	}
+	c.apiStopped.Open()
+	c.cmStopped.Open()
+	c.schedStopped.Open()
+	for _, d := range []string{opts.DataDir, c.layout.Etcd, c.layout.Certs, c.layout.Kubeconfigs} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("control plane: %w", err)
+		}
+	}
+	if c.pki, err = pki.LoadOrCreate(opts.PKIDir); err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	admin, err := c.pki.Admin()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := writeKubeconfig(c.layout.Kubeconfigs, "admin.conf", c.LocalURL(), c.pki.Cluster.CertPEM, admin, pki.AdminUser); err != nil {
+		return nil, err
+	}
+	c.admin = restConfig(c.LocalURL(), c.pki.Cluster.CertPEM, admin)
+	setupLogging(opts.Logger, opts.ComponentLogLevel)
+	for _, name := range Components {
+		c.states.set(name, Starting)
+	}
+	return c, nil
+}
+
+// LocalURL is the apiserver's URL on loopback.
+func (c *ControlPlane) LocalURL() string {
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.APIServerPort))
+}
+
+// Layout says where the control plane writes.
+func (c *ControlPlane) Layout() Layout { return c.layout }
+
+// PKI is the cluster's CAs, for issuing node certificates.
+func (c *ControlPlane) PKI() *pki.PKI { return c.pki }
+
+// AdminConfig is a client configuration with every right, on loopback.
+func (c *ControlPlane) AdminConfig() *rest.Config { return rest.CopyConfig(c.admin) }
+
+// AdminKubeconfig is the path of the admin kubeconfig (server on loopback).
+func (c *ControlPlane) AdminKubeconfig() string {
+	return filepath.Join(c.layout.Kubeconfigs, "admin.conf")
+}
+
+// States is each component's state: "starting", "running", "stopped" or
+// "failed: REASON".
+func (c *ControlPlane) States() map[string]string { return c.states.snapshot() }
+
+// Services are the control plane's components as supervisor services, in
+// start order. None has a Start step: each Run waits for what it needs
+// (the apiserver for etcd, the others for the apiserver), so that a
+// control plane that cannot start never stops the daemon.
+func (c *ControlPlane) Services() []supervisor.Service {
+	runs := map[string]func(context.Context) error{
+		compEtcd:              c.runEtcd,
+		compAPIServer:         c.runAPIServer,
+		compControllerManager: c.runControllerManager,
+		compScheduler:         c.runScheduler,
+	}
+	var out []supervisor.Service
+	for _, name := range Components {
+		run := runs[name]
+		out = append(out, supervisor.Func(name, func(ctx context.Context) error {
+			c.states.set(name, Starting)
+			err := run(ctx)
+			c.states.finish(ctx, name, err)
+			return err // the supervisor logs it
+		}))
+	}
+	return out
+}
+
+// componentCredentials issues a component's client certificate (in a
+// kubeconfig) and its serving certificate for loopback.
+func (c *ControlPlane) componentCredentials(name string, client func() (*pki.KeyPair, error), user string) (kubeconfig, cert, key string, err error) {
+	kp, err := client()
+	if err != nil {
+		return "", "", "", err
+	}
+	kubeconfig, err = writeKubeconfig(c.layout.Kubeconfigs, name+".conf", c.LocalURL(), c.pki.Cluster.CertPEM, kp, user)
+	if err != nil {
+		return "", "", "", err
+	}
+	serving, err := c.pki.Cluster.Issue(pki.Request{CommonName: "kube-" + name, DNSNames: []string{"localhost"}, IPs: loopbackAddrs, Server: true})
+	if err != nil {
+		return "", "", "", err
+	}
+	cert, key, err = serving.Write(c.layout.Certs, name+"-serving")
+	return kubeconfig, cert, key, err
+}

@@ -1,0 +1,70 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/component-base/configz"
+	sched "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+
+	"github.com/hepto-net/hepto/k8s/pki"
+)
+
+func (c *ControlPlane) schedulerArgs(kubeconfig, cert, key string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.opts.SchedulerPort),
+		"--tls-cert-file=" + cert,
+		"--tls-private-key-file=" + key,
+		"--profiling=false",
+		// With leader election on, the scheduler calls os.Exit when its
+		// context ends.
+		"--leader-elect=false",
+	}
+}
+
+func (c *ControlPlane) runScheduler(ctx context.Context) error {
+	if err := c.apiReady.Wait(ctx); err != nil {
+		return nil
+	}
+	c.schedStopped.Close()
+	defer c.schedStopped.Open()
+	kubeconfig, cert, key, err := c.componentCredentials("scheduler", c.pki.Scheduler, pki.SchedulerUser)
+	if err != nil {
+		return err
+	}
+	opts := schedoptions.NewOptions()
+	if err := parseFlags("kube-scheduler", *opts.Flags, c.schedulerArgs(kubeconfig, cert, key)); err != nil {
+		return err
+	}
+	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("feature gates: %w", err)
+	}
+	informerName, err := cache.NewInformerName("kube-scheduler")
+	if err != nil {
+		return err
+	}
+	defer informerName.Release()
+	opts.InformerName = informerName
+
+	runCtx, cancel := context.WithCancel(componentContext(ctx, compScheduler))
+	defer cancel()
+	configz.Delete("componentconfig")
+	cc, s, err := sched.Setup(runCtx, opts)
+	if err != nil {
+		return err
+	}
+	go c.watch(runCtx, compScheduler, c.healthzProbe(c.opts.SchedulerPort), nil)
+	// Without leader election, Run returns an error when its context ends.
+	err = sched.Run(runCtx, cc, s)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,99 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+
+	"github.com/hepto-net/hepto/state"
+)
+
+// Files of a PKI directory. Keys are 0600, certificates 0644.
+const (
+	ClusterCAName    = "ca"             // ca.crt, ca.key: clients, kubelets, the apiserver
+	FrontProxyCAName = "front-proxy-ca" // front-proxy-ca.crt, .key: aggregated APIs
+	EtcdCAName       = "etcd-ca"        // etcd-ca.crt, .key: etcd's server and clients
+	SAKeyFile        = "sa.key"         // service-account token signing key
+	SAPubFile        = "sa.pub"         // its public half, for verifiers
+)
+
+// PKI is a cluster's authorities and service-account key.
+type PKI struct {
+	Dir        state.Dir
+	Cluster    *CA
+	FrontProxy *CA
+	Etcd       *CA
+	SAKey      crypto.Signer
+}
+
+// LoadOrCreate reads the cluster's authorities from dir, making those that
+// do not exist yet. Made once (at `hepto init`), they are then only read.
+func LoadOrCreate(dir string) (*PKI, error) {
+	if err := ensureDir(dir); err != nil {
+		return nil, err
+	}
+	d := state.Dir(dir)
+	p := &PKI{Dir: d}
+	var err error
+	if p.Cluster, err = loadOrCreateCA(d, ClusterCAName, "hepto-ca"); err != nil {
+		return nil, err
+	}
+	if p.FrontProxy, err = loadOrCreateCA(d, FrontProxyCAName, "hepto-front-proxy-ca"); err != nil {
+		return nil, err
+	}
+	if p.Etcd, err = loadOrCreateCA(d, EtcdCAName, "hepto-etcd-ca"); err != nil {
+		return nil, err
+	}
+	if p.SAKey, err = loadOrCreateSAKey(d); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// loadOrCreateSAKey reads sa.key, or makes it with sa.pub. sa.pub is
+// written again from the key when it is missing or differs.
+func loadOrCreateSAKey(d state.Dir) (crypto.Signer, error) {
+	var key crypto.Signer
+	if d.Has(SAKeyFile) {
+		k, err := readKey(d.Path(SAKeyFile))
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	} else {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("service-account key: %w", err)
+		}
+		b, err := encodeKey(k)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.WriteBytes(SAKeyFile, b, 0o600); err != nil {
+			return nil, err
+		}
+		key = k
+	}
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("service-account public key: %w", err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})
+	if old, err := os.ReadFile(d.Path(SAPubFile)); err != nil || !bytes.Equal(old, pubPEM) {
+		if err := d.WriteBytes(SAPubFile, pubPEM, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return key, nil
+}
+
+// Path is the full path of a file of the PKI directory.
+func (p *PKI) Path(name string) string { return p.Dir.Path(name) }
+
+func stateDir(dir string) state.Dir { return state.Dir(dir) }
