@@ -213,6 +213,12 @@ func TestDNS(t *testing.T) {
 			t.Fatalf("dig %s %v: %q, want %q", server, tc.args, got, tc.want)
 		}
 	}
+	// The single queries below must not straddle the moment the pair
+	// leaves the anchor's relay for its own path, when a reply in flight
+	// can be lost.
+	nb.waitPath(60*time.Second, "home-a", "direct")
+	na.waitPath(60*time.Second, "home-b", "direct")
+
 	// Over IPv6 too, and on home-b's own loopback.
 	if out, err := w.dig(b, "@"+stA.OverlayIPs[1], "+short", "home-b.demo.internal", "A"); err != nil || strings.TrimSpace(out) != stB.OverlayIPs[0] {
 		t.Fatalf("over IPv6: %q %v", out, err)
