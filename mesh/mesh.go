@@ -71,7 +71,7 @@ func New(o Options) *Mesh {
 	}
 	return &Mesh{
 		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1),
-		probes: probes{heard: map[string]time.Time{}, inFlight: map[string]chan struct{}{}},
+		probes: probes{heard: map[string]time.Time{}, sent: map[string]time.Time{}, inFlight: map[string]chan struct{}{}},
 		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, rtt: map[string]time.Duration{},
 	}
 }
@@ -81,7 +81,7 @@ func (m *Mesh) anchorSelf() bool { return m.o.Self.IsAnchor() }
 // Services are the mesh's long-lived parts, in start order. Homes also run
 // ICE and pull the membership from their anchor.
 func (m *Mesh) Services() []supervisor.Service {
-	out := []supervisor.Service{supervisor.Func("peers", m.reconcile)}
+	out := []supervisor.Service{peersService{m}}
 	if !m.anchorSelf() {
 		out = append(out, supervisor.Func("membership-sync", m.syncMembership), &iceService{m: m})
 	}
@@ -103,8 +103,16 @@ func (m *Mesh) Kick() {
 	}
 }
 
-// reconcile makes the tunnel's peers, and ICE's, follow the membership,
-// the paths ICE found and the join peers, one change at a time.
+// peersService makes the tunnel's peers, and ICE's, follow the
+// membership, the paths ICE found and the join peers, one change at a
+// time. Its start sets the peers once, so that the services after it
+// (membership pull, TURN credentials) find the anchors there.
+type peersService struct{ m *Mesh }
+
+func (s peersService) Name() string                  { return "peers" }
+func (s peersService) Start(context.Context) error   { return s.m.apply() }
+func (s peersService) Run(ctx context.Context) error { return s.m.reconcile(ctx) }
+
 func (m *Mesh) reconcile(ctx context.Context) error {
 	changes, cancel := m.store.Subscribe()
 	defer cancel()

@@ -76,7 +76,12 @@ func (m *Mesh) monitorPaths(ctx context.Context) {
 			}
 			// A keepalive (32 bytes) is not traffic: WireGuard sends one
 			// 10 s after receiving anything, and would keep us probing.
-			if s.TxBytes > l.tx+keepaliveBytes {
+			// Nor is status's echo: during a path switch its answer may
+			// come back the old way and be dropped, which would make the
+			// new path look dead.
+			grew := s.TxBytes - l.tx
+			statusEcho := grew <= probeBytes && m.probes.sentSince(w.name, now.Add(-2*monitorInterval))
+			if grew > keepaliveBytes && !statusEcho {
 				l.txAt = now
 			}
 			l.tx = s.TxBytes

@@ -20,7 +20,19 @@ const (
 type probes struct {
 	mu       sync.Mutex
 	heard    map[string]time.Time
+	sent     map[string]time.Time // last echo sent to each peer
 	inFlight map[string]chan struct{}
+}
+
+// probeBytes bounds what one echo (and the handshake it may start) adds to
+// the tunnel's counters: the path monitor does not take it for traffic.
+const probeBytes = 256
+
+// sentSince reports whether an echo went to peer after t.
+func (p *probes) sentSince(peer string, t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent[peer].After(t)
 }
 
 func (p *probes) answered(peer string) {
@@ -54,6 +66,7 @@ func (m *Mesh) alive(ctx context.Context, peer string, ip netip.Addr) bool {
 	if !busy {
 		done = make(chan struct{})
 		p.inFlight[peer] = done
+		p.sent[peer] = time.Now()
 		go func() {
 			pctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 			if _, err := m.o.Tunnel.Ping(pctx, ip); err == nil {
