@@ -7,6 +7,7 @@ package mesh
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -132,10 +133,7 @@ func (m *Mesh) reconcile(ctx context.Context) error {
 func (m *Mesh) apply() error {
 	mem := m.store.Current()
 	m.mu.Lock()
-	paths := make(map[string]nat.Path, len(m.paths))
-	for k, v := range m.paths {
-		paths[k] = v
-	}
+	paths := maps.Clone(m.paths)
 	mgr := m.nat
 	m.mu.Unlock()
 	if mgr != nil {
