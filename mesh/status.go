@@ -51,7 +51,12 @@ func (m *Mesh) peers(ctx context.Context, probe bool) ([]localapi.PeerStatus, er
 	relay, haveRelay := relayAnchor(mem, self.Name)
 	now := time.Now()
 	out := []localapi.PeerStatus{}
-	var check []membership.Node // links up: does the peer answer?
+	// Peers whose link is up, by their place in out: do they answer?
+	type pending struct {
+		i int
+		n membership.Node
+	}
+	var check []pending
 	for _, n := range mem.Nodes {
 		if n.Name == self.Name {
 			continue
@@ -85,26 +90,18 @@ func (m *Mesh) peers(ctx context.Context, probe bool) ([]localapi.PeerStatus, er
 		hs := s.LastHandshake.UTC()
 		out[len(out)-1].LastHandshake = &hs
 		if probe && now.Sub(hs) < connectedWithin {
-			check = append(check, n)
+			check = append(check, pending{len(out) - 1, n})
 		}
 	}
-	alive := make([]bool, len(check))
 	var wg sync.WaitGroup
-	for i, n := range check {
+	for _, c := range check {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			alive[i] = m.alive(ctx, n.Name, n.OverlayIPs[0])
+			out[c.i].Connected = m.alive(ctx, c.n.Name, c.n.OverlayIPs[0])
 		}()
 	}
 	wg.Wait()
-	for i, n := range check {
-		for j := range out {
-			if out[j].Name == n.Name {
-				out[j].Connected = alive[i]
-			}
-		}
-	}
 	return out, nil
 }
 
