@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
 	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/k8s"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/mesh"
@@ -45,6 +47,12 @@ type Config struct {
 	RTTInterval time.Duration
 	DNS         DNSConfig // the node's DNS server; see dns.go
 	CNIConfDir  string    // TUN mode: where the pod network configuration goes ("": not written)
+	// Kubernetes runs Kubernetes on a TUN-mode node (for now: the control
+	// plane, on the node made by `hepto init`).
+	Kubernetes bool
+	// MemoryLimit is a soft memory limit for the fabric alone (0: none);
+	// not set where Kubernetes runs, whose heap is far larger.
+	MemoryLimit int64
 	Logger      *slog.Logger
 }
 
@@ -181,6 +189,19 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	}
 	m := metrics.New(func() []metrics.Peer { return mh.MetricPeers() })
 	m.Services(func() map[string]bool { return servicesUp(sup) })
+	kube := k8s.New(k8s.Options{
+		StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
+		// The node made by `hepto init` holds the cluster key: it runs the
+		// control plane.
+		ControlPlane: cfg.Kubernetes && !cfg.Userspace && n.signer != nil,
+		ServiceCIDRs: k8s.DefaultServiceCIDRs(n.cluster.Networks.OverlayV6),
+		PodCIDRs:     []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
+		Logger:       log,
+	})
+	m.Components(kube.ComponentsUp)
+	if cfg.MemoryLimit > 0 && !kube.Runs() {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	mo := mesh.Options{
 		Tunnel: tun, Store: n.store, Self: n.self, Client: client, Metrics: m, RTTInterval: cfg.RTTInterval, Logger: log,
 		ICE: mesh.ICEOptions{STUN: cfg.STUN, TURN: cfg.TURN, TURNSecret: cfg.TURNSecret, Retry: cfg.DirectRetry},
@@ -218,7 +239,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		}
 	}
 	sup.Add(ctl, false)
-	sup.Add(&localAPI{st: n.st, node: n, tun: tun, mesh: mh, anchor: an, sup: sup}, false)
+	sup.Add(&localAPI{st: n.st, node: n, tun: tun, mesh: mh, anchor: an, kube: kube, sup: sup}, false)
 	sup.Add(newDNS(cfg.DNS, n, tun, m, log), false)
 	sup.Add(&metricsService{addr: cfg.Metrics, self: n.self, tun: tun, m: m, log: log}, false)
 	if cfg.Userspace {
@@ -230,6 +251,10 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			log.Info("SOCKS5 proxy into the overlay", "addr", addr)
 			return tun.ServeSOCKS5(ctx, addr)
 		}), false)
+	}
+	// Kubernetes last: the fabric comes first, and runs without it.
+	for _, s := range kube.Services() {
+		sup.Add(s, false)
 	}
 	log.Info("node up", "name", n.self.Name, "cluster", n.cluster.Name, "overlay", n.self.OverlayIPs,
 		"port", tun.ListenPort(), "anchor", an != nil, "members", len(n.store.Current().Nodes))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/k8s"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/mesh"
 	"github.com/hepto-net/hepto/state"
@@ -25,6 +26,7 @@ type localAPI struct {
 	tun    *tunnel.Tunnel
 	mesh   *mesh.Mesh
 	anchor *anchor.Anchor // nil but on anchors
+	kube   *k8s.Node
 	sup    *supervisor.Supervisor
 	ln     net.Listener
 }
@@ -56,6 +58,7 @@ func (l *localAPI) Run(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/status", l.handleStatus)
 	mux.HandleFunc("POST /v1/token", l.handleToken)
 	mux.HandleFunc("POST /v1/ping", l.handlePing)
+	mux.HandleFunc("GET /v1/kubeconfig", l.handleKubeconfig)
 	mux.HandleFunc("GET /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteJSON(w, http.StatusOK, l.mesh.Netcheck(r.Context()))
 	})
@@ -78,7 +81,7 @@ func (l *localAPI) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := localapi.Status{
 		Name: n.self.Name, Cluster: n.cluster.Name, Anchor: l.anchor != nil,
 		OverlayIPs: strs(n.self.OverlayIPs), PodCIDRs: strs(n.self.PodCIDRs),
-		ListenPort: l.tun.ListenPort(), Peers: peers,
+		ListenPort: l.tun.ListenPort(), Peers: peers, Kubernetes: l.kube.Status(),
 	}
 	for _, s := range l.sup.States() {
 		st.Services = append(st.Services, localapi.ServiceStatus{Name: s.Name, State: s.State, Restarts: s.Restarts, Since: s.Since.UTC()})
@@ -128,4 +131,18 @@ func strs[T fmt.Stringer](xs []T) []string {
 		out[i] = x.String()
 	}
 	return out
+}
+
+// handleKubeconfig answers with an admin kubeconfig, on control-plane
+// nodes.
+func (l *localAPI) handleKubeconfig(w http.ResponseWriter, r *http.Request) {
+	b, err := l.kube.AdminKubeconfig()
+	switch {
+	case errors.Is(err, k8s.ErrNotControlPlane):
+		localapi.WriteError(w, http.StatusNotFound, err)
+	case err != nil:
+		localapi.WriteError(w, http.StatusInternalServerError, err)
+	default:
+		localapi.WriteJSON(w, http.StatusOK, localapi.Kubeconfig{Kubeconfig: string(b)})
+	}
 }

@@ -26,6 +26,17 @@ type Status struct {
 	Peers      []PeerStatus `json:"peers"`
 	// Services are the node's parts, as the supervisor sees them.
 	Services []ServiceStatus `json:"services,omitempty"`
+	// Kubernetes is the node's role in Kubernetes and its components.
+	Kubernetes KubernetesStatus `json:"kubernetes"`
+}
+
+// KubernetesStatus is Status's "kubernetes": the role ("control-plane",
+// "worker" or "none"), the node's Ready condition, and each component's
+// state ("starting", "running", "stopped" or "failed: REASON").
+type KubernetesStatus struct {
+	Role       string            `json:"role"`
+	Ready      bool              `json:"ready"`
+	Components map[string]string `json:"components"`
 }
 
 // ServiceStatus is one of the node's services: "starting", "running",
@@ -51,6 +62,11 @@ type PeerStatus struct {
 	LastHandshake *time.Time `json:"last_handshake"`
 	RxBytes       uint64     `json:"rx_bytes"`
 	TxBytes       uint64     `json:"tx_bytes"`
+}
+
+// Kubeconfig is the reply of GET /v1/kubeconfig: an admin kubeconfig.
+type Kubeconfig struct {
+	Kubeconfig string `json:"kubeconfig"`
 }
 
 // TokenRequest is the body of POST /v1/token.

@@ -124,24 +124,35 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-var descService = prometheus.NewDesc("hepto_service_up", "Whether the node's service runs (1) or has failed and waits to be restarted (0).", []string{"service"}, nil)
+var (
+	descService   = prometheus.NewDesc("hepto_service_up", "Whether the node's service runs (1) or has failed and waits to be restarted (0).", []string{"service"}, nil)
+	descComponent = prometheus.NewDesc("hepto_component_up", "Whether the Kubernetes component runs on this node.", []string{"component"}, nil)
+)
 
-// serviceCollector reads the services' states at scrape time.
-type serviceCollector struct{ up func() map[string]bool }
+// upCollector reads, at scrape time, whether each of a set of parts is up.
+type upCollector struct {
+	desc *prometheus.Desc
+	up   func() map[string]bool
+}
 
-func (c serviceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descService }
+func (c upCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c serviceCollector) Collect(ch chan<- prometheus.Metric) {
+func (c upCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, up := range c.up() {
 		v := 0.0
 		if up {
 			v = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descService, prometheus.GaugeValue, v, name)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, name)
 	}
 }
 
 // Services registers hepto_service_up, read through up at each scrape.
 func (m *Metrics) Services(up func() map[string]bool) {
-	m.Registry.MustRegister(serviceCollector{up})
+	m.Registry.MustRegister(upCollector{descService, up})
+}
+
+// Components registers hepto_component_up, read through up at each scrape.
+func (m *Metrics) Components(up func() map[string]bool) {
+	m.Registry.MustRegister(upCollector{descComponent, up})
 }

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -29,8 +28,8 @@ func runCmd() *cobra.Command {
 			if os.Getenv("GOMEMLIMIT") == "" {
 				// The tunnel's buffers are bounded (tunnel/pools.go), so a
 				// soft limit only makes the collector return garbage sooner
-				// instead of letting the heap double.
-				debug.SetMemoryLimit(memoryLimit)
+				// instead of letting the heap double. Not with Kubernetes.
+				cfg.MemoryLimit = memoryLimit
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
@@ -55,6 +54,7 @@ func runCmd() *cobra.Command {
 	f.DurationVar(&cfg.RTTInterval, "rtt-interval", daemon.DefaultRTTInterval, "how often each link's round-trip time is measured (0: never)")
 	f.DurationVar(&cfg.DirectRetry, "direct-retry", 0, "first direct attempt of a relayed pair after this, then at doubling intervals (default 30s)")
 	f.MarkHidden("direct-retry")
+	f.BoolVar(&cfg.Kubernetes, "kubernetes", true, "run Kubernetes on this node (the control plane on the node made by `hepto init`); never with --userspace-networking")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	return cmd
 }
