@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/supervisor"
 )
 
@@ -335,7 +336,11 @@ func checkNodeRestriction(ctx context.Context, t *testing.T, cp *ControlPlane, a
 	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pi-garage"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	kp, err := cp.PKI().KubeletClient("pi-kitchen")
+	req, err := pki.KubeletClient("pi-kitchen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := cp.PKI().Cluster.Issue(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func newCA(name string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CA{Cert: cert, CertPEM: encodeCert(der), Key: key}, nil
+	return &CA{Cert: cert, CertPEM: EncodeCert(der), Key: key}, nil
 }
 
 // loadOrCreateCA reads the CA NAME.crt and NAME.key from dir, or makes and
@@ -92,7 +92,7 @@ func loadOrCreateCA(dir state.Dir, name, commonName string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := encodeKey(ca.Key)
+	keyPEM, err := EncodeKey(ca.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -180,13 +180,14 @@ func ParseKey(b []byte) (crypto.Signer, error) {
 	return s, nil
 }
 
-func encodeCert(der []byte) []byte {
+// EncodeCert is a certificate in PEM.
+func EncodeCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// encodeKey writes a key as SEC 1 "EC PRIVATE KEY", which every Kubernetes
+// EncodeKey writes a key as SEC 1 "EC PRIVATE KEY", which every Kubernetes
 // component and etcd read.
-func encodeKey(key crypto.Signer) ([]byte, error) {
+func EncodeKey(key crypto.Signer) ([]byte, error) {
 	ec, ok := key.(*ecdsa.PrivateKey)
 	if !ok {
 		return nil, fmt.Errorf("key of type %T: only ECDSA is written", key)

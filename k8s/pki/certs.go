@@ -73,23 +73,22 @@ func (p *PKI) Scheduler() (*KeyPair, error) {
 	return p.Cluster.Issue(Request{CommonName: SchedulerUser, Client: true})
 }
 
-// KubeletClient issues a node's kubelet client certificate: the Node
+// KubeletClient is a node's kubelet client certificate: the Node
 // authorizer and NodeRestriction know it as the node NAME.
-func (p *PKI) KubeletClient(node string) (*KeyPair, error) {
+func KubeletClient(node string) (Request, error) {
 	if node == "" {
-		return nil, fmt.Errorf("kubelet client certificate: no node name")
+		return Request{}, fmt.Errorf("kubelet client certificate: no node name")
 	}
-	return p.Cluster.Issue(Request{CommonName: NodeUserPrefix + node, Organization: []string{NodesGroup}, Client: true})
+	return Request{CommonName: NodeUserPrefix + node, Organization: []string{NodesGroup}, Client: true}, nil
 }
 
-// KubeletServing issues a node's kubelet serving certificate, valid for
-// the node's addresses (the apiserver reaches kubelets by address) and its
-// name.
-func (p *PKI) KubeletServing(node string, ips []netip.Addr) (*KeyPair, error) {
+// KubeletServing is a node's kubelet serving certificate, valid for the
+// node's addresses (the apiserver reaches kubelets by address) and its name.
+func KubeletServing(node string, ips []netip.Addr) (Request, error) {
 	if node == "" || len(ips) == 0 {
-		return nil, fmt.Errorf("kubelet serving certificate: node name and addresses needed")
+		return Request{}, fmt.Errorf("kubelet serving certificate: node name and addresses needed")
 	}
-	return p.Cluster.Issue(Request{CommonName: NodeUserPrefix + node, Organization: []string{NodesGroup}, DNSNames: []string{node}, IPs: ips, Server: true})
+	return Request{CommonName: NodeUserPrefix + node, Organization: []string{NodesGroup}, DNSNames: []string{node}, IPs: ips, Server: true}, nil
 }
 
 // APIServerKubeletClient issues the apiserver's client certificate towards

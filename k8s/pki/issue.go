@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -34,15 +35,29 @@ type KeyPair struct {
 
 // Issue makes a new key and a certificate for it, signed by the CA.
 func (ca *CA) Issue(req Request) (*KeyPair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("key for %s: %w", req.CommonName, err)
+	}
+	cert, err := ca.Sign(req, key.Public())
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyPair{Cert: cert, CertPEM: EncodeCert(cert.Raw), KeyPEM: keyPEM}, nil
+}
+
+// Sign makes a certificate for a key held elsewhere (a node's kubelet
+// keys never leave their node).
+func (ca *CA) Sign(req Request, pub crypto.PublicKey) (*x509.Certificate, error) {
 	if req.CommonName == "" {
 		return nil, errors.New("certificate without a common name")
 	}
 	if !req.Server && !req.Client {
 		return nil, fmt.Errorf("certificate %s: neither server nor client", req.CommonName)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("key for %s: %w", req.CommonName, err)
 	}
 	serial, err := newSerial()
 	if err != nil {
@@ -76,19 +91,11 @@ func (ca *CA) Issue(req Request) (*KeyPair, error) {
 	if req.Client {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
 		return nil, fmt.Errorf("certificate %s: %w", req.CommonName, err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return &KeyPair{Cert: cert, CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
+	return x509.ParseCertificate(der)
 }
 
 // uniqueAddrs drops invalid and repeated addresses, and unmaps IPv4-mapped

@@ -71,7 +71,7 @@ func loadOrCreateSAKey(d state.Dir) (crypto.Signer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("service-account key: %w", err)
 		}
-		b, err := encodeKey(k)
+		b, err := EncodeKey(k)
 		if err != nil {
 			return nil, err
 		}

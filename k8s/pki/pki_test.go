@@ -56,7 +56,7 @@ func TestIssue(t *testing.T) {
 		{"admin", p.Admin, AdminUser, []string{"system:masters"}},
 		{"controller-manager", p.ControllerManager, "system:kube-controller-manager", nil},
 		{"scheduler", p.Scheduler, "system:kube-scheduler", nil},
-		{"kubelet", func() (*KeyPair, error) { return p.KubeletClient("pi-kitchen") }, "system:node:pi-kitchen", []string{"system:nodes"}},
+		{"kubelet", func() (*KeyPair, error) { return issue(p.Cluster)(KubeletClient("pi-kitchen")) }, "system:node:pi-kitchen", []string{"system:nodes"}},
 	}
 	for _, c := range clients {
 		kp, err := c.issue()
@@ -75,7 +75,7 @@ func TestIssue(t *testing.T) {
 		}
 	}
 
-	ks, err := p.KubeletServing("pi-kitchen", addrs("10.42.0.5", "fd42::5"))
+	ks, err := issue(p.Cluster)(KubeletServing("pi-kitchen", addrs("10.42.0.5", "fd42::5")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestIssue(t *testing.T) {
 		t.Error("etcd certificate verifies against the cluster CA")
 	}
 
-	if _, err := p.KubeletClient(""); err == nil {
+	if _, err := KubeletClient(""); err == nil {
 		t.Error("kubelet certificate without a node name")
 	}
 }
@@ -199,5 +199,15 @@ func TestServiceIP(t *testing.T) {
 	}
 	if _, err := ServiceIP(netip.MustParsePrefix("10.0.0.1/32")); err == nil {
 		t.Error("a /32 has room for the kubernetes service")
+	}
+}
+
+// issue issues a request's certificate with a new key.
+func issue(ca *CA) func(Request, error) (*KeyPair, error) {
+	return func(req Request, err error) (*KeyPair, error) {
+		if err != nil {
+			return nil, err
+		}
+		return ca.Issue(req)
 	}
 }
