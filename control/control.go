@@ -140,3 +140,24 @@ func DecodeICEMessage(r io.Reader) (ICEMessage, error) {
 	}
 	return m, nil
 }
+
+// PathKubeletCerts asks a control-plane node for the asking node's kubelet
+// certificates: POST KubeletCertsRequest → KubeletCerts. The node is known
+// by the overlay address it asks from; its keys never leave it.
+const PathKubeletCerts = "/v1/kubernetes/kubelet-certs"
+
+// KubeletCertsRequest carries the public keys (PKIX, DER) of a node's
+// kubelet client and serving keys.
+type KubeletCertsRequest struct {
+	ClientKey  []byte `json:"client_key"`
+	ServingKey []byte `json:"serving_key"`
+}
+
+// KubeletCerts are a node's kubelet certificates (PEM), the cluster CA
+// that signed them, and the apiservers to register with.
+type KubeletCerts struct {
+	CA         []byte   `json:"ca"`
+	Client     []byte   `json:"client"`
+	Serving    []byte   `json:"serving"`
+	APIServers []string `json:"api_servers"` // https://ADDR:PORT
+}

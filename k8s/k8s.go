@@ -1,21 +1,35 @@
 // Package k8s runs Kubernetes on a hepto node, on top of the fabric: the
-// control plane on control-plane nodes (k8s/controlplane), with the
-// cluster's certificates (k8s/pki). Everything it writes lives under
-// STATE/kubernetes. The daemon starts its services like any other; when
-// Kubernetes cannot start, the fabric goes on without it.
+// control plane on control-plane nodes (k8s/controlplane), containerd as a
+// child process (k8s/containerd) and the kubelet (k8s/kubelet) on every
+// Kubernetes node, with certificates issued inside WireGuard
+// (k8s/nodecert). Everything it writes lives under STATE/kubernetes. The
+// daemon starts its services like any other; when Kubernetes cannot start,
+// the fabric goes on without it.
 package k8s
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"time"
 
+	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/k8s/component"
+	"github.com/hepto-net/hepto/k8s/containerd"
 	"github.com/hepto-net/hepto/k8s/controlplane"
+	"github.com/hepto-net/hepto/k8s/images"
+	"github.com/hepto-net/hepto/k8s/kubelet"
+	"github.com/hepto-net/hepto/k8s/nodecert"
 	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/localapi"
+	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/supervisor"
 )
 
@@ -24,6 +38,12 @@ const (
 	RoleControlPlane = "control-plane"
 	RoleWorker       = "worker"
 	RoleNone         = "none"
+)
+
+// Component names beside the control plane's.
+const (
+	compContainerd = "containerd"
+	compKubelet    = "kubelet"
 )
 
 // Dir is where Kubernetes keeps its files, under hepto's state directory.
@@ -37,15 +57,40 @@ type Options struct {
 	ControlPlane bool         // this node runs the control plane
 	ServiceCIDRs []netip.Prefix
 	PodCIDRs     []netip.Prefix // the cluster's pod ranges
-	Logger       *slog.Logger
+	ClusterDNS   []netip.Addr   // the pods' resolvers
+	// Members is the current membership: the control-plane nodes to ask
+	// for certificates, and who asks.
+	Members func() []membership.Node
+	Client  *control.Client
+	Logger  *slog.Logger
+}
+
+// Layout is where a node's Kubernetes writes, under STATE/kubernetes.
+type Layout struct {
+	Root       string // STATE/kubernetes
+	Certs      string // the kubelet's keys, certificates and kubeconfig
+	Kubelet    string // the kubelet's root directory
+	PodLogs    string // pods' logs
+	Containerd string // containerd's root, state, socket and configuration
+	CNIConf    string // the pod network configuration containerd reads
+	Images     string // STATE/images: archives imported at start
 }
 
 // Node is a node's Kubernetes.
 type Node struct {
-	o     Options
-	role  string
-	cp    *controlplane.ControlPlane
-	setup error // why Kubernetes could not be set up
+	o      Options
+	layout Layout
+	role   string
+	log    *slog.Logger
+	cp     *controlplane.ControlPlane
+	ctrd   *containerd.Containerd
+	issuer *nodecert.Issuer
+	setup  error // why the node components cannot run
+
+	states      component.States
+	certsReady  *component.Gate
+	imagesReady *component.Gate
+	ready       readyCache
 }
 
 // New prepares Kubernetes for the node. It does not fail: a node whose
@@ -54,66 +99,176 @@ func New(o Options) *Node {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	n := &Node{o: o, role: RoleNone}
-	if !o.ControlPlane {
-		// Workers run kubelet and containerd: not yet.
-		return n
+	root := filepath.Join(o.StateDir, Dir)
+	n := &Node{
+		o: o, role: RoleWorker, log: o.Logger,
+		layout: Layout{
+			Root:       root,
+			Certs:      filepath.Join(root, "node"),
+			Kubelet:    filepath.Join(root, "kubelet"),
+			PodLogs:    filepath.Join(root, "pod-logs"),
+			Containerd: filepath.Join(root, "containerd"),
+			CNIConf:    filepath.Join(root, "cni"),
+			Images:     filepath.Join(o.StateDir, "images"),
+		},
+		certsReady:  component.NewGate(),
+		imagesReady: component.NewGate(),
 	}
-	n.role = RoleControlPlane
-	cp, err := controlplane.New(controlplane.Options{
-		DataDir:            filepath.Join(o.StateDir, Dir),
-		NodeName:           o.NodeName,
-		AdvertiseAddresses: o.Addresses,
-		ServiceCIDRs:       o.ServiceCIDRs,
-		ClusterCIDRs:       o.PodCIDRs,
-		Logger:             o.Logger,
-	})
+	n.ready.node = n
+	if o.ControlPlane {
+		n.role = RoleControlPlane
+		cp, err := controlplane.New(controlplane.Options{
+			DataDir:            root,
+			NodeName:           o.NodeName,
+			AdvertiseAddresses: o.Addresses,
+			ServiceCIDRs:       o.ServiceCIDRs,
+			ClusterCIDRs:       o.PodCIDRs,
+			Logger:             o.Logger,
+		})
+		if err != nil {
+			n.fail(RoleControlPlane, err)
+			return n
+		}
+		n.cp = cp
+		n.issuer = &nodecert.Issuer{PKI: cp.PKI(), Lookup: n.member, APIServers: n.apiServers}
+	}
+	cni, err := containerd.Binary("hepto-cni")
+	if err == nil {
+		n.ctrd, err = containerd.New(containerd.Options{
+			Dir:          n.layout.Containerd,
+			CNIConfDir:   n.layout.CNIConf,
+			CNIBinDirs:   []string{filepath.Dir(cni)},
+			SandboxImage: images.PauseName,
+			Logger:       o.Logger,
+		})
+	}
 	if err != nil {
-		n.setup = err
-		o.Logger.Error("kubernetes cannot start; the overlay runs without it", "err", err)
+		n.fail(compContainerd, err)
+		n.ctrd = nil
 		return n
 	}
-	n.cp = cp
+	n.states.Set(compContainerd, component.Starting)
+	n.states.Set(compKubelet, component.Starting)
 	return n
 }
 
-// Runs reports whether Kubernetes components run on this node.
-func (n *Node) Runs() bool { return n.cp != nil }
-
-// Services are the components to supervise.
-func (n *Node) Services() []supervisor.Service {
-	if n.cp == nil {
-		return nil
-	}
-	return n.cp.Services()
+// fail records why a part of Kubernetes cannot run: one line in the log,
+// and the component's state.
+func (n *Node) fail(comp string, err error) {
+	n.setup = err
+	n.states.Set(comp, "failed: "+err.Error())
+	n.log.Error("kubernetes cannot start; the overlay runs without it", "err", err)
 }
 
-// Status is the node's Kubernetes role and the state of each component.
-// Ready is the node's Ready condition: kubelet is not run yet, so no node
-// is registered and it is false.
-func (n *Node) Status() localapi.KubernetesStatus {
-	st := localapi.KubernetesStatus{Role: n.role, Components: map[string]string{}}
-	switch {
-	case n.setup != nil:
-		st.Components["control-plane"] = "failed: " + n.setup.Error()
-	case n.cp != nil:
-		st.Components = n.cp.States()
+// Layout says where the node's Kubernetes writes.
+func (n *Node) Layout() Layout { return n.layout }
+
+// CNIConfDir is where the pod network configuration must be written for
+// containerd ("" when no containerd runs).
+func (n *Node) CNIConfDir() string {
+	if n.ctrd == nil {
+		return ""
 	}
+	return n.layout.CNIConf
+}
+
+// Runs reports whether Kubernetes components run on this node.
+func (n *Node) Runs() bool { return n.cp != nil || n.ctrd != nil }
+
+// Routes registers the control-plane's certificate issuer.
+func (n *Node) Routes(mux *http.ServeMux) {
+	if n.issuer != nil {
+		n.issuer.Routes(mux)
+	}
+}
+
+// Services are the components to supervise, in start order.
+func (n *Node) Services() []supervisor.Service {
+	var out []supervisor.Service
+	if n.cp != nil {
+		out = append(out, n.cp.Services()...)
+		out = append(out, supervisor.Func("node-cidrs", n.runNodeCIDRs))
+	}
+	if n.ctrd != nil {
+		out = append(out,
+			n.tracked(compContainerd, n.ctrd.Run),
+			supervisor.Func("kubelet-certs", n.runCerts),
+			supervisor.Func("images", n.runImages),
+			n.tracked(compKubelet, n.runKubelet),
+		)
+	}
+	return out
+}
+
+// tracked is a service whose state shows among the components.
+func (n *Node) tracked(name string, run func(context.Context) error) supervisor.Service {
+	return supervisor.Func(name, func(ctx context.Context) error {
+		n.states.Set(name, component.Starting)
+		err := run(ctx)
+		n.states.Finish(ctx, name, err)
+		return err
+	})
+}
+
+func (n *Node) runKubelet(ctx context.Context) error {
+	if err := n.certsReady.Wait(ctx); err != nil {
+		return nil
+	}
+	if err := n.ctrd.Ready(ctx); err != nil {
+		return nil
+	}
+	// The pause image first: a pod never waits for a pull of it.
+	if err := n.imagesReady.Wait(ctx); err != nil {
+		return nil
+	}
+	n.states.Set(compKubelet, component.Running)
+	dns := n.o.ClusterDNS
+	return kubelet.Run(ctx, kubelet.Options{
+		Dir:        n.layout.Kubelet,
+		PodLogsDir: n.layout.PodLogs,
+		NodeName:   n.o.NodeName,
+		NodeIPs:    n.o.Addresses,
+		Kubeconfig: nodecert.Dir(n.layout.Certs).Path(nodecert.KubeconfigFile),
+		ClientCA:   nodecert.Dir(n.layout.Certs).Path(nodecert.CAFile),
+		CertFile:   nodecert.Dir(n.layout.Certs).Path(nodecert.ServingCertFile),
+		KeyFile:    nodecert.Dir(n.layout.Certs).Path(nodecert.ServingKeyFile),
+		Runtime:    n.ctrd.Socket(),
+		CgroupRoot: "/hepto/" + n.o.NodeName,
+		ClusterDNS: dns,
+	})
+}
+
+// Status is the node's Kubernetes role, its Ready condition and the state
+// of each component.
+func (n *Node) Status(ctx context.Context) localapi.KubernetesStatus {
+	st := localapi.KubernetesStatus{Role: n.role, Components: n.states.Snapshot()}
+	if st.Components == nil {
+		st.Components = map[string]string{}
+	}
+	if n.cp != nil {
+		for k, v := range n.cp.States() {
+			st.Components[k] = v
+		}
+	}
+	st.Ready = n.ready.get(ctx)
 	return st
 }
 
 // ComponentsUp tells, for hepto_component_up, which components run.
 func (n *Node) ComponentsUp() map[string]bool {
 	out := map[string]bool{}
-	for name, state := range n.Status().Components {
-		out[name] = state == controlplane.Running
+	for name, state := range n.Status(context.Background()).Components {
+		out[name] = state == component.Running
 	}
 	return out
 }
 
 // ErrNotControlPlane is the answer of a node without the control plane to
 // a request for admin credentials.
-var ErrNotControlPlane = fmt.Errorf("this node does not run the Kubernetes control plane")
+var ErrNotControlPlane = errors.New("this node does not run the Kubernetes control plane")
+
+// ErrNoRuntime is the answer to an image import where no containerd runs.
+var ErrNoRuntime = errors.New("no container runtime runs on this node")
 
 // AdminKubeconfig is an admin kubeconfig whose server is the node's first
 // overlay address, for kubectl anywhere in the cluster.
@@ -125,8 +280,15 @@ func (n *Node) AdminKubeconfig() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	server := "https://" + net.JoinHostPort(n.o.Addresses[0].String(), strconv.Itoa(controlplane.DefaultAPIServerPort))
-	return controlplane.Kubeconfig(server, n.cp.PKI().Cluster.CertPEM, kp, pki.AdminUser)
+	return controlplane.Kubeconfig(apiServerURL(n.o.Addresses[0]), n.cp.PKI().Cluster.CertPEM, kp, pki.AdminUser)
+}
+
+// ImportImage imports an image archive into the node's containerd.
+func (n *Node) ImportImage(ctx context.Context, archive string) error {
+	if n.ctrd == nil {
+		return ErrNoRuntime
+	}
+	return n.ctrd.Import(ctx, archive)
 }
 
 // AdminKubeconfigFile is the admin kubeconfig on disk (server on
@@ -141,4 +303,105 @@ func DefaultServiceCIDRs(overlayV6 netip.Prefix) []netip.Prefix {
 	v6 := overlayV6.Masked().Addr().As16()
 	v6[6], v6[7] = 0x03, 0x00 // <ULA /48>:300::/112
 	return []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.PrefixFrom(netip.AddrFrom16(v6), 112)}
+}
+
+func apiServerURL(a netip.Addr) string {
+	return "https://" + net.JoinHostPort(a.String(), strconv.Itoa(controlplane.DefaultAPIServerPort))
+}
+
+// controlPlanes are the members that run the control plane: the node made
+// by `hepto init` (the first anchor) for now.
+func controlPlanes(members []membership.Node) []membership.Node {
+	var out []membership.Node
+	for _, m := range members {
+		if m.IsAnchor() {
+			out = append(out, m)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b membership.Node) int { return a.Index - b.Index })
+	return out
+}
+
+// apiServers are the apiservers' URLs, on their overlay IPv4 addresses.
+func (n *Node) apiServers() []string {
+	var out []string
+	if n.cp != nil {
+		out = append(out, apiServerURL(n.o.Addresses[0]))
+	}
+	for _, m := range controlPlanes(n.o.Members()) {
+		if m.Name != n.o.NodeName && len(m.OverlayIPs) > 0 {
+			out = append(out, apiServerURL(m.OverlayIPs[0]))
+		}
+	}
+	return out
+}
+
+// member finds who an overlay address belongs to.
+func (n *Node) member(a netip.Addr) (nodecert.Member, bool) {
+	for _, m := range n.o.Members() {
+		if slices.Contains(m.OverlayIPs, a) {
+			return nodecert.Member{Name: m.Name, IPs: m.OverlayIPs}, true
+		}
+	}
+	return nodecert.Member{}, false
+}
+
+// runCerts gets the node's kubelet certificates, then renews them before
+// they expire.
+func (n *Node) runCerts(ctx context.Context) error {
+	dir := nodecert.Dir(n.layout.Certs)
+	backoff := time.Second
+	for {
+		wait := time.Until(dir.RenewAt())
+		if wait > 0 {
+			n.certsReady.Open()
+		} else if err := n.fetchCerts(ctx, dir); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			n.log.Warn("kubelet certificates", "err", err, "retry", backoff)
+			wait, backoff = backoff, min(2*backoff, time.Minute)
+		} else {
+			n.log.Info("kubelet certificates issued", "renew", dir.RenewAt().Format(time.RFC3339))
+			backoff = time.Second
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(wait, time.Hour)):
+		}
+	}
+}
+
+// fetchCerts asks this node's issuer (control plane) or another
+// control-plane node for the certificates.
+func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
+	req, err := dir.Request()
+	if err != nil {
+		return err
+	}
+	var certs control.KubeletCerts
+	if n.issuer != nil {
+		self, _ := n.member(n.o.Addresses[0])
+		if certs, err = n.issuer.Issue(self, req); err != nil {
+			return err
+		}
+		return dir.Store(certs)
+	}
+	cps := controlPlanes(n.o.Members())
+	if len(cps) == 0 {
+		return errors.New("no control-plane node in the membership")
+	}
+	var errs []error
+	for _, cp := range cps {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := n.o.Client.Post(cctx, cp.OverlayIPs[0], control.PathKubeletCerts, req, &certs)
+		cancel()
+		if err == nil {
+			return dir.Store(certs)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", cp.Name, err))
+	}
+	return errors.Join(errs...)
 }

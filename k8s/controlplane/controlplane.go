@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"github.com/hepto-net/hepto/k8s/component"
 	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/supervisor"
 )
@@ -41,18 +42,18 @@ type ControlPlane struct {
 	pki    *pki.PKI
 	admin  *rest.Config
 
-	states    states
-	etcdReady *gate
-	apiReady  *gate
+	states    component.States
+	etcdReady *component.Gate
+	apiReady  *component.Gate
 	// apiStopped is open while no apiserver runs: etcd outlives the
 	// apiserver when both stop, or the apiserver's requests in flight
 	// would wait on a vanished etcd until they time out.
-	apiStopped *gate
+	apiStopped *component.Gate
 	// cmStopped and schedStopped are open while that component does not
 	// run: the apiserver outlives its clients when all stop, or their
 	// retries against a vanished apiserver hold up their stop.
-	cmStopped    *gate
-	schedStopped *gate
+	cmStopped    *component.Gate
+	schedStopped *component.Gate
 }
 
 // New prepares a control plane: it makes the directories, loads (or makes)
@@ -70,11 +71,11 @@ func New(opts Options) (*ControlPlane, error) {
 			Certs:       filepath.Join(opts.DataDir, "certs"),
 			Kubeconfigs: filepath.Join(opts.DataDir, "kubeconfig"),
 		},
-		etcdReady:    newGate(),
-		apiReady:     newGate(),
-		apiStopped:   newGate(),
-		cmStopped:    newGate(),
-		schedStopped: newGate(),
+		etcdReady:    component.NewGate(),
+		apiReady:     component.NewGate(),
+		apiStopped:   component.NewGate(),
+		cmStopped:    component.NewGate(),
+		schedStopped: component.NewGate(),
 	}
 	c.apiStopped.Open()
 	c.cmStopped.Open()
@@ -97,7 +98,7 @@ func New(opts Options) (*ControlPlane, error) {
 	c.admin = restConfig(c.LocalURL(), c.pki.Cluster.CertPEM, admin)
 	setupLogging(opts.Logger, opts.ComponentLogLevel)
 	for _, name := range Components {
-		c.states.set(name, Starting)
+		c.states.Set(name, component.Starting)
 	}
 	return c, nil
 }
@@ -123,7 +124,7 @@ func (c *ControlPlane) AdminKubeconfig() string {
 
 // States is each component's state: "starting", "running", "stopped" or
 // "failed: REASON".
-func (c *ControlPlane) States() map[string]string { return c.states.snapshot() }
+func (c *ControlPlane) States() map[string]string { return c.states.Snapshot() }
 
 // Services are the control plane's components as supervisor services, in
 // start order. None has a Start step: each Run waits for what it needs
@@ -140,9 +141,9 @@ func (c *ControlPlane) Services() []supervisor.Service {
 	for _, name := range Components {
 		run := runs[name]
 		out = append(out, supervisor.Func(name, func(ctx context.Context) error {
-			c.states.set(name, Starting)
+			c.states.Set(name, component.Starting)
 			err := run(ctx)
-			c.states.finish(ctx, name, err)
+			c.states.Finish(ctx, name, err)
 			return err // the supervisor logs it
 		}))
 	}

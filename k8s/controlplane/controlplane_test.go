@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hepto-net/hepto/k8s/component"
 	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/supervisor"
 )
@@ -79,7 +80,7 @@ func (r *running) stop(t *testing.T) time.Duration {
 		all := true
 		for name, st := range r.cp.States() {
 			// A failed component waits for its restart, out of Run.
-			if st == Starting || st == Running {
+			if st == component.Starting || st == component.Running {
 				all = false
 				if time.Now().After(deadline) {
 					t.Fatalf("%s still %q 10 s after the stop", name, st)
@@ -102,7 +103,7 @@ func (r *running) waitRunning(t *testing.T, timeout time.Duration) {
 		st := r.cp.States()
 		all := true
 		for _, name := range Components {
-			if st[name] != Running {
+			if st[name] != component.Running {
 				all = false
 			}
 		}
@@ -386,7 +387,7 @@ func TestPortTaken(t *testing.T) {
 	for {
 		st := r.cp.States()
 		if strings.HasPrefix(st[compAPIServer], "failed: ") && strings.Contains(st[compAPIServer], "address already in use") {
-			if st[compEtcd] != Running {
+			if st[compEtcd] != component.Running {
 				t.Errorf("etcd %q, want running", st[compEtcd])
 			}
 			t.Logf("states: %v", st)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hepto-net/hepto/k8s/component"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -71,7 +72,7 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	c.states.set(compEtcd, Running)
+	c.states.Set(compEtcd, component.Running)
 	c.etcdReady.Open()
 	defer c.etcdReady.Close()
 	select {

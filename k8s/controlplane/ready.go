@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hepto-net/hepto/k8s/component"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -98,7 +99,7 @@ func (c *ControlPlane) watch(ctx context.Context, name string, p probe, onReady 
 		err := p(ctx)
 		switch {
 		case err == nil:
-			c.states.setLive(ctx, name, Running)
+			c.states.SetLive(ctx, name, component.Running)
 			if !ready {
 				ready = true
 				t.Reset(watchInterval)
@@ -107,7 +108,7 @@ func (c *ControlPlane) watch(ctx context.Context, name string, p probe, onReady 
 				}
 			}
 		case ready:
-			c.states.setLive(ctx, name, "failed: "+err.Error())
+			c.states.SetLive(ctx, name, "failed: "+err.Error())
 		}
 		select {
 		case <-ctx.Done():

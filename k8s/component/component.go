@@ -1,4 +1,6 @@
-package controlplane
+// Package component holds what the Kubernetes parts share: the states
+// `hepto status` shows, and gates that components wait on.
+package component
 
 import (
 	"context"
@@ -15,13 +17,14 @@ const (
 	Stopped  = "stopped"
 )
 
-// states records each component's state.
-type states struct {
+// States records each component's state; the zero value is ready.
+type States struct {
 	mu sync.Mutex
 	m  map[string]string
 }
 
-func (s *states) set(name, state string) {
+// Set records a state.
+func (s *States) Set(name, state string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
@@ -30,45 +33,51 @@ func (s *states) set(name, state string) {
 	s.m[name] = state
 }
 
-// setLive records a probe's finding, unless ctx (the component's run) has
+// SetLive records a probe's finding, unless ctx (the component's run) has
 // ended: the state its end recorded stands.
-func (s *states) setLive(ctx context.Context, name, state string) {
+func (s *States) SetLive(ctx context.Context, name, state string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ctx.Err() == nil {
+		if s.m == nil {
+			s.m = map[string]string{}
+		}
 		s.m[name] = state
 	}
 }
 
-// finish records how a component's Run ended.
-func (s *states) finish(ctx context.Context, name string, err error) {
+// Finish records how a component's Run ended.
+func (s *States) Finish(ctx context.Context, name string, err error) {
 	switch {
 	case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)):
-		s.set(name, Stopped)
+		s.Set(name, Stopped)
 	case err == nil:
-		s.set(name, Stopped)
+		s.Set(name, Stopped)
 	default:
-		s.set(name, "failed: "+err.Error())
+		s.Set(name, "failed: "+err.Error())
 	}
 }
 
-func (s *states) snapshot() map[string]string {
+// Snapshot is every component's state.
+func (s *States) Snapshot() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.m)
 }
 
-// gate is a condition that components wait for (etcd ready, apiserver
+// Gate is a condition that components wait for (etcd ready, apiserver
 // ready); it opens and closes again as its component starts and stops.
-type gate struct {
+type Gate struct {
 	mu   sync.Mutex
 	ch   chan struct{}
 	open bool
 }
 
-func newGate() *gate { return &gate{ch: make(chan struct{})} }
+// NewGate is a closed gate.
+func NewGate() *Gate { return &Gate{ch: make(chan struct{})} }
 
-func (g *gate) Open() {
+// Open lets waiters through.
+func (g *Gate) Open() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.open {
@@ -77,7 +86,8 @@ func (g *gate) Open() {
 	}
 }
 
-func (g *gate) Close() {
+// Close makes waiters wait again.
+func (g *Gate) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.open {
@@ -87,7 +97,7 @@ func (g *gate) Close() {
 }
 
 // Wait returns once the gate is open, or with ctx's error.
-func (g *gate) Wait(ctx context.Context) error {
+func (g *Gate) Wait(ctx context.Context) error {
 	g.mu.Lock()
 	ch := g.ch
 	g.mu.Unlock()

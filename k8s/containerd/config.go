@@ -1,0 +1,68 @@
+package containerd
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"text/template"
+)
+
+// config is containerd's configuration: every path under the node's
+// directory, so that several nodes share a machine; no listener but the
+// socket; NRI off (its socket is machine-wide).
+var config = template.Must(template.New("config.toml").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`# Written by hepto at each start; changes are lost.
+version = 3
+root = {{q .Root}}
+state = {{q .State}}
+disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs"]
+imports = []
+
+[grpc]
+  address = {{q .Socket}}
+
+[ttrpc]
+  address = {{q .TTRPCSocket}}
+
+[debug]
+  level = "warn"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = {{q .Opt}}
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = {{q .Snapshotter}}
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = {{q .SandboxImage}}
+
+[plugins."io.containerd.cri.v1.runtime"]
+  # Without CAP_SYS_RESOURCE (a container, a namespace lab) an adjustment
+  # below containerd's own is refused.
+  restrict_oom_score_adj = true
+  # Pods' network namespaces under the state directory, not /var/run/netns.
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = [{{range $i, $d := .CNIBinDirs}}{{if $i}}, {{end}}{{q $d}}{{end}}]
+    conf_dir = {{q .CNIConfDir}}
+    max_conf_num = 1
+    use_internal_loopback = true
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = {{q .Runc}}
+        SystemdCgroup = false
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+`))
+
+// renderConfig writes the configuration of o.
+func renderConfig(o Options) ([]byte, error) {
+	var b bytes.Buffer
+	if err := config.Execute(&b, o.withPaths()); err != nil {
+		return nil, fmt.Errorf("containerd configuration: %w", err)
+	}
+	return b.Bytes(), nil
+}

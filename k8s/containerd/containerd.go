@@ -1,0 +1,203 @@
+// Package containerd runs containerd as a child process of hepto (it
+// cannot share hepto's process: embedded etcd registers the same gRPC
+// metrics), with everything under the node's directory, and imports image
+// archives into it.
+package containerd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hepto-net/hepto/k8s/component"
+)
+
+// Namespace is the containerd namespace of Kubernetes' images and
+// containers.
+const Namespace = "k8s.io"
+
+// maxSocketPath is the longest path a unix socket may have (sun_path).
+const maxSocketPath = 107
+
+// Options configure a node's containerd.
+type Options struct {
+	Dir          string   // the node's containerd directory: root, state, socket, configuration
+	CNIConfDir   string   // where the pod network configuration is
+	CNIBinDirs   []string // where hepto-cni is
+	SandboxImage string   // the pause image, imported by hepto
+	Snapshotter  string   // "" : overlayfs
+	Logger       *slog.Logger
+
+	// Filled in by withPaths.
+	Root, State, Socket, TTRPCSocket, Opt, Runc string
+}
+
+func (o Options) withPaths() Options {
+	o.Root = filepath.Join(o.Dir, "root")
+	o.State = filepath.Join(o.Dir, "state")
+	o.Socket = filepath.Join(o.Dir, "containerd.sock")
+	o.TTRPCSocket = filepath.Join(o.Dir, "containerd.sock.ttrpc")
+	o.Opt = filepath.Join(o.Dir, "opt")
+	if o.Snapshotter == "" {
+		o.Snapshotter = "overlayfs"
+	}
+	return o
+}
+
+// Containerd is a supervised containerd child process.
+type Containerd struct {
+	o     Options
+	ready *component.Gate
+}
+
+// New checks what containerd needs (its binaries, runc, a short enough
+// socket path) and prepares it; nothing runs yet. Its errors name the
+// cause, for the one line hepto logs when Kubernetes cannot start.
+func New(o Options) (*Containerd, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o = o.withPaths()
+	if len(o.Socket) > maxSocketPath {
+		return nil, fmt.Errorf("containerd's socket path %s is longer than %d bytes: use a shorter --state", o.Socket, maxSocketPath)
+	}
+	var err error
+	if o.Runc, err = exec.LookPath("runc"); err != nil {
+		return nil, errors.New("runc not found on PATH: install it (Debian: apt install runc)")
+	}
+	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "ctr"} {
+		if _, err := Binary(name); err != nil {
+			return nil, err
+		}
+	}
+	return &Containerd{o: o, ready: component.NewGate()}, nil
+}
+
+// Binary finds one of containerd's programs: beside hepto's own executable
+// (where `make install` puts them), else on PATH.
+func Binary(name string) (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found beside hepto nor on PATH (make build puts it in bin/)", name)
+	}
+	return p, nil
+}
+
+// Socket is containerd's API socket.
+func (c *Containerd) Socket() string { return c.o.Socket }
+
+// Ready waits until containerd answers on its socket.
+func (c *Containerd) Ready(ctx context.Context) error { return c.ready.Wait(ctx) }
+
+// Name is the service's name.
+func (c *Containerd) Name() string { return "containerd" }
+
+// Run starts containerd and waits for its end, or stops it when ctx ends.
+// Containers outlive it: their shims are processes of their own, which
+// the next containerd finds again.
+func (c *Containerd) Run(ctx context.Context) error {
+	defer c.ready.Close()
+	conf, err := renderConfig(c.o)
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{c.o.Dir, c.o.Root, c.o.State, c.o.Opt} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+	}
+	confPath := filepath.Join(c.o.Dir, "config.toml")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		return err
+	}
+	bin, err := Binary("containerd")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "--config", confPath)
+	// The shim is looked up on PATH: containerd's own directory first.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // a terminal's ^C is for hepto, which stops containerd itself
+		Pdeathsig: syscall.SIGTERM, // hepto killed: containerd stops, the containers stay
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	go logLines(stderr, c.o.Logger.With("component", "containerd"))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	go c.waitSocket(ctx, exited)
+
+	select {
+	case err := <-exited:
+		return fmt.Errorf("containerd exited: %w", exitError(err))
+	case <-ctx.Done():
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(3 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+	}
+	return nil
+}
+
+// waitSocket opens the ready gate once the socket accepts connections.
+func (c *Containerd) waitSocket(ctx context.Context, exited <-chan error) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if conn, err := net.Dial("unix", c.o.Socket); err == nil {
+			conn.Close()
+			c.ready.Open()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func exitError(err error) error {
+	if err == nil {
+		return errors.New("status 0")
+	}
+	return err
+}
+
+// logLines passes containerd's log lines (logfmt, warnings and worse) on.
+func logLines(r io.Reader, log *slog.Logger) {
+	s := bufio.NewScanner(r)
+	for s.Scan() {
+		line := s.Text()
+		level := slog.LevelWarn
+		if strings.Contains(line, "level=error") || strings.Contains(line, "level=fatal") {
+			level = slog.LevelError
+		}
+		log.Log(context.Background(), level, line)
+	}
+}

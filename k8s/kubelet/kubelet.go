@@ -1,0 +1,132 @@
+// Package kubelet runs the kubelet in hepto's process, configured in code
+// (no configuration file, no flags): everything under the node's
+// directory, its own cgroup parent, serving on the node's overlay address.
+package kubelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/klog/v2"
+	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
+	"k8s.io/kubernetes/cmd/kubelet/app/options"
+	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
+	"k8s.io/kubernetes/pkg/kubelet/apis/config/validation"
+)
+
+// Port is the kubelet's API port, on the node's overlay address.
+const Port = 10250
+
+// Options configure a node's kubelet.
+type Options struct {
+	Dir        string       // the kubelet's root directory (pods' volumes, plugins, checkpoints)
+	PodLogsDir string       // pods' logs
+	NodeName   string       // the Kubernetes node name: the hepto node name
+	NodeIPs    []netip.Addr // overlay IPv4 then IPv6; the first is where it serves
+	Kubeconfig string       // client credentials towards the apiserver
+	ClientCA   string       // the cluster CA, which authenticates the apiserver's requests
+	CertFile   string       // serving certificate
+	KeyFile    string
+	Runtime    string       // containerd's socket
+	CgroupRoot string       // this node's cgroup parent, so that several nodes share a machine
+	ClusterDNS []netip.Addr // the pods' resolvers
+}
+
+// server builds the kubelet's configuration.
+func server(o Options) (*options.KubeletServer, error) {
+	if o.NodeName == "" || len(o.NodeIPs) == 0 {
+		return nil, errors.New("kubelet: node name and addresses needed")
+	}
+	s, err := options.NewKubeletServer()
+	if err != nil {
+		return nil, err
+	}
+	f := &s.KubeletFlags
+	f.KubeConfig = o.Kubeconfig
+	f.HostnameOverride = o.NodeName
+	var ips []string
+	for _, a := range o.NodeIPs {
+		ips = append(ips, a.String())
+	}
+	f.NodeIP = strings.Join(ips, ",")
+	f.RootDirectory = o.Dir
+	f.CertDirectory = filepath.Join(o.Dir, "pki")
+
+	c := &s.KubeletConfiguration
+	c.ContainerRuntimeEndpoint = "unix://" + o.Runtime
+	c.PodLogsDir = o.PodLogsDir
+	c.VolumePluginDir = filepath.Join(o.Dir, "volume-plugins")
+	c.Address = o.NodeIPs[0].String()
+	c.Port = Port
+	c.ReadOnlyPort = 0
+	c.HealthzPort = 0 // hepto watches the node's Ready condition instead
+	c.TLSCertFile, c.TLSPrivateKeyFile = o.CertFile, o.KeyFile
+	c.Authentication.Anonymous.Enabled = false
+	c.Authentication.Webhook.Enabled = true
+	c.Authentication.X509.ClientCAFile = o.ClientCA
+	c.Authorization.Mode = kubeletconfig.KubeletAuthorizationModeWebhook
+	c.CgroupRoot = o.CgroupRoot
+	c.CgroupsPerQOS = true
+	c.CgroupDriver = "cgroupfs"
+	// Home machines: cgroup v1 still found, and swap often on (pods are
+	// kept from it: NoSwap).
+	c.FailCgroupV1 = false
+	c.FailSwapOn = false
+	c.ClusterDomain = "cluster.local"
+	c.ClusterDNS = nil
+	for _, a := range o.ClusterDNS {
+		c.ClusterDNS = append(c.ClusterDNS, a.String())
+	}
+	c.ResolverConfig = "/etc/resolv.conf"
+	c.RegisterNode = true
+	// Pods get their time to stop when the machine shuts down; not when
+	// hepto restarts (this needs systemd-logind, else it is a no-op).
+	c.ShutdownGracePeriod = metav1.Duration{Duration: 30 * time.Second}
+	c.ShutdownGracePeriodCriticalPods = metav1.Duration{Duration: 10 * time.Second}
+	c.ProtectKernelDefaults = false
+	c.LocalStorageCapacityIsolation = true
+	c.SerializeImagePulls = false
+	c.Logging.Format = "text"
+	if err := validation.ValidateKubeletConfiguration(c, utilfeature.DefaultFeatureGate); err != nil {
+		return nil, fmt.Errorf("kubelet configuration: %w", err)
+	}
+	if err := options.ValidateKubeletFlags(f); err != nil {
+		return nil, fmt.Errorf("kubelet flags: %w", err)
+	}
+	return s, nil
+}
+
+// Run runs the kubelet until ctx ends. The containers it started keep
+// running: the next kubelet adopts them.
+func Run(ctx context.Context, o Options) error {
+	for _, d := range []string{o.Dir, o.PodLogsDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	s, err := server(o)
+	if err != nil {
+		return err
+	}
+	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues("component", "kubelet"))
+	deps, err := kubeletapp.UnsecuredDependencies(ctx, s, utilfeature.DefaultFeatureGate)
+	if err != nil {
+		return fmt.Errorf("kubelet dependencies: %w", err)
+	}
+	err = kubeletapp.Run(ctx, s, deps, utilfeature.DefaultFeatureGate)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		return errors.New("kubelet stopped unexpectedly")
+	}
+	return err
+}
