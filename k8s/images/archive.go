@@ -1,0 +1,387 @@
+// Package images builds container images in Go alone, as OCI image
+// archives that containerd imports (ctr images import, or its client's
+// Import) and docker loads, and holds hepto's built-in images: the pause
+// (sandbox) image, whose program is a few hundred bytes of machine code
+// made here rather than pulled from a registry.
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// File is a regular file of an image. Its parent directories are made in
+// the layer with mode 0755.
+type File struct {
+	// Path is absolute and clean: "/pause", "/etc/app/config".
+	Path string
+	// Mode is the file's permissions, with setuid, setgid and sticky
+	// bits if wanted; no type bits.
+	Mode fs.FileMode
+	Data []byte
+}
+
+// Image is a single-layer image for Linux, owned by root.
+type Image struct {
+	// Name is the full reference with a tag, such as
+	// "registry.k8s.io/pause:3.10.1". The archive's index names the
+	// image by it (annotation io.containerd.image.name) and by its tag
+	// (org.opencontainers.image.ref.name).
+	Name string
+	// Arch is the architecture, by its GOARCH name: "amd64", "arm64".
+	Arch       string
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	// User is the image config's user ("uid", "uid:gid"), empty for root.
+	User  string
+	Files []File
+}
+
+// Media types and annotations of the archive.
+const (
+	MediaTypeIndex    = "application/vnd.oci.image.index.v1+json"
+	MediaTypeManifest = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeConfig   = "application/vnd.oci.image.config.v1+json"
+	MediaTypeLayer    = "application/vnd.oci.image.layer.v1.tar"
+
+	AnnotationImageName = "io.containerd.image.name"
+	AnnotationRefName   = "org.opencontainers.image.ref.name"
+)
+
+// archs are the architectures images may be for, by their GOARCH names,
+// which are also their OCI names.
+var archs = []string{"386", "amd64", "arm", "arm64", "loong64", "mips64le", "ppc64le", "riscv64", "s390x"}
+
+// WriteArchive writes img to w as an OCI image archive: a tar of an OCI
+// image layout (oci-layout, index.json, blobs/sha256/) whose index holds
+// img's manifest, plus the manifest.json of docker's own format, which
+// is all older versions of docker load read (containerd reads the OCI
+// layout when there is one). The same img always gives the same bytes: entries are
+// sorted, times are the epoch, owners are root.
+//
+// The layer is an uncompressed tar: its digest is then its diff_id, and
+// it does not depend on a compressor whose output may change between Go
+// versions; archives are imported from local files, where compressing
+// would only cost time.
+func WriteArchive(w io.Writer, img Image) error {
+	if err := img.validate(); err != nil {
+		return err
+	}
+	layer, err := img.layer()
+	if err != nil {
+		return err
+	}
+	layerDesc := describe(MediaTypeLayer, layer)
+
+	configBlob, err := json.Marshal(imageConfig{
+		Architecture: img.Arch,
+		OS:           "linux",
+		Config: execConfig{
+			User:       img.User,
+			Entrypoint: img.Entrypoint,
+			Cmd:        img.Cmd,
+			Env:        img.Env,
+		},
+		RootFS: rootFS{Type: "layers", DiffIDs: []string{layerDesc.Digest}},
+	})
+	if err != nil {
+		return err
+	}
+	configDesc := describe(MediaTypeConfig, configBlob)
+
+	manifestBlob, err := json.Marshal(manifest{
+		SchemaVersion: 2,
+		MediaType:     MediaTypeManifest,
+		Config:        configDesc,
+		Layers:        []descriptor{layerDesc},
+	})
+	if err != nil {
+		return err
+	}
+	manifestDesc := describe(MediaTypeManifest, manifestBlob)
+	manifestDesc.Platform = &platform{Architecture: img.Arch, OS: "linux"}
+	manifestDesc.Annotations = map[string]string{
+		AnnotationImageName: img.Name,
+		AnnotationRefName:   tagOf(img.Name),
+	}
+
+	indexBlob, err := json.Marshal(index{
+		SchemaVersion: 2,
+		MediaType:     MediaTypeIndex,
+		Manifests:     []descriptor{manifestDesc},
+	})
+	if err != nil {
+		return err
+	}
+	dockerBlob, err := json.Marshal([]dockerManifest{{
+		Config:   blobPath(configDesc.Digest),
+		RepoTags: []string{img.Name},
+		Layers:   []string{blobPath(layerDesc.Digest)},
+	}})
+	if err != nil {
+		return err
+	}
+
+	files := map[string][]byte{
+		"oci-layout":                  []byte(`{"imageLayoutVersion":"1.0.0"}`),
+		"index.json":                  indexBlob,
+		"manifest.json":               dockerBlob,
+		blobPath(layerDesc.Digest):    layer,
+		blobPath(configDesc.Digest):   configBlob,
+		blobPath(manifestDesc.Digest): manifestBlob,
+	}
+	entries := []entry{{path: "blobs", dir: true}, {path: "blobs/sha256", dir: true}}
+	for p, data := range files {
+		entries = append(entries, entry{path: p, mode: 0o644, data: data})
+	}
+	return writeTar(w, entries)
+}
+
+// validate refuses what WriteArchive cannot write, or would write wrong.
+func (img *Image) validate() error {
+	if err := validateName(img.Name); err != nil {
+		return err
+	}
+	if img.Arch == "" {
+		return fmt.Errorf("image %s: no architecture", img.Name)
+	}
+	if !slices.Contains(archs, img.Arch) {
+		return fmt.Errorf("image %s: unknown architecture %q", img.Name, img.Arch)
+	}
+	paths := make(map[string]bool, len(img.Files))
+	for _, f := range img.Files {
+		if err := validatePath(f.Path); err != nil {
+			return fmt.Errorf("image %s: %w", img.Name, err)
+		}
+		if f.Mode&^(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+			return fmt.Errorf("image %s: file %s: mode %v is not that of a regular file", img.Name, f.Path, f.Mode)
+		}
+		if paths[f.Path] {
+			return fmt.Errorf("image %s: file %s given twice", img.Name, f.Path)
+		}
+		paths[f.Path] = true
+	}
+	// A file cannot also be a directory of another.
+	for _, f := range img.Files {
+		for dir := path.Dir(f.Path); dir != "/"; dir = path.Dir(dir) {
+			if paths[dir] {
+				return fmt.Errorf("image %s: file %s is in %s, which is a file", img.Name, f.Path, dir)
+			}
+		}
+	}
+	return nil
+}
+
+// validateName checks that name is a reference with a tag and no digest:
+// [host[:port]/]path:tag.
+func validateName(name string) error {
+	if name == "" {
+		return errors.New("image without a name")
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return fmt.Errorf("image name %q: spaces or control characters", name)
+	}
+	if strings.Contains(name, "@") {
+		return fmt.Errorf("image name %q: a digest, where a tag is wanted", name)
+	}
+	repo, tag, ok := strings.Cut(name[strings.LastIndex(name, "/")+1:], ":")
+	if !ok {
+		return fmt.Errorf("image name %q: no tag", name)
+	}
+	if repo == "" || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") || strings.Contains(name, "//") {
+		return fmt.Errorf("image name %q: empty path component", name)
+	}
+	if !validTag(tag) {
+		return fmt.Errorf("image name %q: tag %q is not [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name, tag)
+	}
+	return nil
+}
+
+func validTag(tag string) bool {
+	if tag == "" || len(tag) > 128 || tag[0] == '.' || tag[0] == '-' {
+		return false
+	}
+	for _, c := range []byte(tag) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// tagOf is the tag of a name validateName accepted.
+func tagOf(name string) string {
+	_, tag, _ := strings.Cut(name[strings.LastIndex(name, "/")+1:], ":")
+	return tag
+}
+
+// validatePath checks that p is absolute, clean and not the root.
+func validatePath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("file without a path")
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("file %q: path is not absolute", p)
+	case p == "/":
+		return errors.New("file at /, which is the root directory")
+	case path.Clean(p) != p:
+		// Catches .., ., // and a trailing slash.
+		return fmt.Errorf("file %q: path is not clean (it would be %q)", p, path.Clean(p))
+	}
+	return nil
+}
+
+// layer is the tar of img's files and their parent directories.
+func (img *Image) layer() ([]byte, error) {
+	seen := map[string]bool{}
+	var entries []entry
+	for _, f := range img.Files {
+		rel := strings.TrimPrefix(f.Path, "/")
+		for dir := path.Dir(rel); dir != "." && !seen[dir]; dir = path.Dir(dir) {
+			seen[dir] = true
+			entries = append(entries, entry{path: dir, dir: true})
+		}
+		entries = append(entries, entry{path: rel, mode: f.Mode, data: f.Data})
+	}
+	var b bytes.Buffer
+	if err := writeTar(&b, entries); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// entry is a file or directory of a tar.
+type entry struct {
+	path string // relative, without a trailing slash
+	dir  bool
+	mode fs.FileMode // of files; directories are 0755
+	data []byte
+}
+
+// name is e's name in a tar: its path, with a slash after a directory's.
+func (e entry) name() string {
+	if e.dir {
+		return e.path + "/"
+	}
+	return e.path
+}
+
+// writeTar writes entries sorted by name, so that directories come
+// before what they hold, with the times at the epoch and root as owner.
+func writeTar(w io.Writer, entries []entry) error {
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name(), b.name()) })
+	tw := tar.NewWriter(w)
+	for _, e := range entries {
+		h := &tar.Header{
+			Name:    e.name(),
+			ModTime: time.Unix(0, 0),
+			Format:  tar.FormatPAX,
+		}
+		if e.dir {
+			h.Typeflag = tar.TypeDir
+			h.Mode = 0o755
+		} else {
+			h.Typeflag = tar.TypeReg
+			h.Mode = tarMode(e.mode)
+			h.Size = int64(len(e.data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// tarMode is the tar header mode of a file's mode.
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}
+
+func describe(mediaType string, blob []byte) descriptor {
+	sum := sha256.Sum256(blob)
+	return descriptor{
+		MediaType: mediaType,
+		Digest:    "sha256:" + hex.EncodeToString(sum[:]),
+		Size:      int64(len(blob)),
+	}
+}
+
+// blobPath is where the blob of digest ("sha256:...") is in the layout.
+func blobPath(digest string) string {
+	return "blobs/sha256/" + strings.TrimPrefix(digest, "sha256:")
+}
+
+// The JSON documents of the OCI image spec, with the fields used here.
+type (
+	descriptor struct {
+		MediaType   string            `json:"mediaType"`
+		Digest      string            `json:"digest"`
+		Size        int64             `json:"size"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+		Platform    *platform         `json:"platform,omitempty"`
+	}
+	platform struct {
+		Architecture string `json:"architecture"`
+		OS           string `json:"os"`
+	}
+	index struct {
+		SchemaVersion int          `json:"schemaVersion"`
+		MediaType     string       `json:"mediaType"`
+		Manifests     []descriptor `json:"manifests"`
+	}
+	manifest struct {
+		SchemaVersion int          `json:"schemaVersion"`
+		MediaType     string       `json:"mediaType"`
+		Config        descriptor   `json:"config"`
+		Layers        []descriptor `json:"layers"`
+	}
+	imageConfig struct {
+		Architecture string     `json:"architecture"`
+		OS           string     `json:"os"`
+		Config       execConfig `json:"config"`
+		RootFS       rootFS     `json:"rootfs"`
+	}
+	execConfig struct {
+		User       string   `json:"User,omitempty"`
+		Entrypoint []string `json:"Entrypoint,omitempty"`
+		Cmd        []string `json:"Cmd,omitempty"`
+		Env        []string `json:"Env,omitempty"`
+	}
+	rootFS struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	}
+	// dockerManifest is an entry of docker's manifest.json.
+	dockerManifest struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+)
