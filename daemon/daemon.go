@@ -189,17 +189,25 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	}
 	m := metrics.New(func() []metrics.Peer { return mh.MetricPeers() })
 	m.Services(func() map[string]bool { return servicesUp(sup) })
-	kube := k8s.New(k8s.Options{
-		StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
-		// The node made by `hepto init` holds the cluster key: it runs the
-		// control plane.
-		ControlPlane: cfg.Kubernetes && !cfg.Userspace && n.signer != nil,
-		ServiceCIDRs: k8s.DefaultServiceCIDRs(n.cluster.Networks.OverlayV6),
-		PodCIDRs:     []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
-		Logger:       log,
-	})
+	// Kubernetes on TUN-mode nodes only; nil: the fabric alone.
+	var kube *k8s.Node
+	if cfg.Kubernetes && !cfg.Userspace {
+		kube = k8s.New(k8s.Options{
+			StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
+			// The node made by `hepto init` holds the cluster key: it runs the
+			// control plane.
+			ControlPlane: n.signer != nil,
+			ServiceCIDRs: k8s.DefaultServiceCIDRs(n.cluster.Networks.OverlayV6),
+			PodCIDRs:     []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
+			// Pods ask their own node's DNS server.
+			ClusterDNS: n.self.OverlayIPs[:1],
+			Members:    func() []membership.Node { return n.store.Current().Nodes },
+			Client:     client,
+			Logger:     log,
+		})
+	}
 	m.Components(kube.ComponentsUp)
-	if cfg.MemoryLimit > 0 && !kube.Runs() {
+	if cfg.MemoryLimit > 0 && kube == nil {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	mo := mesh.Options{
@@ -226,7 +234,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	if !cfg.Userspace {
 		sup.Add(podnet.New(podnet.Options{
 			Tun: tun.Name(), Networks: n.cluster.Networks, Pods: n.self.PodCIDRs, Relay: an != nil,
-			MTU: tunnel.DefaultMTU, ConfDir: cfg.CNIConfDir, StateDir: cfg.State, Logger: log,
+			MTU: tunnel.DefaultMTU, ConfDirs: []string{cfg.CNIConfDir, kube.CNIConfDir()}, StateDir: cfg.State, Logger: log,
 		}), false)
 	}
 	for _, s := range mh.Services() {
@@ -238,6 +246,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			sup.Add(s, false)
 		}
 	}
+	kube.Routes(ctl.Mux)
 	sup.Add(ctl, false)
 	sup.Add(&localAPI{st: n.st, node: n, tun: tun, mesh: mh, anchor: an, kube: kube, sup: sup}, false)
 	sup.Add(newDNS(cfg.DNS, n, tun, m, log), false)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hepto-net/hepto/anchor"
@@ -59,6 +60,7 @@ func (l *localAPI) Run(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/token", l.handleToken)
 	mux.HandleFunc("POST /v1/ping", l.handlePing)
 	mux.HandleFunc("GET /v1/kubeconfig", l.handleKubeconfig)
+	mux.HandleFunc("POST /v1/images/import", l.handleImageImport)
 	mux.HandleFunc("GET /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteJSON(w, http.StatusOK, l.mesh.Netcheck(r.Context()))
 	})
@@ -81,7 +83,7 @@ func (l *localAPI) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := localapi.Status{
 		Name: n.self.Name, Cluster: n.cluster.Name, Anchor: l.anchor != nil,
 		OverlayIPs: strs(n.self.OverlayIPs), PodCIDRs: strs(n.self.PodCIDRs),
-		ListenPort: l.tun.ListenPort(), Peers: peers, Kubernetes: l.kube.Status(),
+		ListenPort: l.tun.ListenPort(), Peers: peers, Kubernetes: l.kube.Status(r.Context()),
 	}
 	for _, s := range l.sup.States() {
 		st.Services = append(st.Services, localapi.ServiceStatus{Name: s.Name, State: s.State, Restarts: s.Restarts, Since: s.Since.UTC()})
@@ -144,5 +146,26 @@ func (l *localAPI) handleKubeconfig(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteError(w, http.StatusInternalServerError, err)
 	default:
 		localapi.WriteJSON(w, http.StatusOK, localapi.Kubeconfig{Kubeconfig: string(b)})
+	}
+}
+
+// handleImageImport imports an image archive into the node's containerd.
+func (l *localAPI) handleImageImport(w http.ResponseWriter, r *http.Request) {
+	var req localapi.ImageImport
+	if err := control.Decode(r.Body, &req); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !filepath.IsAbs(req.Path) {
+		localapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("%q: the archive's path must be absolute", req.Path))
+		return
+	}
+	switch err := l.kube.ImportImage(r.Context(), req.Path); {
+	case errors.Is(err, k8s.ErrNoRuntime):
+		localapi.WriteError(w, http.StatusConflict, err)
+	case err != nil:
+		localapi.WriteError(w, http.StatusBadRequest, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
 	}
 }

@@ -166,18 +166,18 @@ func (n *Node) Layout() Layout { return n.layout }
 // CNIConfDir is where the pod network configuration must be written for
 // containerd ("" when no containerd runs).
 func (n *Node) CNIConfDir() string {
-	if n.ctrd == nil {
+	if n == nil || n.ctrd == nil {
 		return ""
 	}
 	return n.layout.CNIConf
 }
 
 // Runs reports whether Kubernetes components run on this node.
-func (n *Node) Runs() bool { return n.cp != nil || n.ctrd != nil }
+func (n *Node) Runs() bool { return n != nil && (n.cp != nil || n.ctrd != nil) }
 
 // Routes registers the control-plane's certificate issuer.
 func (n *Node) Routes(mux *http.ServeMux) {
-	if n.issuer != nil {
+	if n != nil && n.issuer != nil {
 		n.issuer.Routes(mux)
 	}
 }
@@ -185,6 +185,9 @@ func (n *Node) Routes(mux *http.ServeMux) {
 // Services are the components to supervise, in start order.
 func (n *Node) Services() []supervisor.Service {
 	var out []supervisor.Service
+	if n == nil {
+		return nil
+	}
 	if n.cp != nil {
 		out = append(out, n.cp.Services()...)
 		out = append(out, supervisor.Func("node-cidrs", n.runNodeCIDRs))
@@ -239,8 +242,12 @@ func (n *Node) runKubelet(ctx context.Context) error {
 }
 
 // Status is the node's Kubernetes role, its Ready condition and the state
-// of each component.
+// of each component. A nil Node is a node without Kubernetes; so for the
+// other methods.
 func (n *Node) Status(ctx context.Context) localapi.KubernetesStatus {
+	if n == nil {
+		return localapi.KubernetesStatus{Role: RoleNone, Components: map[string]string{}}
+	}
 	st := localapi.KubernetesStatus{Role: n.role, Components: n.states.Snapshot()}
 	if st.Components == nil {
 		st.Components = map[string]string{}
@@ -273,7 +280,7 @@ var ErrNoRuntime = errors.New("no container runtime runs on this node")
 // AdminKubeconfig is an admin kubeconfig whose server is the node's first
 // overlay address, for kubectl anywhere in the cluster.
 func (n *Node) AdminKubeconfig() ([]byte, error) {
-	if n.cp == nil {
+	if n == nil || n.cp == nil {
 		return nil, ErrNotControlPlane
 	}
 	kp, err := n.cp.PKI().Admin()
@@ -285,7 +292,7 @@ func (n *Node) AdminKubeconfig() ([]byte, error) {
 
 // ImportImage imports an image archive into the node's containerd.
 func (n *Node) ImportImage(ctx context.Context, archive string) error {
-	if n.ctrd == nil {
+	if n == nil || n.ctrd == nil {
 		return ErrNoRuntime
 	}
 	return n.ctrd.Import(ctx, archive)

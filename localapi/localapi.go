@@ -104,6 +104,14 @@ func NewClient(socket string) *Client {
 var ErrNotRunning = errors.New("the hepto daemon is not running (no answer on its socket)")
 
 // Do sends a request; in may be nil; out receives the JSON reply.
+// WithTimeout is the client with another bound on each call (an image
+// import takes longer than a status).
+func (c *Client) WithTimeout(d time.Duration) *Client {
+	h := *c.http
+	h.Timeout = d
+	return &Client{http: &h}
+}
+
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -191,4 +199,10 @@ type AnchorCheck struct {
 	Endpoint   string  `json:"endpoint"`
 	Reachable  bool    `json:"reachable"`
 	RTTSeconds float64 `json:"rtt_seconds,omitempty"`
+}
+
+// ImageImport is the body of POST /v1/images/import: an image archive on
+// the node's file system, imported into its containerd.
+type ImageImport struct {
+	Path string `json:"path"`
 }

@@ -22,10 +22,11 @@ type Options struct {
 	Pods     []netip.Prefix      // this node's pod ranges
 	Relay    bool                // an anchor: forwards between nodes without a path of their own
 	MTU      int                 // the overlay's MTU, for pods' interfaces
-	// ConfDir is where the CNI configuration goes; "" for none. StateDir
-	// is hepto's state directory, named in it for the plugin.
-	ConfDir, StateDir string
-	Logger            *slog.Logger
+	// ConfDirs are where the CNI configuration goes ("" entries skipped).
+	// StateDir is hepto's state directory, named in it for the plugin.
+	ConfDirs []string
+	StateDir string
+	Logger   *slog.Logger
 }
 
 // Service holds the rules and routes while it runs, and removes them when
@@ -84,17 +85,19 @@ func (s *Service) start() error {
 	} else {
 		s.undo = append(s.undo, undo)
 	}
-	if o.ConfDir == "" {
-		return nil
-	}
 	stateDir, err := filepath.Abs(o.StateDir)
 	if err != nil {
 		return err
 	}
-	if err := writeConfList(o.ConfDir, stateDir, o.MTU, o.Pods); err != nil {
-		return fmt.Errorf("cni configuration: %w", err)
+	for _, dir := range o.ConfDirs {
+		if dir == "" {
+			continue
+		}
+		if err := writeConfList(dir, stateDir, o.MTU, o.Pods); err != nil {
+			return fmt.Errorf("cni configuration: %w", err)
+		}
+		o.Logger.Info("pod network configuration written", "file", filepath.Join(dir, CNIConfFile), "pods", o.Pods)
 	}
-	o.Logger.Info("pod network configuration written", "file", filepath.Join(o.ConfDir, CNIConfFile), "pods", o.Pods)
 	return nil
 }
 

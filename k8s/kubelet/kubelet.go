@@ -15,6 +15,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/component-base/configz"
 	"k8s.io/klog/v2"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"
@@ -116,7 +117,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// configz names are process-wide; a previous run's is stale.
+	configz.Delete("kubeletconfig")
 	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues("component", "kubelet"))
+	if err := ensureCgroupRoot(klog.FromContext(ctx), o.CgroupRoot); err != nil {
+		return err
+	}
 	deps, err := kubeletapp.UnsecuredDependencies(ctx, s, utilfeature.DefaultFeatureGate)
 	if err != nil {
 		return fmt.Errorf("kubelet dependencies: %w", err)
