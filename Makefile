@@ -14,16 +14,26 @@ K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/ve
 	-X $(p).gitCommit=$(COMMIT) -X $(p).gitTreeState=clean -X $(p).buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ))
 # no_btrfs: Kubernetes' btrfs support needs cgo and its headers.
 K8S_TAGS := no_btrfs
-APT_PKGS := iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
+APT_PKGS := runc iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
 
-.PHONY: all build deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
+.PHONY: all build containerd deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
 
 all: build
 
-build:
+build: containerd
 	CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o bin/hepto ./cmd/hepto
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-cni ./cmd/hepto-cni
+
+# containerd builds containerd, its runc shim and ctr from the release
+# pinned in third_party/containerd; hepto runs them as child processes and
+# finds them beside itself.
+CONTAINERD_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" { print $$2 }' third_party/containerd/go.mod)
+CONTAINERD_CMDS := containerd containerd-shim-runc-v2 ctr
+containerd:
+	cd third_party/containerd && CGO_ENABLED=0 $(GO) build -trimpath -tags 'no_btrfs no_devmapper no_zfs' \
+		-ldflags '-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)' \
+		-o $(CURDIR)/bin/ $(addprefix github.com/containerd/containerd/v2/cmd/,$(CONTAINERD_CMDS))
 
 # cni-ref builds the reference CNI plugins (containernetworking/plugins, a
 # tool dependency in go.mod) that the CNI benchmark compares hepto-cni with.

@@ -30,6 +30,7 @@ import (
 	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
+	"github.com/hepto-net/hepto/state"
 	"github.com/hepto-net/hepto/supervisor"
 )
 
@@ -194,7 +195,14 @@ func (n *Node) Services() []supervisor.Service {
 	}
 	if n.ctrd != nil {
 		out = append(out,
-			n.tracked(compContainerd, n.ctrd.Run),
+			n.tracked(compContainerd, func(ctx context.Context) error {
+				go func() {
+					if n.ctrd.Ready(ctx) == nil {
+						n.states.SetLive(ctx, compContainerd, component.Running)
+					}
+				}()
+				return n.ctrd.Run(ctx)
+			}),
 			supervisor.Func("kubelet-certs", n.runCerts),
 			supervisor.Func("images", n.runImages),
 			n.tracked(compKubelet, n.runKubelet),
@@ -236,7 +244,7 @@ func (n *Node) runKubelet(ctx context.Context) error {
 		CertFile:   nodecert.Dir(n.layout.Certs).Path(nodecert.ServingCertFile),
 		KeyFile:    nodecert.Dir(n.layout.Certs).Path(nodecert.ServingKeyFile),
 		Runtime:    n.ctrd.Socket(),
-		CgroupRoot: "/hepto/" + n.o.NodeName,
+		CgroupRoot: CgroupRoot(n.o.StateDir, n.o.NodeName),
 		ClusterDNS: dns,
 	})
 }
@@ -296,6 +304,12 @@ func (n *Node) ImportImage(ctx context.Context, archive string) error {
 		return ErrNoRuntime
 	}
 	return n.ctrd.Import(ctx, archive)
+}
+
+// CgroupRoot is the node's cgroup parent: its pods' cgroups go under it.
+// The state directory's ID tells apart nodes of one name on one machine.
+func CgroupRoot(stateDir, node string) string {
+	return "/hepto/" + node + "-" + state.Dir(stateDir).ID()
 }
 
 // AdminKubeconfigFile is the admin kubeconfig on disk (server on

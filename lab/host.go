@@ -29,8 +29,28 @@ type Host struct {
 // the group, SIGKILL after the lab's grace period). The caller may set its
 // Env, Stdout, and so on before starting it.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return h.command(ctx, StartOptions{}, name, args...)
+}
+
+// StartOptions change how a process starts on a host.
+type StartOptions struct {
+	Env []string // added to the environment
+	// HostMounts keeps the machine's mounts: `ip netns exec` mounts a sysfs
+	// of the namespace over /sys, which hides the cgroup file systems that
+	// a kubelet needs. Files in /etc/netns/NAME are then not used.
+	HostMounts bool
+}
+
+func (h *Host) command(ctx context.Context, o StartOptions, name string, args ...string) *exec.Cmd {
 	argv := append([]string{"netns", "exec", h.Netns, name}, args...)
-	c := exec.CommandContext(ctx, "ip", argv...)
+	prog := "ip"
+	if o.HostMounts {
+		prog, argv = "nsenter", append([]string{"--net=/run/netns/" + h.Netns, "--", name}, args...)
+	}
+	c := exec.CommandContext(ctx, prog, argv...)
+	if len(o.Env) > 0 {
+		c.Env = append(os.Environ(), o.Env...)
+	}
 	c.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
 		// Dies with the lab's process even if Close never runs.
@@ -57,6 +77,11 @@ func (h *Host) Run(ctx context.Context, name string, args ...string) (string, er
 // Start starts name in the background in the host's namespace, its stdout and
 // stderr going to logPath (created with its directory; empty: discarded).
 func (h *Host) Start(ctx context.Context, logPath string, name string, args ...string) (*Proc, error) {
+	return h.StartWith(ctx, logPath, StartOptions{}, name, args...)
+}
+
+// StartWith is Start with options.
+func (h *Host) StartWith(ctx context.Context, logPath string, o StartOptions, name string, args ...string) (*Proc, error) {
 	out := os.DevNull
 	if logPath != "" {
 		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -68,7 +93,7 @@ func (h *Host) Start(ctx context.Context, logPath string, name string, args ...s
 	if err != nil {
 		return nil, fmt.Errorf("%s: log: %w", h.Name, err)
 	}
-	c := h.Command(ctx, name, args...)
+	c := h.command(ctx, o, name, args...)
 	c.Stdout, c.Stderr = f, f
 	if err := c.Start(); err != nil {
 		f.Close()

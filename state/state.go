@@ -4,6 +4,8 @@
 package state
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,4 +110,16 @@ func writeTemp(dir, name string, b []byte, perm fs.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, name))
+}
+
+// ID is a short name of the directory that stays the same across runs:
+// what tells apart machine-wide things (cgroups) of several nodes on one
+// machine.
+func (d Dir) ID() string {
+	abs, err := filepath.Abs(string(d))
+	if err != nil {
+		abs = string(d)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(sum[:4])
 }

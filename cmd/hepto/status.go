@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -68,6 +70,17 @@ func printStatus(out io.Writer, st localapi.Status) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, ip, state, path, orDash(p.Endpoint), rtt, hs, bytes(p.RxBytes), bytes(p.TxBytes))
 	}
 	w.Flush()
+	if k := st.Kubernetes; k.Role != "" && k.Role != "none" {
+		ready := "not ready"
+		if k.Ready {
+			ready = "Ready"
+		}
+		var comps []string
+		for _, name := range slices.Sorted(maps.Keys(k.Components)) {
+			comps = append(comps, name+" "+k.Components[name])
+		}
+		fmt.Fprintf(out, "\nkubernetes: %s, %s; %s\n", k.Role, ready, strings.Join(comps, ", "))
+	}
 	// Only what needs attention: a service that failed or is not yet up.
 	first := true
 	for _, s := range st.Services {

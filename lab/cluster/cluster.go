@@ -24,7 +24,11 @@ type Cluster struct {
 	Bin  string // the hepto binary
 	Dir  string // state directories and logs
 	Name string // cluster name; default "demo"
-	ctx  context.Context
+	// Kubernetes runs Kubernetes on the nodes (else --kubernetes=false);
+	// call RemovePods when done.
+	Kubernetes bool
+	ctx        context.Context
+	nodes      []*Node
 }
 
 // New returns a cluster whose nodes keep their files under dir.
@@ -40,13 +44,16 @@ type Node struct {
 	CNI   string // where the daemon writes its CNI configuration
 	Log   string // log of the current run
 	Proc  *lab.Proc
+	Env   []string // added to the daemon's environment
 	c     *Cluster
 	runs  int
 }
 
 // Node describes a node without starting anything.
 func (c *Cluster) Node(name string, h *lab.Host) *Node {
-	return &Node{Name: name, Host: h, State: filepath.Join(c.Dir, name, "state"), CNI: filepath.Join(c.Dir, name, "cni"), c: c}
+	n := &Node{Name: name, Host: h, State: filepath.Join(c.Dir, name, "state"), CNI: filepath.Join(c.Dir, name, "cni"), c: c}
+	c.nodes = append(c.nodes, n)
+	return n
 }
 
 // Anchor makes the cluster on a public host (UDP port 51820) and starts it.
@@ -98,7 +105,11 @@ func (n *Node) StartAs(prefix []string, flags ...string) error {
 	n.runs++
 	n.Log = filepath.Join(n.c.Dir, n.Name, fmt.Sprintf("run%d.log", n.runs))
 	argv := append(append(append([]string{}, prefix...), n.c.Bin, "run", "--state", n.State, "--cni-conf-dir", n.CNI, "--log-level", "debug"), flags...)
-	p, err := n.Host.Start(n.c.ctx, n.Log, argv[0], argv[1:]...)
+	o := lab.StartOptions{Env: n.Env, HostMounts: n.c.Kubernetes}
+	if !n.c.Kubernetes {
+		argv = append(argv, "--kubernetes=false")
+	}
+	p, err := n.Host.StartWith(n.c.ctx, n.Log, o, argv[0], argv[1:]...)
 	if err != nil {
 		return err
 	}

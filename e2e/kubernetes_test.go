@@ -1,0 +1,446 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hepto-net/hepto/k8s/images"
+	"github.com/hepto-net/hepto/lab"
+)
+
+// webImage is the test's image: e2e/testdata/web, built for the run.
+const webImage = "hepto.test/web:1"
+
+// TestKubernetes: an anchor (control plane) and two homes, one behind an
+// endpoint-independent NAT and one behind a symmetric NAT, each a
+// Kubernetes node with its own kubelet and containerd.
+func TestKubernetes(t *testing.T) {
+	w := newWorld(t)
+	needKubernetesBinaries(t)
+	w.c.Kubernetes = true
+	t.Cleanup(func() {
+		if err := w.c.RemovePods(); err != nil {
+			t.Errorf("remove pods: %v", err)
+		}
+	})
+	archive := buildWebImage(t)
+
+	// The anchor and home-a find the image in STATE/images at start;
+	// home-b gets it through `hepto images import`.
+	anchorHost := w.publicHost("anchor")
+	an := w.node("anchor", anchorHost)
+	if _, err := an.Hepto("init", "--cluster", w.c.Name, "--name", "anchor", "--endpoint", anchorHost.IPv4.String()+":51820"); err != nil {
+		t.Fatal(err)
+	}
+	placeImage(t, an.State, archive)
+	an.start()
+	an.waitSocket()
+	homeA := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
+	homeB := w.home("home-b", lab.HomeOptions{NAT: lab.Symmetric})
+	a := w.node("home-a", homeA.Machines[0])
+	placeImage(t, a.State, archive)
+	a.start("--join", an.token("home-a"))
+	a.waitSocket()
+	b := w.join("home-b", homeB.Machines[0], an)
+
+	nodes := []*node{an, a, b}
+	start := time.Now()
+	eventually(t, 3*time.Minute, func() error { return allReady(an, "anchor", "home-a", "home-b") })
+	t.Logf("three nodes Ready %.1fs after the homes started", time.Since(start).Seconds())
+	for _, n := range nodes {
+		st, _, err := n.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRole := "worker"
+		if n == an {
+			wantRole = "control-plane"
+		}
+		if k := st.Kubernetes; k.Role != wantRole || !k.Ready || k.Components["kubelet"] != "running" || k.Components["containerd"] != "running" {
+			t.Errorf("%s: status kubernetes %+v, want role %s, ready, kubelet and containerd running", n.Name, k, wantRole)
+		}
+	}
+	checkNodes(t, an, nodes)
+
+	if out, err := b.Hepto("images", "import", archive); err != nil {
+		t.Fatalf("hepto images import: %v: %s", err, out)
+	}
+
+	// One pod pinned on each node.
+	for _, n := range nodes {
+		kubectl(t, an, "run", "web-"+n.Name, "--image", webImage, "--image-pull-policy", "Never",
+			"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, n.Name), "--command", "--", "/web", "serve")
+	}
+	kubectl(t, an, "wait", "--for=condition=Ready", "pod/web-anchor", "pod/web-home-a", "pod/web-home-b", "--timeout=120s")
+	ips := map[string][]string{}
+	for _, n := range nodes {
+		ips[n.Name] = podIPs(t, an, "web-"+n.Name)
+		if len(ips[n.Name]) != 2 {
+			t.Fatalf("pod web-%s: addresses %v, want IPv4 and IPv6", n.Name, ips[n.Name])
+		}
+	}
+
+	// Pods reach each other by pod IP across homes, both families.
+	for _, from := range nodes {
+		for _, to := range nodes {
+			if from == to {
+				continue
+			}
+			for _, ip := range ips[to.Name] {
+				url := "http://" + net.JoinHostPort(ip, "8080") + "/"
+				var out string
+				eventually(t, 30*time.Second, func() error {
+					var err error
+					out, err = kubectlErr(an, "exec", "web-"+from.Name, "--", "/web", "get", url)
+					return err
+				})
+				if strings.TrimSpace(out) != "web-"+to.Name {
+					t.Errorf("web-%s → %s: %q, want web-%s", from.Name, url, out, to.Name)
+				}
+			}
+		}
+	}
+
+	// logs, exec and port-forward on the pod in the symmetric home: the
+	// apiserver reaches its kubelet over the overlay.
+	if out := kubectl(t, an, "logs", "web-home-b"); !strings.Contains(out, "listening on :8080") {
+		t.Errorf("kubectl logs web-home-b: %q", out)
+	}
+	if out := kubectl(t, an, "exec", "web-home-b", "--", "/web", "echo", "hello", "from", "home-b"); strings.TrimSpace(out) != "hello from home-b" {
+		t.Errorf("kubectl exec: %q", out)
+	}
+	checkPortForward(t, w, an)
+
+	// A Deployment of 6 spreads over the three nodes.
+	kubectl(t, an, "create", "deployment", "spread", "--image", webImage, "--replicas", "6", "--", "/web", "serve")
+	kubectl(t, an, "rollout", "status", "deployment/spread", "--timeout=120s")
+	spread := map[string]int{}
+	for _, line := range strings.Fields(kubectl(t, an, "get", "pods", "-l", "app=spread", "-o", "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}")) {
+		spread[line]++
+	}
+	if len(spread) != 3 {
+		t.Errorf("deployment of 6 on nodes %v, want all three", spread)
+	}
+
+	checkCredentials(t, an, a)
+
+	// SIGKILL of hepto on a home: the next start adopts its pods.
+	before := containerIDs(t, an, "home-b")
+	b.stop(syscall.SIGKILL)
+	b.start()
+	b.waitSocket()
+	eventually(t, 2*time.Minute, func() error {
+		st, _, err := b.status()
+		if err != nil {
+			return err
+		}
+		if !st.Kubernetes.Ready || st.Kubernetes.Components["kubelet"] != "running" {
+			return fmt.Errorf("home-b kubernetes %+v", st.Kubernetes)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, func() error {
+		if after := containerIDs(t, an, "home-b"); !maps.Equal(before, after) {
+			return fmt.Errorf("containers on home-b: before %v, after %v", before, after)
+		}
+		return nil
+	})
+
+	// Kubernetes refused (no runc on PATH): one clear error, the overlay
+	// goes on.
+	a.stop(syscall.SIGTERM)
+	a.Env = []string{"PATH=" + pathWithout(t, "runc")}
+	a.start()
+	a.waitSocket()
+	st, _, err := a.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Kubernetes.Components["containerd"]; !strings.Contains(c, "runc not found") {
+		t.Errorf("home-a without runc: containerd %q, want a failure naming runc", c)
+	}
+	if err := a.ping(anOverlay(t, an), 20*time.Second); err != nil {
+		t.Errorf("home-a without runc: overlay ping: %v", err)
+	}
+	log, _ := os.ReadFile(a.Log)
+	if n := strings.Count(string(log), "kubernetes cannot start"); n != 1 {
+		t.Errorf("home-a without runc: %d lines saying Kubernetes cannot start, want 1", n)
+	}
+}
+
+// needKubernetesBinaries: hepto finds containerd's programs and hepto-cni
+// beside itself (make build puts them in bin/), and runc on PATH.
+func needKubernetesBinaries(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "hepto-cni"} {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(heptoBin), name)); err != nil {
+			t.Fatalf("%s is not beside %s: run `make build` and set HEPTO_BIN (make test does both)", name, heptoBin)
+		}
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Fatal("runc not found: `make deps` installs it")
+	}
+}
+
+// buildWebImage builds testdata/web and packs it into an OCI archive.
+func buildWebImage(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "web")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./testdata/web")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the test image's program: %v: %s", err, out)
+	}
+	prog, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "web.tar")
+	f, err := os.Create(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img := images.Image{Name: webImage, Arch: runtime.GOARCH, Entrypoint: []string{"/web"}, Cmd: []string{"serve"},
+		Files: []images.File{{Path: "/web", Mode: 0o755, Data: prog}}}
+	if err := images.WriteArchive(f, img); err != nil {
+		t.Fatal(err)
+	}
+	return archive
+}
+
+// placeImage puts an archive in a node's STATE/images.
+func placeImage(t *testing.T, stateDir, archive string) {
+	t.Helper()
+	b, err := os.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(stateDir, "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "web.tar"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func kubectlErr(n *node, args ...string) (string, error) {
+	return n.Hepto(append([]string{"kubectl"}, args...)...)
+}
+
+func kubectl(t *testing.T, n *node, args ...string) string {
+	t.Helper()
+	out, err := kubectlErr(n, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// allReady checks that the nodes are registered and Ready.
+func allReady(cp *node, names ...string) error {
+	out, err := kubectlErr(cp, "get", "nodes", "-o", "json")
+	if err != nil {
+		return err
+	}
+	var list corev1.NodeList
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return err
+	}
+	ready := map[string]bool{}
+	for _, n := range list.Items {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready[n.Name] = true
+			}
+		}
+	}
+	for _, name := range names {
+		if !ready[name] {
+			return fmt.Errorf("node %s not Ready (ready: %v)", name, ready)
+		}
+	}
+	return nil
+}
+
+// checkNodes: each Node has the hepto node's overlay addresses and pod
+// ranges.
+func checkNodes(t *testing.T, cp *node, nodes []*node) {
+	t.Helper()
+	for _, n := range nodes {
+		st, _, err := n.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kn corev1.Node
+		if err := json.Unmarshal([]byte(kubectl(t, cp, "get", "node", n.Name, "-o", "json")), &kn); err != nil {
+			t.Fatal(err)
+		}
+		var addrs []string
+		for _, a := range kn.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				addrs = append(addrs, a.Address)
+			}
+		}
+		if !slices.Equal(addrs, st.OverlayIPs) {
+			t.Errorf("node %s: internal addresses %v, want its overlay addresses %v", n.Name, addrs, st.OverlayIPs)
+		}
+		if !slices.Equal(kn.Spec.PodCIDRs, st.PodCIDRs) {
+			t.Errorf("node %s: pod CIDRs %v, want its pod ranges %v", n.Name, kn.Spec.PodCIDRs, st.PodCIDRs)
+		}
+	}
+}
+
+func podIPs(t *testing.T, cp *node, pod string) []string {
+	t.Helper()
+	return strings.Fields(kubectl(t, cp, "get", "pod", pod, "-o", "jsonpath={range .status.podIPs[*]}{.ip} {end}"))
+}
+
+// containerIDs are the container IDs of the pods on a node.
+func containerIDs(t *testing.T, cp *node, nodeName string) map[string]string {
+	t.Helper()
+	var list corev1.PodList
+	out := kubectl(t, cp, "get", "pods", "-A", "--field-selector", "spec.nodeName="+nodeName, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, p := range list.Items {
+		for _, c := range p.Status.ContainerStatuses {
+			ids[p.Name+"/"+c.Name] = c.ContainerID
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatalf("no containers on %s", nodeName)
+	}
+	return ids
+}
+
+// checkPortForward: `kubectl port-forward` on the anchor to the pod in
+// the symmetric home.
+func checkPortForward(t *testing.T, w *world, cp *node) {
+	t.Helper()
+	log := filepath.Join(w.dir, "port-forward.log")
+	p, err := cp.Host.Start(w.ctx, log, heptoBin, "kubectl", "--state", cp.State, "port-forward", "pod/web-home-b", "18080:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(syscall.SIGTERM, 5*time.Second)
+	var body string
+	eventually(t, 30*time.Second, func() error {
+		var conn net.Conn
+		if err := cp.Host.Do(func() error {
+			var err error
+			conn, err = net.DialTimeout("tcp", "127.0.0.1:18080", 2*time.Second)
+			return err
+		}); err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+		b, err := io.ReadAll(conn)
+		body = string(b)
+		return err
+	})
+	if !strings.HasSuffix(strings.TrimSpace(body), "web-home-b") {
+		t.Errorf("port-forward to web-home-b: %q", body)
+	}
+}
+
+// checkCredentials: a kubelet acts as its own node only (Node authorizer,
+// NodeRestriction), and the apiserver refuses anonymous requests.
+func checkCredentials(t *testing.T, cp, home *node) {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(home.State, "kubernetes", "node", "kubelet.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := home.Host.Do(func() error {
+			var err error
+			c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	client := kubernetes.NewForConfigOrDie(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := client.CoreV1().Nodes().Get(ctx, home.Name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("%s's kubelet reading its own node: %v", home.Name, err)
+	}
+	patch := []byte(`{"metadata":{"labels":{"hijacked":"yes"}}}`)
+	if _, err := client.CoreV1().Nodes().Patch(ctx, cp.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("%s's kubelet changing node %s: %v, want forbidden", home.Name, cp.Name, err)
+	}
+
+	// No client certificate: refused.
+	var status int
+	err = home.Host.Do(func() error {
+		c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := c.Get(cfg.Host + "/api/v1/nodes")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		status = resp.StatusCode
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusUnauthorized && status != http.StatusForbidden {
+		t.Errorf("anonymous request to the apiserver: status %d, want 401 or 403", status)
+	}
+}
+
+// pathWithout is a PATH with every program of the usual one but name.
+func pathWithout(t *testing.T, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if e.Name() == name {
+				continue
+			}
+			os.Symlink(filepath.Join(d, e.Name()), filepath.Join(dir, e.Name())) // the first of a name wins
+		}
+	}
+	return dir
+}
+
+func anOverlay(t *testing.T, n *node) string {
+	t.Helper()
+	st, _, err := n.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.OverlayIPs[0]
+}
