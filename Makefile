@@ -28,7 +28,7 @@ build: containerd
 # containerd builds containerd, its runc shim and ctr from the release
 # pinned in third_party/containerd; hepto runs them as child processes and
 # finds them beside itself.
-CONTAINERD_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" { print $$2 }' third_party/containerd/go.mod)
+CONTAINERD_VERSION := $(shell cd third_party/containerd && $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 CONTAINERD_CMDS := containerd containerd-shim-runc-v2 ctr
 containerd:
 	cd third_party/containerd && CGO_ENABLED=0 $(GO) build -trimpath -tags 'no_btrfs no_devmapper no_zfs' \

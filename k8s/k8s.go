@@ -205,7 +205,7 @@ func (n *Node) Services() []supervisor.Service {
 			}),
 			supervisor.Func("kubelet-certs", n.runCerts),
 			supervisor.Func("images", n.runImages),
-			n.tracked(compKubelet, n.runKubelet),
+			supervisor.Func(compKubelet, n.runKubelet),
 		)
 	}
 	return out
@@ -233,8 +233,7 @@ func (n *Node) runKubelet(ctx context.Context) error {
 		return nil
 	}
 	n.states.Set(compKubelet, component.Running)
-	dns := n.o.ClusterDNS
-	return kubelet.Run(ctx, kubelet.Options{
+	err := kubelet.Run(ctx, kubelet.Options{
 		Dir:        n.layout.Kubelet,
 		PodLogsDir: n.layout.PodLogs,
 		NodeName:   n.o.NodeName,
@@ -245,8 +244,17 @@ func (n *Node) runKubelet(ctx context.Context) error {
 		KeyFile:    nodecert.Dir(n.layout.Certs).Path(nodecert.ServingKeyFile),
 		Runtime:    n.ctrd.Socket(),
 		CgroupRoot: CgroupRoot(n.o.StateDir, n.o.NodeName),
-		ClusterDNS: dns,
+		ClusterDNS: n.o.ClusterDNS,
 	})
+	if ctx.Err() != nil {
+		n.states.Set(compKubelet, component.Stopped)
+		return nil
+	}
+	// Not restarted in this process (see kubelet.ErrRanOnce): the state
+	// says why, and the fabric goes on.
+	n.log.Error("the kubelet stopped; restart hepto to start it again", "err", err)
+	n.states.Set(compKubelet, "failed: "+err.Error())
+	return nil
 }
 
 // Status is the node's Kubernetes role, its Ready condition and the state

@@ -11,13 +11,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"go.opentelemetry.io/otel/trace/noop"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	remote "k8s.io/cri-client/pkg"
 
 	"github.com/hepto-net/hepto/k8s/component"
 )
@@ -164,15 +167,24 @@ func (c *Containerd) Run(ctx context.Context) error {
 	return nil
 }
 
-// waitSocket opens the ready gate once the socket accepts connections.
+// waitSocket opens the ready gate once the CRI answers with the
+// runtime's version (the kubelet refuses a runtime that does not).
 func (c *Containerd) waitSocket(ctx context.Context, exited <-chan error) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var cri internalapi.RuntimeService
 	for {
-		if conn, err := net.Dial("unix", c.o.Socket); err == nil {
-			conn.Close()
-			c.ready.Open()
-			return
+		if cri == nil {
+			cri, _ = remote.NewRemoteRuntimeService(ctx, "unix://"+c.o.Socket, 2*time.Second, noop.NewTracerProvider(), false)
+		}
+		if cri != nil {
+			vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			v, err := cri.Version(vctx, "v1")
+			cancel()
+			if err == nil && v.RuntimeVersion != "" {
+				c.ready.Open()
+				return
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -105,8 +106,15 @@ func server(o Options) (*options.KubeletServer, error) {
 	return s, nil
 }
 
-// Run runs the kubelet until ctx ends. The containers it started keep
-// running: the next kubelet adopts them.
+// ErrRanOnce is Run's answer after a first kubelet ended: the kubelet
+// registers process-wide state (metrics collectors) that a second one in
+// the same process would register again, which panics.
+var ErrRanOnce = errors.New("the kubelet ran once in this process: restart hepto to start it again")
+
+var ran atomic.Bool
+
+// Run runs the kubelet until ctx ends, once per process. The containers
+// it started keep running: the next kubelet (the next hepto) adopts them.
 func Run(ctx context.Context, o Options) error {
 	for _, d := range []string{o.Dir, o.PodLogsDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -122,6 +130,10 @@ func Run(ctx context.Context, o Options) error {
 	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues("component", "kubelet"))
 	if err := ensureCgroupRoot(klog.FromContext(ctx), o.CgroupRoot); err != nil {
 		return err
+	}
+	// From here on, process-wide state is set.
+	if ran.Swap(true) {
+		return ErrRanOnce
 	}
 	deps, err := kubeletapp.UnsecuredDependencies(ctx, s, utilfeature.DefaultFeatureGate)
 	if err != nil {
