@@ -166,6 +166,6 @@ func (l *localAPI) handleImageImport(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		localapi.WriteError(w, http.StatusBadRequest, err)
 	default:
-		w.WriteHeader(http.StatusNoContent)
+		localapi.WriteJSON(w, http.StatusOK, req)
 	}
 }

@@ -88,7 +88,12 @@ func TestKubernetes(t *testing.T) {
 		t.Fatalf("hepto images import: %v: %s", err, out)
 	}
 
-	// One pod pinned on each node.
+	// One pod pinned on each node (once the controller-manager has made
+	// the namespace's service account).
+	eventually(t, time.Minute, func() error {
+		_, err := kubectlErr(an, "get", "serviceaccount", "default")
+		return err
+	})
 	for _, n := range nodes {
 		kubectl(t, an, "run", "web-"+n.Name, "--image", webImage, "--image-pull-policy", "Never",
 			"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, n.Name), "--command", "--", "/web", "serve")
@@ -288,7 +293,7 @@ func allReady(cp *node, names ...string) error {
 }
 
 // checkNodes: each Node has the hepto node's overlay addresses and pod
-// ranges.
+// ranges (set by the control plane once the node registers).
 func checkNodes(t *testing.T, cp *node, nodes []*node) {
 	t.Helper()
 	for _, n := range nodes {
@@ -296,22 +301,29 @@ func checkNodes(t *testing.T, cp *node, nodes []*node) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var kn corev1.Node
-		if err := json.Unmarshal([]byte(kubectl(t, cp, "get", "node", n.Name, "-o", "json")), &kn); err != nil {
-			t.Fatal(err)
-		}
-		var addrs []string
-		for _, a := range kn.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP {
-				addrs = append(addrs, a.Address)
+		eventually(t, 30*time.Second, func() error {
+			var kn corev1.Node
+			out, err := kubectlErr(cp, "get", "node", n.Name, "-o", "json")
+			if err != nil {
+				return err
 			}
-		}
-		if !slices.Equal(addrs, st.OverlayIPs) {
-			t.Errorf("node %s: internal addresses %v, want its overlay addresses %v", n.Name, addrs, st.OverlayIPs)
-		}
-		if !slices.Equal(kn.Spec.PodCIDRs, st.PodCIDRs) {
-			t.Errorf("node %s: pod CIDRs %v, want its pod ranges %v", n.Name, kn.Spec.PodCIDRs, st.PodCIDRs)
-		}
+			if err := json.Unmarshal([]byte(out), &kn); err != nil {
+				return err
+			}
+			var addrs []string
+			for _, a := range kn.Status.Addresses {
+				if a.Type == corev1.NodeInternalIP {
+					addrs = append(addrs, a.Address)
+				}
+			}
+			if !slices.Equal(addrs, st.OverlayIPs) {
+				return fmt.Errorf("node %s: internal addresses %v, want its overlay addresses %v", n.Name, addrs, st.OverlayIPs)
+			}
+			if !slices.Equal(kn.Spec.PodCIDRs, st.PodCIDRs) {
+				return fmt.Errorf("node %s: pod CIDRs %v, want its pod ranges %v", n.Name, kn.Spec.PodCIDRs, st.PodCIDRs)
+			}
+			return nil
+		})
 	}
 }
 
@@ -380,7 +392,9 @@ func checkCredentials(t *testing.T, cp, home *node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	// Connections from the home's namespace (http.Transport dials in
+	// goroutines of its own, outside Host.Do).
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := home.Host.Do(func() error {
 			var err error
@@ -389,6 +403,7 @@ func checkCredentials(t *testing.T, cp, home *node) {
 		})
 		return c, err
 	}
+	cfg.Dial = dial
 	client := kubernetes.NewForConfigOrDie(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -402,21 +417,23 @@ func checkCredentials(t *testing.T, cp, home *node) {
 
 	// No client certificate: refused.
 	var status int
-	err = home.Host.Do(func() error {
-		c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	var body []byte
+	err = func() error {
+		c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 		resp, err := c.Get(cfg.Host + "/api/v1/nodes")
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, 4096))
 		status = resp.StatusCode
 		return nil
-	})
+	}()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if status != http.StatusUnauthorized && status != http.StatusForbidden {
-		t.Errorf("anonymous request to the apiserver: status %d, want 401 or 403", status)
+		t.Errorf("anonymous request to the apiserver: status %d (%s), want 401 or 403", status, body)
 	}
 }
 

@@ -51,6 +51,11 @@ func (c *Cluster) RemovePods() error {
 			os.Remove(d)
 		}
 	}
+	// The parents, once no node of any run is left in them.
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/hepto")
+	for _, p := range append(parents, "/sys/fs/cgroup/hepto") {
+		os.Remove(p)
+	}
 	if err := unmountUnder(c.Dir); err != nil {
 		errs = append(errs, err)
 	}
