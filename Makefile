@@ -92,8 +92,10 @@ bench-nat: deps build
 bench-idle: deps build
 	./bin/hepto-lab idle-bench
 
-# demo: an anchor and three homes behind NAT boxes, until Ctrl-C.
+# demo: an anchor and three homes behind NAT boxes, Kubernetes on all four
+# with one pod on each, until Ctrl-C.
 demo: deps build
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/web ./lab/web
 	./bin/hepto-lab demo
 
 lint:

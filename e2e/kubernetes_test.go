@@ -30,7 +30,7 @@ import (
 	"github.com/hepto-net/hepto/lab"
 )
 
-// webImage is the test's image: e2e/testdata/web, built for the run.
+// webImage is the test's image: lab/web, built for the run.
 const webImage = "hepto.test/web:1"
 
 // TestKubernetes: an anchor (control plane) and two homes, one behind an
@@ -209,12 +209,12 @@ func needKubernetesBinaries(t *testing.T) {
 	}
 }
 
-// buildWebImage builds testdata/web and packs it into an OCI archive.
+// buildWebImage builds lab/web and packs it into an OCI archive.
 func buildWebImage(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "web")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./testdata/web")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../lab/web")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the test image's program: %v: %s", err, out)

@@ -13,7 +13,8 @@ import (
 )
 
 func demoCmd() *cobra.Command {
-	var exit bool
+	var exit, kube bool
+	var web string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "An anchor and three homes behind NAT (one symmetric); stays up until Ctrl-C",
@@ -23,14 +24,16 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return demo(cmd, bin, exit)
+			return demo(cmd, bin, exit, kube, web)
 		},
 	}
 	cmd.Flags().BoolVar(&exit, "exit", false, "clean up and exit once the demo has run, instead of waiting for Ctrl-C")
+	cmd.Flags().BoolVar(&kube, "kubernetes", true, "run Kubernetes on the nodes, and one pod on each")
+	cmd.Flags().StringVar(&web, "web", "bin/web", "the demo image's program (make demo builds it from lab/web)")
 	return cmd
 }
 
-func demo(cmd *cobra.Command, bin string, exit bool) error {
+func demo(cmd *cobra.Command, bin string, exit, kube bool, web string) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	l, err := lab.New(ctx, lab.Options{Logger: logger()})
@@ -47,6 +50,15 @@ func demo(cmd *cobra.Command, bin string, exit bool) error {
 	}
 	defer os.RemoveAll(dir)
 	c := cluster.New(ctx, l, bin, dir)
+	if kube {
+		archive, err := webArchive(web, dir)
+		if err != nil {
+			return err
+		}
+		c.Kubernetes, c.Images = true, []string{archive}
+		// Before the lab's end: pods outlive hepto on purpose.
+		defer c.RemovePods()
+	}
 
 	step := func(format string, a ...any) { fmt.Fprintf(out, "==> "+format+"\n", a...) }
 	step("lab %s: Internet 203.0.113.0/24, every home on 192.168.1.0/24 behind its own NAT box", l.Prefix)
@@ -138,8 +150,16 @@ func demo(cmd *cobra.Command, bin string, exit bool) error {
 		}
 		fmt.Fprintf(out, "\n$ hepto ping -c 2 %s    # on home-a\n%s", to, res)
 	}
+	if kube {
+		if err := demoKubernetes(cmd, c, nodes); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(out, "\nLogs and state directories are under %s.\n", dir)
 	fmt.Fprintf(out, "Look around, for instance:\n  ip netns exec %s %s status --state %s\n", hosts["home-a"].Netns, bin, nodes[1].State)
+	if kube {
+		fmt.Fprintf(out, "  ip netns exec %s %s kubectl --state %s get pods -A -o wide\n", pub.Netns, bin, anchor.State)
+	}
 	if exit {
 		return nil
 	}

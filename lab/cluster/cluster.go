@@ -27,8 +27,11 @@ type Cluster struct {
 	// Kubernetes runs Kubernetes on the nodes (else --kubernetes=false);
 	// call RemovePods when done.
 	Kubernetes bool
-	ctx        context.Context
-	nodes      []*Node
+	// Images are image archives put in each node's STATE/images before
+	// its first start.
+	Images []string
+	ctx    context.Context
+	nodes  []*Node
 }
 
 // New returns a cluster whose nodes keep their files under dir.
@@ -103,6 +106,11 @@ func (n *Node) Start(flags ...string) error {
 // StartAs is Start with a command prefix, e.g. setpriv to drop root.
 func (n *Node) StartAs(prefix []string, flags ...string) error {
 	n.runs++
+	if n.runs == 1 {
+		if err := n.placeImages(); err != nil {
+			return err
+		}
+	}
 	n.Log = filepath.Join(n.c.Dir, n.Name, fmt.Sprintf("run%d.log", n.runs))
 	argv := append(append(append([]string{}, prefix...), n.c.Bin, "run", "--state", n.State, "--cni-conf-dir", n.CNI, "--log-level", "debug"), flags...)
 	o := lab.StartOptions{Env: n.Env, HostMounts: n.c.Kubernetes}
@@ -218,4 +226,25 @@ func Eventually(timeout time.Duration, f func() error) error {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// placeImages copies the cluster's image archives into STATE/images.
+func (n *Node) placeImages() error {
+	if len(n.c.Images) == 0 {
+		return nil
+	}
+	dir := filepath.Join(n.State, "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, src := range n.c.Images {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

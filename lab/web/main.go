@@ -1,4 +1,4 @@
-// Command web is the test image's program: a static HTTP server that
+// Command web is the program of the lab's container image (tests, demo): a static HTTP server that
 // answers with its host name (the pod's name), and a client.
 //
 //	web serve [ADDR]   serve on ADDR (default :8080)
