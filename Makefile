@@ -16,14 +16,19 @@ K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/ve
 K8S_TAGS := no_btrfs
 APT_PKGS := runc iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
 
-.PHONY: all build containerd deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
+.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
 
 all: build
 
+# GOARCH=arm64 (Raspberry Pi) cross-compiles into bin/linux-arm64.
+export GOOS := linux
+export GOARCH ?= $(shell $(GO) env GOARCH)
+BIN := bin$(if $(filter-out $(shell $(GO) env GOHOSTARCH),$(GOARCH)),/linux-$(GOARCH))
+
 build: containerd
-	CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o bin/hepto ./cmd/hepto
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-cni ./cmd/hepto-cni
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $(BIN)/hepto ./cmd/hepto
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-lab ./cmd/hepto-lab
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
 
 # containerd builds containerd, its runc shim and ctr from the release
 # pinned in third_party/containerd; hepto runs them as child processes and
@@ -33,13 +38,31 @@ CONTAINERD_CMDS := containerd containerd-shim-runc-v2 ctr
 containerd:
 	cd third_party/containerd && CGO_ENABLED=0 $(GO) build -trimpath -tags 'no_btrfs no_devmapper no_zfs' \
 		-ldflags '-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)' \
-		-o $(CURDIR)/bin/ $(addprefix github.com/containerd/containerd/v2/cmd/,$(CONTAINERD_CMDS))
+		-o $(CURDIR)/$(BIN)/ $(addprefix github.com/containerd/containerd/v2/cmd/,$(CONTAINERD_CMDS))
 
 # cni-ref builds the reference CNI plugins (containernetworking/plugins, a
 # tool dependency in go.mod) that the CNI benchmark compares hepto-cni with.
 CNI_REF := github.com/containernetworking/plugins/plugins
 cni-ref:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/cni-ref/ $(CNI_REF)/main/bridge $(CNI_REF)/ipam/host-local $(CNI_REF)/meta/portmap
+
+# install puts a node in place, as k3s users are used to: the binaries in
+# $(PREFIX)/lib/hepto (hepto finds containerd and hepto-cni beside itself),
+# $(PREFIX)/bin/hepto, the systemd unit and /etc/default/hepto (kept if
+# present), and runc. Then: hepto init … (anchor) or HEPTO_ARGS="--join
+# TOKEN" in /etc/default/hepto, and systemctl enable --now hepto.
+PREFIX  ?= /usr/local
+LIBDIR  := $(PREFIX)/lib/hepto
+install: build install-files
+	@dpkg -s runc >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc iptables)
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl daemon-reload; fi
+
+install-files:
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/default
+	install -m 0755 $(BIN)/hepto $(BIN)/hepto-cni $(addprefix $(BIN)/,$(CONTAINERD_CMDS)) $(DESTDIR)$(LIBDIR)/
+	ln -sfn $(LIBDIR)/hepto $(DESTDIR)$(PREFIX)/bin/hepto
+	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/systemd/hepto.service > $(DESTDIR)/etc/systemd/system/hepto.service
+	test -e $(DESTDIR)/etc/default/hepto || install -m 0644 dist/systemd/hepto.default $(DESTDIR)/etc/default/hepto
 
 # deps installs the Debian packages the lab, the tests and the benchmarks use.
 deps:

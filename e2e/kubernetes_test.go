@@ -83,6 +83,13 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 	checkNodes(t, an, nodes)
+	eventually(t, 30*time.Second, func() error {
+		roles, err := kubectlErr(an, "get", "nodes", "-l", "node-role.kubernetes.io/control-plane", "-o", "name")
+		if strings.TrimSpace(roles) != "node/anchor" {
+			return fmt.Errorf("control-plane nodes: %q (%v), want node/anchor", roles, err)
+		}
+		return nil
+	})
 
 	if out, err := b.Hepto("images", "import", archive); err != nil {
 		t.Fatalf("hepto images import: %v: %s", err, out)

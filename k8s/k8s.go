@@ -338,12 +338,15 @@ func apiServerURL(a netip.Addr) string {
 	return "https://" + net.JoinHostPort(a.String(), strconv.Itoa(controlplane.DefaultAPIServerPort))
 }
 
-// controlPlanes are the members that run the control plane: the node made
-// by `hepto init` (the first anchor) for now.
+// isControlPlane tells the members that run the control plane: the node
+// made by `hepto init` (an anchor) for now.
+func isControlPlane(m membership.Node) bool { return m.IsAnchor() }
+
+// controlPlanes are the members that run the control plane.
 func controlPlanes(members []membership.Node) []membership.Node {
 	var out []membership.Node
 	for _, m := range members {
-		if m.IsAnchor() {
+		if isControlPlane(m) {
 			out = append(out, m)
 		}
 	}

@@ -18,8 +18,8 @@ import (
 
 // runNodeCIDRs gives each Node its pod ranges from the membership (the
 // ranges hepto-cni allocates from), in place of the controller-manager's
-// node IPAM. The ranges are immutable once set: a Node whose ranges
-// differ is reported, not changed.
+// node IPAM, and its role label. The ranges are immutable once set: a
+// Node whose ranges differ is reported, not changed.
 func (n *Node) runNodeCIDRs(ctx context.Context) error {
 	if err := n.cp.Ready(ctx); err != nil {
 		return nil
@@ -48,31 +48,43 @@ func (n *Node) runNodeCIDRs(ctx context.Context) error {
 }
 
 func (n *Node) setNodeCIDRs(ctx context.Context, client kubernetes.Interface, node *corev1.Node) {
-	want := podCIDRsOf(n.o.Members(), node.Name)
-	if len(want) == 0 {
+	m, ok := memberNamed(n.o.Members(), node.Name)
+	if !ok {
 		return
 	}
-	if len(node.Spec.PodCIDRs) > 0 {
-		if !slices.Equal(node.Spec.PodCIDRs, want) {
-			n.log.Warn("node's pod ranges differ from its membership", "node", node.Name, "spec", node.Spec.PodCIDRs, "membership", want)
-		}
+	spec, labels := map[string]any{}, map[string]any{}
+	want := prefixStrings(m.PodCIDRs)
+	switch {
+	case len(node.Spec.PodCIDRs) == 0 && len(want) > 0:
+		spec["podCIDR"], spec["podCIDRs"] = want[0], want
+	case !slices.Equal(node.Spec.PodCIDRs, want):
+		n.log.Warn("node's pod ranges differ from its membership", "node", node.Name, "spec", node.Spec.PodCIDRs, "membership", want)
+	}
+	// The role label, which a kubelet may not set on itself.
+	if _, ok := node.Labels[controlPlaneLabel]; isControlPlane(m) && !ok {
+		labels[controlPlaneLabel] = ""
+	}
+	if len(spec) == 0 && len(labels) == 0 {
 		return
 	}
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"podCIDR": want[0], "podCIDRs": want}})
+	patch, _ := json.Marshal(map[string]any{"spec": spec, "metadata": map[string]any{"labels": labels}})
 	if _, err := client.CoreV1().Nodes().Patch(ctx, node.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		n.log.Warn("node's pod ranges not set", "node", node.Name, "err", err)
+		n.log.Warn("node not updated", "node", node.Name, "err", err)
 		return
 	}
-	n.log.Info("node's pod ranges set", "node", node.Name, "pod_cidrs", want)
+	n.log.Info("node updated from the membership", "node", node.Name, "pod_cidrs", want, "labels", labels)
 }
 
-func podCIDRsOf(members []membership.Node, name string) []string {
+// controlPlaneLabel marks control-plane nodes, as kubeadm and k3s do.
+const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+func memberNamed(members []membership.Node, name string) (membership.Node, bool) {
 	for _, m := range members {
 		if m.Name == name {
-			return prefixStrings(m.PodCIDRs)
+			return m, true
 		}
 	}
-	return nil
+	return membership.Node{}, false
 }
 
 func prefixStrings(ps []netip.Prefix) []string {
