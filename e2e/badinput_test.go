@@ -19,7 +19,8 @@ func (n *node) runFails(t *testing.T, want string, flags ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(n.w.ctx, 90*time.Second)
 	defer cancel()
-	c := n.Host.Command(ctx, heptoBin, append([]string{"run", "--state", n.State}, flags...)...)
+	// The fabric alone, as the lab's nodes run unless a test asks.
+	c := n.Host.Command(ctx, heptoBin, append([]string{"run", "--state", n.State, "--kubernetes=false"}, flags...)...)
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
 	err := c.Run()
