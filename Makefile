@@ -73,7 +73,7 @@ deps:
 # One package at a time: the lab's timings should not share two cores.
 # Then the packages that run without root again, under the race detector
 # (-short skips the tunnel's namespace tests).
-RACE_PKGS := ./supervisor ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet
+RACE_PKGS := ./supervisor ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet ./k8s/nodecert ./k8s/containerd ./k8s/images ./k8s/component
 test: deps build
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test -p 1 -count=1 -timeout 25m ./...
 	$(GO) test -race -short -p 1 -count=1 -timeout 10m $(RACE_PKGS)
@@ -90,6 +90,7 @@ fuzz:
 	$(GO) test ./cni/netconf -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)
 	$(GO) test ./tunnel -run '^$$' -fuzz FuzzClassify -fuzztime $(FUZZTIME)
 	$(GO) test ./dns -run '^$$' -fuzz FuzzServe -fuzztime $(FUZZTIME)
+	$(GO) test ./k8s/nodecert -run '^$$' -fuzz FuzzIssue -fuzztime $(FUZZTIME)
 
 # bench compares hepto's tunnel with stock wireguard-go and the raw veth
 # (iperf3 in the lab); the table goes to stdout.

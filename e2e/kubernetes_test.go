@@ -157,6 +157,15 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	checkCredentials(t, an, a)
+	checkAdminKubeconfig(t, an, b, len(nodes))
+
+	// Every component up, in the metrics too.
+	metrics := w.fetch(anchorHost, "http://127.0.0.1:9469/metrics")
+	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet"} {
+		if want := `hepto_component_up{component="` + c + `"} 1`; !strings.Contains(metrics, want) {
+			t.Errorf("anchor's metrics lack %s", want)
+		}
+	}
 
 	// SIGKILL of hepto on a home: the next start adopts its pods.
 	before := containerIDs(t, an, "home-b")
@@ -399,17 +408,8 @@ func checkCredentials(t *testing.T, cp, home *node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Connections from the home's namespace (http.Transport dials in
-	// goroutines of its own, outside Host.Do).
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := home.Host.Do(func() error {
-			var err error
-			c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
+	// Connections from the home's namespace.
+	dial := home.Host.DialContext
 	cfg.Dial = dial
 	client := kubernetes.NewForConfigOrDie(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -467,4 +467,28 @@ func anOverlay(t *testing.T, n *node) string {
 		t.Fatal(err)
 	}
 	return st.OverlayIPs[0]
+}
+
+// checkAdminKubeconfig: `hepto kubeconfig` on the control plane is enough
+// for a client on another node (server: the overlay address).
+func checkAdminKubeconfig(t *testing.T, cp, other *node, nodes int) {
+	t.Helper()
+	kc, err := cp.Hepto("kubeconfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc))
+	if err != nil {
+		t.Fatalf("hepto kubeconfig: %v\n%s", err, kc)
+	}
+	cfg.Dial = other.Host.DialContext
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("admin kubeconfig from %s: %v", other.Name, err)
+	}
+	if len(list.Items) != nodes {
+		t.Errorf("admin kubeconfig from %s: %d nodes, want %d", other.Name, len(list.Items), nodes)
+	}
 }

@@ -1,0 +1,181 @@
+package nodecert
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/k8s/pki"
+)
+
+var kitchen = Member{Name: "pi-kitchen", IPs: []netip.Addr{netip.MustParseAddr("10.77.0.5"), netip.MustParseAddr("fd42::5")}}
+
+func newIssuer(t testing.TB) *Issuer {
+	t.Helper()
+	p, err := pki.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Issuer{
+		PKI: p,
+		Lookup: func(a netip.Addr) (Member, bool) {
+			return kitchen, slices.Contains(kitchen.IPs, a)
+		},
+		APIServers: func() []string { return []string{"https://10.77.0.1:6443"} },
+	}
+}
+
+// The node's round trip: keys made once, certificates for them, files
+// written, renewal due at two thirds of their life.
+func TestRoundTrip(t *testing.T) {
+	is := newIssuer(t)
+	d := Dir(t.TempDir())
+	if !d.RenewAt().IsZero() {
+		t.Fatal("a node without certificates is not due now")
+	}
+	req, err := d.Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := d.Request()
+	if err != nil || !bytes.Equal(req.ClientKey, again.ClientKey) || !bytes.Equal(req.ServingKey, again.ServingKey) {
+		t.Fatalf("keys not kept across requests: %v", err)
+	}
+	for _, f := range []string{ClientKeyFile, ServingKeyFile} {
+		fi, err := os.Stat(d.Path(f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v, want 0600", f, err, fi.Mode())
+		}
+	}
+	certs, err := is.Issue(kitchen, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Store(certs); err != nil {
+		t.Fatal(err)
+	}
+	client := readCert(t, d.Path(ClientCertFile))
+	if client.Subject.CommonName != "system:node:pi-kitchen" || !slices.Equal(client.Subject.Organization, []string{"system:nodes"}) {
+		t.Errorf("client certificate subject %v", client.Subject)
+	}
+	serving := readCert(t, d.Path(ServingCertFile))
+	if len(serving.IPAddresses) != 2 || !slices.Contains(serving.DNSNames, "pi-kitchen") {
+		t.Errorf("serving certificate for %v %v, want the node's two addresses and name", serving.IPAddresses, serving.DNSNames)
+	}
+	due := d.RenewAt()
+	life := client.NotAfter.Sub(client.NotBefore)
+	if want := client.NotBefore.Add(life * 2 / 3); due.Sub(want).Abs() > time.Minute {
+		t.Errorf("renewal at %v, want %v", due, want)
+	}
+	if _, err := os.Stat(d.Path(KubeconfigFile)); err != nil {
+		t.Error(err)
+	}
+}
+
+// Certificates for other keys, or from another CA, are refused and
+// nothing is written.
+func TestStoreRefusesForeignCertificates(t *testing.T) {
+	is := newIssuer(t)
+	d, other := Dir(t.TempDir()), Dir(t.TempDir())
+	req, _ := d.Request()
+	otherReq, _ := other.Request()
+	foreign, err := is.Issue(kitchen, otherReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Store(foreign); err == nil {
+		t.Error("certificates for another node's keys stored")
+	}
+	mine, _ := is.Issue(kitchen, req)
+	mine.CA = newIssuer(t).PKI.Cluster.CertPEM
+	if err := d.Store(mine); err == nil {
+		t.Error("certificates verified against another CA")
+	}
+	mine.CA, mine.APIServers = is.PKI.Cluster.CertPEM, nil
+	if err := d.Store(mine); err == nil {
+		t.Error("certificates without an apiserver stored")
+	}
+	if _, err := os.Stat(d.Path(ClientCertFile)); !os.IsNotExist(err) {
+		t.Errorf("a refused answer left %s: %v", ClientCertFile, err)
+	}
+}
+
+// The issuer answers members only, and refuses bad keys with bad_request.
+func TestIssuerRoutes(t *testing.T) {
+	is := newIssuer(t)
+	mux := http.NewServeMux()
+	is.Routes(mux)
+	req, _ := Dir(t.TempDir()).Request()
+	body, _ := json.Marshal(req)
+	for _, c := range []struct {
+		name, from string
+		body       []byte
+		status     int
+	}{
+		{"member", "10.77.0.5:40000", body, http.StatusOK},
+		{"member over IPv6", "[fd42::5]:40000", body, http.StatusOK},
+		{"stranger", "10.77.0.9:40000", body, http.StatusForbidden},
+		{"bad key", "10.77.0.5:40000", []byte(`{"client_key":"AAAA","serving_key":"AAAA"}`), http.StatusBadRequest},
+		{"junk", "10.77.0.5:40000", []byte(`{"client_key":`), http.StatusBadRequest},
+	} {
+		r := httptest.NewRequest("POST", control.PathKubeletCerts, bytes.NewReader(c.body))
+		r.RemoteAddr = c.from
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		if w.Code != c.status {
+			t.Errorf("%s: status %d (%s), want %d", c.name, w.Code, w.Body, c.status)
+		}
+	}
+}
+
+// FuzzIssue: any request is signed only for valid public keys, and never
+// makes the issuer panic.
+func FuzzIssue(f *testing.F) {
+	is := newIssuer(f)
+	req, _ := Dir(f.TempDir()).Request()
+	good, _ := json.Marshal(req)
+	f.Add(good)
+	f.Add([]byte(`{"client_key":"","serving_key":""}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r control.KubeletCertsRequest
+		if control.Decode(bytes.NewReader(b), &r) != nil {
+			return
+		}
+		certs, err := is.Issue(kitchen, r)
+		_, cerr := x509.ParsePKIXPublicKey(r.ClientKey)
+		_, serr := x509.ParsePKIXPublicKey(r.ServingKey)
+		if (err == nil) != (cerr == nil && serr == nil) {
+			t.Fatalf("issue: %v, with client key error %v and serving key error %v", err, cerr, serr)
+		}
+		if err == nil && len(certs.Client) == 0 {
+			t.Fatal("no certificate and no error")
+		}
+	})
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
