@@ -14,7 +14,7 @@ K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/ve
 	-X $(p).gitCommit=$(COMMIT) -X $(p).gitTreeState=clean -X $(p).buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ))
 # no_btrfs: Kubernetes' btrfs support needs cgo and its headers.
 K8S_TAGS := no_btrfs
-APT_PKGS := runc iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
+APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
 
 .PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
 
@@ -54,7 +54,7 @@ cni-ref:
 PREFIX  ?= /usr/local
 LIBDIR  := $(PREFIX)/lib/hepto
 install: build install-files
-	@dpkg -s runc >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc iptables)
+	@dpkg -s runc >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc nftables iptables)
 	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null; then systemctl daemon-reload; fi
 
 install-files:

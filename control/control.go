@@ -141,23 +141,29 @@ func DecodeICEMessage(r io.Reader) (ICEMessage, error) {
 	return m, nil
 }
 
-// PathKubeletCerts asks a control-plane node for the asking node's kubelet
-// certificates: POST KubeletCertsRequest → KubeletCerts. The node is known
-// by the overlay address it asks from; its keys never leave it.
-const PathKubeletCerts = "/v1/kubernetes/kubelet-certs"
+// PathNodeCerts asks a control-plane node for the asking node's
+// Kubernetes client and serving certificates: POST NodeCertsRequest →
+// NodeCerts. The node is known by the overlay address it asks from; its
+// keys never leave it.
+const PathNodeCerts = "/v1/kubernetes/node-certs"
 
-// KubeletCertsRequest carries the public keys (PKIX, DER) of a node's
-// kubelet client and serving keys.
-type KubeletCertsRequest struct {
+// NodeCertsRequest carries the public keys (PKIX, DER) of a node's keys:
+// the kubelet's client and serving keys, kube-proxy's, and its DNS
+// server's (which reads Services, EndpointSlices and Pods).
+type NodeCertsRequest struct {
 	ClientKey  []byte `json:"client_key"`
 	ServingKey []byte `json:"serving_key"`
+	ProxyKey   []byte `json:"proxy_key"`
+	DNSKey     []byte `json:"dns_key"`
 }
 
-// KubeletCerts are a node's kubelet certificates (PEM), the cluster CA
-// that signed them, and the apiservers to register with.
-type KubeletCerts struct {
+// NodeCerts are a node's certificates (PEM), the cluster CA that signed
+// them, and the apiservers to talk to.
+type NodeCerts struct {
 	CA         []byte   `json:"ca"`
 	Client     []byte   `json:"client"`
 	Serving    []byte   `json:"serving"`
+	Proxy      []byte   `json:"proxy"`
+	DNS        []byte   `json:"dns"`
 	APIServers []string `json:"api_servers"` // https://ADDR:PORT
 }

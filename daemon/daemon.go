@@ -17,6 +17,7 @@ import (
 
 	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/dns/kubewatch"
 	"github.com/hepto-net/hepto/k8s"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
@@ -189,9 +190,15 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	}
 	m := metrics.New(func() []metrics.Peer { return mh.MetricPeers() })
 	m.Services(func() map[string]bool { return servicesUp(sup) })
+	dnsSvc := newDNS(cfg.DNS, n, tun, m, log)
 	// Kubernetes on TUN-mode nodes only; nil: the fabric alone.
 	var kube *k8s.Node
 	if cfg.Kubernetes && !cfg.Userspace {
+		// Pods ask their own node's DNS server.
+		clusterDNS, names := n.self.OverlayIPs[:1], kubewatch.Sink(dnsSvc)
+		if cfg.DNS.Disable {
+			clusterDNS, names = nil, nil
+		}
 		kube = k8s.New(k8s.Options{
 			StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
 			// The node made by `hepto init` holds the cluster key: it runs the
@@ -199,11 +206,12 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			ControlPlane: n.signer != nil,
 			ServiceCIDRs: k8s.DefaultServiceCIDRs(n.cluster.Networks.OverlayV6),
 			PodCIDRs:     []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
-			// Pods ask their own node's DNS server.
-			ClusterDNS: n.self.OverlayIPs[:1],
-			Members:    func() []membership.Node { return n.store.Current().Nodes },
-			Client:     client,
-			Logger:     log,
+			ClusterDNS:   clusterDNS,
+			DNS:          names,
+			Overlay:      []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
+			Members:      func() []membership.Node { return n.store.Current().Nodes },
+			Client:       client,
+			Logger:       log,
 		})
 	}
 	m.Components(kube.ComponentsUp)
@@ -249,7 +257,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	kube.Routes(ctl.Mux)
 	sup.Add(ctl, false)
 	sup.Add(&localAPI{st: n.st, node: n, tun: tun, mesh: mh, anchor: an, kube: kube, sup: sup}, false)
-	sup.Add(newDNS(cfg.DNS, n, tun, m, log), false)
+	sup.Add(dnsSvc, false)
 	sup.Add(&metricsService{addr: cfg.Metrics, self: n.self, tun: tun, m: m, log: log}, false)
 	if cfg.Userspace {
 		addr := cfg.SOCKS5

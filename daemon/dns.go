@@ -42,6 +42,22 @@ type dnsService struct {
 	log   *slog.Logger
 	dm    *dns.Metrics
 	dmErr error
+
+	mu   sync.Mutex
+	srv  *dns.Server     // the running server
+	kube *dns.Kubernetes // the latest Kubernetes zone, for a server after a restart
+}
+
+// SetKubernetes hands the Kubernetes zone (from dns/kubewatch) to the
+// running server, and to the next one after a restart.
+func (s *dnsService) SetKubernetes(k *dns.Kubernetes) {
+	s.mu.Lock()
+	s.kube = k
+	srv := s.srv
+	s.mu.Unlock()
+	if srv != nil {
+		srv.SetKubernetes(k)
+	}
 }
 
 func newDNS(cfg DNSConfig, n *node, tun *tunnel.Tunnel, m *metrics.Metrics, log *slog.Logger) *dnsService {
@@ -95,6 +111,17 @@ func (s *dnsService) Run(ctx context.Context) error {
 		Metrics:    s.dm,
 	})
 	defer srv.Close()
+	s.mu.Lock()
+	s.srv = srv
+	if s.kube != nil {
+		srv.SetKubernetes(s.kube)
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.srv = nil
+		s.mu.Unlock()
+	}()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

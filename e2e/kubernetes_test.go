@@ -157,6 +157,7 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("deployment of 6 on nodes %v, want all three", spread)
 	}
 
+	checkServices(t, an)
 	checkCredentials(t, an, a)
 	checkAdminKubeconfig(t, an, b, len(nodes))
 
@@ -523,4 +524,40 @@ func swapOn(t *testing.T) {
 		}
 	})
 	t.Log("swap on: a 64 MiB file")
+}
+
+// checkServices: a dual-stack ClusterIP Service of the spread Deployment
+// answers a pod in the symmetric home by both cluster IPs (kube-proxy on
+// its node), and by name (its node's DNS server, fed from the apiserver).
+func checkServices(t *testing.T, cp *node) {
+	t.Helper()
+	kubectl(t, cp, "expose", "deployment", "spread", "--port", "80", "--target-port", "8080", "--overrides",
+		`{"spec":{"ipFamilyPolicy":"PreferDualStack"}}`)
+	ips := strings.Fields(kubectl(t, cp, "get", "service", "spread", "-o", "jsonpath={.spec.clusterIPs[*]}"))
+	if len(ips) != 2 {
+		t.Fatalf("service spread: cluster IPs %v, want IPv4 and IPv6", ips)
+	}
+	targets := []string{"spread", "spread.default", "spread.default.svc.cluster.local"}
+	for _, ip := range ips {
+		targets = append(targets, net.JoinHostPort(ip, "80"))
+	}
+	for _, target := range targets {
+		seen := map[string]bool{}
+		eventually(t, 30*time.Second, func() error {
+			out, err := kubectlErr(cp, "exec", "web-home-b", "--", "/web", "get", "http://"+target+"/")
+			if err != nil {
+				return err
+			}
+			seen[strings.TrimSpace(out)] = true
+			if len(seen) < 2 {
+				return fmt.Errorf("%s answered by %v only", target, seen)
+			}
+			return nil
+		})
+		for pod := range seen {
+			if !strings.HasPrefix(pod, "spread-") {
+				t.Errorf("%s answered by %q, not a replica", target, pod)
+			}
+		}
+	}
 }

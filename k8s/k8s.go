@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/dns/kubewatch"
 	"github.com/hepto-net/hepto/k8s/component"
 	"github.com/hepto-net/hepto/k8s/containerd"
 	"github.com/hepto-net/hepto/k8s/controlplane"
@@ -45,6 +46,7 @@ const (
 const (
 	compContainerd = "containerd"
 	compKubelet    = "kubelet"
+	compProxy      = "kube-proxy"
 )
 
 // Dir is where Kubernetes keeps its files, under hepto's state directory.
@@ -59,6 +61,9 @@ type Options struct {
 	ServiceCIDRs []netip.Prefix
 	PodCIDRs     []netip.Prefix // the cluster's pod ranges
 	ClusterDNS   []netip.Addr   // the pods' resolvers
+	Overlay      []netip.Prefix // the overlay's prefixes: where node ports answer
+	// DNS takes the names of the Kubernetes DNS specification (nil: none).
+	DNS kubewatch.Sink
 	// Members is the current membership: the control-plane nodes to ask
 	// for certificates, and who asks.
 	Members func() []membership.Node
@@ -148,8 +153,9 @@ func New(o Options) *Node {
 		n.ctrd = nil
 		return n
 	}
-	n.states.Set(compContainerd, component.Starting)
-	n.states.Set(compKubelet, component.Starting)
+	for _, c := range []string{compContainerd, compKubelet, compProxy} {
+		n.states.Set(c, component.Starting)
+	}
 	return n
 }
 
@@ -206,7 +212,11 @@ func (n *Node) Services() []supervisor.Service {
 			supervisor.Func("kubelet-certs", n.runCerts),
 			supervisor.Func("images", n.runImages),
 			supervisor.Func(compKubelet, n.runKubelet),
+			supervisor.Func(compProxy, n.runProxy),
 		)
+		if n.o.DNS != nil {
+			out = append(out, supervisor.Func("cluster-dns", n.runClusterDNS))
+		}
 	}
 	return out
 }
@@ -413,7 +423,7 @@ func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
 	if err != nil {
 		return err
 	}
-	var certs control.KubeletCerts
+	var certs control.NodeCerts
 	if n.issuer != nil {
 		self, _ := n.member(n.o.Addresses[0])
 		if certs, err = n.issuer.Issue(self, req); err != nil {
@@ -428,7 +438,7 @@ func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
 	var errs []error
 	for _, cp := range cps {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := n.o.Client.Post(cctx, cp.OverlayIPs[0], control.PathKubeletCerts, req, &certs)
+		err := n.o.Client.Post(cctx, cp.OverlayIPs[0], control.PathNodeCerts, req, &certs)
 		cancel()
 		if err == nil {
 			return dir.Store(certs)

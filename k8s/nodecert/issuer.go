@@ -28,7 +28,7 @@ type Issuer struct {
 
 // Routes registers the issuer on the control protocol.
 func (is *Issuer) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+control.PathKubeletCerts, is.handle)
+	mux.HandleFunc("POST "+control.PathNodeCerts, is.handle)
 }
 
 func (is *Issuer) handle(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +37,7 @@ func (is *Issuer) handle(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, control.Refused("kubelet certificates are for members only"))
 		return
 	}
-	var req control.KubeletCertsRequest
+	var req control.NodeCertsRequest
 	if err := control.Decode(r.Body, &req); err != nil {
 		control.WriteError(w, control.BadRequest(err))
 		return
@@ -50,36 +50,32 @@ func (is *Issuer) handle(w http.ResponseWriter, r *http.Request) {
 	control.WriteJSON(w, http.StatusOK, certs)
 }
 
-// Issue signs a member's kubelet client and serving certificates.
-func (is *Issuer) Issue(m Member, req control.KubeletCertsRequest) (control.KubeletCerts, error) {
-	client, err := x509.ParsePKIXPublicKey(req.ClientKey)
-	if err != nil {
-		return control.KubeletCerts{}, control.BadRequest(fmt.Errorf("client key: %w", err))
-	}
-	serving, err := x509.ParsePKIXPublicKey(req.ServingKey)
-	if err != nil {
-		return control.KubeletCerts{}, control.BadRequest(fmt.Errorf("serving key: %w", err))
-	}
+// Issue signs a member's certificates.
+func (is *Issuer) Issue(m Member, req control.NodeCertsRequest) (control.NodeCerts, error) {
 	creq, err := pki.KubeletClient(m.Name)
 	if err != nil {
-		return control.KubeletCerts{}, err
+		return control.NodeCerts{}, err
 	}
 	sreq, err := pki.KubeletServing(m.Name, m.IPs)
 	if err != nil {
-		return control.KubeletCerts{}, err
+		return control.NodeCerts{}, err
 	}
-	cc, err := is.PKI.Cluster.Sign(creq, client)
+	dreq, err := pki.DNSClient(m.Name)
 	if err != nil {
-		return control.KubeletCerts{}, control.BadRequest(err)
+		return control.NodeCerts{}, err
 	}
-	sc, err := is.PKI.Cluster.Sign(sreq, serving)
-	if err != nil {
-		return control.KubeletCerts{}, control.BadRequest(err)
+	out := control.NodeCerts{CA: is.PKI.Cluster.CertPEM, APIServers: is.APIServers()}
+	signed := []*[]byte{&out.Client, &out.Serving, &out.Proxy, &out.DNS}
+	for i, r := range []pki.Request{creq, sreq, pki.KubeProxyClient(), dreq} {
+		pub, err := x509.ParsePKIXPublicKey(*keysOf(&req)[i])
+		if err != nil {
+			return control.NodeCerts{}, control.BadRequest(fmt.Errorf("%s: %w", pairs[i].key, err))
+		}
+		c, err := is.PKI.Cluster.Sign(r, pub)
+		if err != nil {
+			return control.NodeCerts{}, control.BadRequest(err)
+		}
+		*signed[i] = pki.EncodeCert(c.Raw)
 	}
-	return control.KubeletCerts{
-		CA:         is.PKI.Cluster.CertPEM,
-		Client:     pki.EncodeCert(cc.Raw),
-		Serving:    pki.EncodeCert(sc.Raw),
-		APIServers: is.APIServers(),
-	}, nil
+	return out, nil
 }

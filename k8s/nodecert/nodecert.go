@@ -1,5 +1,5 @@
-// Package nodecert gives each node its kubelet certificates over the
-// control protocol, inside WireGuard: the node keeps its keys and sends
+// Package nodecert gives each node its Kubernetes certificates (the
+// kubelet's, kube-proxy's, its DNS server's) over the control protocol, inside WireGuard: the node keeps its keys and sends
 // their public halves; a control-plane node knows the node by the overlay
 // address it asks from and signs for that node alone. No bootstrap secret
 // lies on disk anywhere.
@@ -34,7 +34,38 @@ const (
 	ServingCertFile = "kubelet-serving.crt"
 	ServingKeyFile  = "kubelet-serving.key"
 	KubeconfigFile  = "kubelet.conf"
+	ProxyCertFile   = "kube-proxy.crt"
+	ProxyKeyFile    = "kube-proxy.key"
+	ProxyConfFile   = "kube-proxy.conf"
+	DNSCertFile     = "dns.crt"
+	DNSKeyFile      = "dns.key"
+	DNSConfFile     = "dns.conf"
 )
+
+// pair is one of the node's keys and its certificate.
+type pair struct {
+	key, cert string
+	usage     x509.ExtKeyUsage
+	conf      string // the kubeconfig of a client certificate
+	user      string
+}
+
+var pairs = []pair{
+	{ClientKeyFile, ClientCertFile, x509.ExtKeyUsageClientAuth, KubeconfigFile, "kubelet"},
+	{ServingKeyFile, ServingCertFile, x509.ExtKeyUsageServerAuth, "", ""},
+	{ProxyKeyFile, ProxyCertFile, x509.ExtKeyUsageClientAuth, ProxyConfFile, "kube-proxy"},
+	{DNSKeyFile, DNSCertFile, x509.ExtKeyUsageClientAuth, DNSConfFile, "dns"},
+}
+
+// keysOf are the request's key fields, in the order of pairs.
+func keysOf(r *control.NodeCertsRequest) []*[]byte {
+	return []*[]byte{&r.ClientKey, &r.ServingKey, &r.ProxyKey, &r.DNSKey}
+}
+
+// certsOf are the answer's certificates, in the order of pairs.
+func certsOf(c *control.NodeCerts) [][]byte {
+	return [][]byte{c.Client, c.Serving, c.Proxy, c.DNS}
+}
 
 // Dir is a node's certificate directory.
 type Dir string
@@ -42,19 +73,16 @@ type Dir string
 // Path is the path of one of its files.
 func (d Dir) Path(name string) string { return filepath.Join(string(d), name) }
 
-// Request loads the node's two keys, making them on first use (0600), and
+// Request loads the node's keys, making them on first use (0600), and
 // returns the request for their certificates.
-func (d Dir) Request() (control.KubeletCertsRequest, error) {
-	var req control.KubeletCertsRequest
-	for _, k := range []struct {
-		file string
-		out  *[]byte
-	}{{ClientKeyFile, &req.ClientKey}, {ServingKeyFile, &req.ServingKey}} {
-		key, err := d.loadOrMakeKey(k.file)
+func (d Dir) Request() (control.NodeCertsRequest, error) {
+	var req control.NodeCertsRequest
+	for i, out := range keysOf(&req) {
+		key, err := d.loadOrMakeKey(pairs[i].key)
 		if err != nil {
 			return req, err
 		}
-		if *k.out, err = x509.MarshalPKIXPublicKey(key.Public()); err != nil {
+		if *out, err = x509.MarshalPKIXPublicKey(key.Public()); err != nil {
 			return req, err
 		}
 	}
@@ -92,69 +120,77 @@ func (d Dir) loadOrMakeKey(name string) (*ecdsa.PrivateKey, error) {
 }
 
 // Store checks the certificates against the node's keys and the CA, then
-// writes them and the kubelet's kubeconfig (server: the first apiserver).
-func (d Dir) Store(c control.KubeletCerts) error {
+// writes them and the clients' kubeconfigs (server: the first apiserver).
+func (d Dir) Store(c control.NodeCerts) error {
 	if len(c.APIServers) == 0 {
-		return errors.New("kubelet certificates: no apiserver given")
+		return errors.New("node certificates: no apiserver given")
 	}
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(c.CA) {
-		return errors.New("kubelet certificates: no CA certificate")
+		return errors.New("node certificates: no CA certificate")
 	}
-	for _, p := range []struct {
-		cert  []byte
-		key   string
-		usage x509.ExtKeyUsage
-	}{{c.Client, ClientKeyFile, x509.ExtKeyUsageClientAuth}, {c.Serving, ServingKeyFile, x509.ExtKeyUsageServerAuth}} {
+	certs := certsOf(&c)
+	for i, p := range pairs {
 		keyPEM, err := os.ReadFile(d.Path(p.key))
 		if err != nil {
 			return err
 		}
-		pair, err := tls.X509KeyPair(p.cert, keyPEM)
+		kp, err := tls.X509KeyPair(certs[i], keyPEM)
 		if err != nil {
-			return fmt.Errorf("kubelet certificate for %s: %w", p.key, err)
+			return fmt.Errorf("certificate for %s: %w", p.key, err)
 		}
-		if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{p.usage}}); err != nil {
-			return fmt.Errorf("kubelet certificate for %s: %w", p.key, err)
+		if _, err := kp.Leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{p.usage}}); err != nil {
+			return fmt.Errorf("certificate for %s: %w", p.key, err)
 		}
 	}
 	st := state.Dir(d)
-	for name, b := range map[string][]byte{CAFile: c.CA, ClientCertFile: c.Client, ServingCertFile: c.Serving} {
-		if err := st.WriteBytes(name, b, 0o644); err != nil {
+	if err := st.WriteBytes(CAFile, c.CA, 0o644); err != nil {
+		return err
+	}
+	for i, p := range pairs {
+		if err := st.WriteBytes(p.cert, certs[i], 0o644); err != nil {
+			return err
+		}
+		if p.conf == "" {
+			continue
+		}
+		cfg := clientcmdapi.NewConfig()
+		cfg.Clusters["hepto"] = &clientcmdapi.Cluster{Server: c.APIServers[0], CertificateAuthority: d.Path(CAFile)}
+		// Files, not data: clients reload them when renewed.
+		cfg.AuthInfos[p.user] = &clientcmdapi.AuthInfo{ClientCertificate: d.Path(p.cert), ClientKey: d.Path(p.key)}
+		cfg.Contexts["hepto"] = &clientcmdapi.Context{Cluster: "hepto", AuthInfo: p.user}
+		cfg.CurrentContext = "hepto"
+		b, err := clientcmd.Write(*cfg)
+		if err != nil {
+			return err
+		}
+		if err := st.WriteBytes(p.conf, b, 0o600); err != nil {
 			return err
 		}
 	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["hepto"] = &clientcmdapi.Cluster{Server: c.APIServers[0], CertificateAuthority: d.Path(CAFile)}
-	// Files, not data: the kubelet's client reloads them when renewed.
-	cfg.AuthInfos["kubelet"] = &clientcmdapi.AuthInfo{ClientCertificate: d.Path(ClientCertFile), ClientKey: d.Path(ClientKeyFile)}
-	cfg.Contexts["hepto"] = &clientcmdapi.Context{Cluster: "hepto", AuthInfo: "kubelet"}
-	cfg.CurrentContext = "hepto"
-	b, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return err
-	}
-	return st.WriteBytes(KubeconfigFile, b, 0o600)
+	return nil
 }
 
 // RenewAt is when the node's certificates should be renewed: once two
-// thirds of the shorter one's life have passed. A missing or unreadable
-// certificate, or one for another key, is due now.
+// thirds of the shortest one's life have passed. A missing or unreadable
+// certificate or kubeconfig, or one for another key, is due now.
 func (d Dir) RenewAt() time.Time {
 	var at time.Time
-	for _, p := range [][2]string{{ClientCertFile, ClientKeyFile}, {ServingCertFile, ServingKeyFile}} {
-		pair, err := tls.LoadX509KeyPair(d.Path(p[0]), d.Path(p[1]))
+	for _, p := range pairs {
+		kp, err := tls.LoadX509KeyPair(d.Path(p.cert), d.Path(p.key))
 		if err != nil {
 			return time.Time{}
 		}
-		c := pair.Leaf
+		if p.conf != "" {
+			if _, err := os.Stat(d.Path(p.conf)); err != nil {
+				return time.Time{}
+			}
+		}
+		c := kp.Leaf
 		due := c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 2 / 3)
 		if at.IsZero() || due.Before(at) {
 			at = due
 		}
-	}
-	if _, err := os.Stat(d.Path(KubeconfigFile)); err != nil {
-		return time.Time{}
 	}
 	return at
 }

@@ -50,7 +50,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || !bytes.Equal(req.ClientKey, again.ClientKey) || !bytes.Equal(req.ServingKey, again.ServingKey) {
 		t.Fatalf("keys not kept across requests: %v", err)
 	}
-	for _, f := range []string{ClientKeyFile, ServingKeyFile} {
+	for _, f := range []string{ClientKeyFile, ServingKeyFile, ProxyKeyFile, DNSKeyFile} {
 		fi, err := os.Stat(d.Path(f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v, mode %v, want 0600", f, err, fi.Mode())
@@ -76,8 +76,16 @@ func TestRoundTrip(t *testing.T) {
 	if want := client.NotBefore.Add(life * 2 / 3); due.Sub(want).Abs() > time.Minute {
 		t.Errorf("renewal at %v, want %v", due, want)
 	}
-	if _, err := os.Stat(d.Path(KubeconfigFile)); err != nil {
-		t.Error(err)
+	for _, f := range []string{KubeconfigFile, ProxyConfFile, DNSConfFile} {
+		if _, err := os.Stat(d.Path(f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if p := readCert(t, d.Path(ProxyCertFile)); p.Subject.CommonName != "system:kube-proxy" {
+		t.Errorf("kube-proxy certificate subject %v", p.Subject)
+	}
+	if c := readCert(t, d.Path(DNSCertFile)); !slices.Equal(c.Subject.Organization, []string{"hepto:dns"}) {
+		t.Errorf("DNS certificate subject %v", c.Subject)
 	}
 }
 
@@ -124,10 +132,10 @@ func TestIssuerRoutes(t *testing.T) {
 		{"member", "10.77.0.5:40000", body, http.StatusOK},
 		{"member over IPv6", "[fd42::5]:40000", body, http.StatusOK},
 		{"stranger", "10.77.0.9:40000", body, http.StatusForbidden},
-		{"bad key", "10.77.0.5:40000", []byte(`{"client_key":"AAAA","serving_key":"AAAA"}`), http.StatusBadRequest},
+		{"bad key", "10.77.0.5:40000", []byte(`{"client_key":"AAAA","serving_key":"AAAA","proxy_key":"AAAA","dns_key":"AAAA"}`), http.StatusBadRequest},
 		{"junk", "10.77.0.5:40000", []byte(`{"client_key":`), http.StatusBadRequest},
 	} {
-		r := httptest.NewRequest("POST", control.PathKubeletCerts, bytes.NewReader(c.body))
+		r := httptest.NewRequest("POST", control.PathNodeCerts, bytes.NewReader(c.body))
 		r.RemoteAddr = c.from
 		w := httptest.NewRecorder()
 		mux.ServeHTTP(w, r)
@@ -147,15 +155,19 @@ func FuzzIssue(f *testing.F) {
 	f.Add([]byte(`{"client_key":"","serving_key":""}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var r control.KubeletCertsRequest
+		var r control.NodeCertsRequest
 		if control.Decode(bytes.NewReader(b), &r) != nil {
 			return
 		}
 		certs, err := is.Issue(kitchen, r)
-		_, cerr := x509.ParsePKIXPublicKey(r.ClientKey)
-		_, serr := x509.ParsePKIXPublicKey(r.ServingKey)
-		if (err == nil) != (cerr == nil && serr == nil) {
-			t.Fatalf("issue: %v, with client key error %v and serving key error %v", err, cerr, serr)
+		valid := true
+		for _, k := range keysOf(&r) {
+			if _, err := x509.ParsePKIXPublicKey(*k); err != nil {
+				valid = false
+			}
+		}
+		if (err == nil) != valid {
+			t.Fatalf("issue: %v, with keys valid: %v", err, valid)
 		}
 		if err == nil && len(certs.Client) == 0 {
 			t.Fatal("no certificate and no error")

@@ -13,6 +13,9 @@ const (
 	SchedulerUser         = "system:kube-scheduler"
 	NodesGroup            = "system:nodes"
 	NodeUserPrefix        = "system:node:"
+	KubeProxyUser         = "system:kube-proxy"
+	// DNSGroup holds the nodes' DNS servers, readers of what names need.
+	DNSGroup = "hepto:dns"
 	// APIServerKubeletUser is the apiserver's name towards kubelets.
 	APIServerKubeletUser = "kube-apiserver-kubelet-client"
 	// FrontProxyUser is the apiserver's name towards aggregated APIs; it
@@ -89,6 +92,21 @@ func KubeletServing(node string, ips []netip.Addr) (Request, error) {
 		return Request{}, fmt.Errorf("kubelet serving certificate: node name and addresses needed")
 	}
 	return Request{CommonName: NodeUserPrefix + node, Organization: []string{NodesGroup}, DNSNames: []string{node}, IPs: ips, Server: true}, nil
+}
+
+// KubeProxyClient is kube-proxy's client certificate: the user that the
+// default system:node-proxier role is bound to.
+func KubeProxyClient() Request {
+	return Request{CommonName: KubeProxyUser, Client: true}
+}
+
+// DNSClient is a node's DNS server's client certificate, in the group
+// that may read Services, EndpointSlices and Pods (role hepto:dns).
+func DNSClient(node string) (Request, error) {
+	if node == "" {
+		return Request{}, fmt.Errorf("DNS client certificate: no node name")
+	}
+	return Request{CommonName: DNSGroup + ":" + node, Organization: []string{DNSGroup}, Client: true}, nil
 }
 
 // APIServerKubeletClient issues the apiserver's client certificate towards

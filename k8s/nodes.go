@@ -18,7 +18,7 @@ import (
 
 // runNodeCIDRs gives each Node its pod ranges from the membership (the
 // ranges hepto-cni allocates from), in place of the controller-manager's
-// node IPAM, and its role label. The ranges are immutable once set: a
+// node IPAM, and its role label; first, the roles of hepto's own clients. The ranges are immutable once set: a
 // Node whose ranges differ is reported, not changed.
 func (n *Node) runNodeCIDRs(ctx context.Context) error {
 	if err := n.cp.Ready(ctx); err != nil {
@@ -26,6 +26,9 @@ func (n *Node) runNodeCIDRs(ctx context.Context) error {
 	}
 	client, err := kubernetes.NewForConfig(n.cp.AdminConfig())
 	if err != nil {
+		return err
+	}
+	if err := ensureRBAC(ctx, client); err != nil {
 		return err
 	}
 	f := informers.NewSharedInformerFactory(client, 0)
