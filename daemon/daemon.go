@@ -204,7 +204,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			// The node made by `hepto init` holds the cluster key: it runs the
 			// control plane.
 			ControlPlane: n.signer != nil,
-			ServiceCIDRs: k8s.DefaultServiceCIDRs(n.cluster.Networks.OverlayV6),
+			ServiceCIDRs: n.cluster.Networks.Services(),
 			PodCIDRs:     []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
 			ClusterDNS:   clusterDNS,
 			DNS:          names,

@@ -336,14 +336,6 @@ func AdminKubeconfigFile(stateDir string) string {
 	return filepath.Join(stateDir, Dir, "kubeconfig", "admin.conf")
 }
 
-// DefaultServiceCIDRs are the Service ranges: 10.96.0.0/16, clear of the
-// overlay's and pods' defaults, and a /112 of the cluster's ULA.
-func DefaultServiceCIDRs(overlayV6 netip.Prefix) []netip.Prefix {
-	v6 := overlayV6.Masked().Addr().As16()
-	v6[6], v6[7] = 0x03, 0x00 // <ULA /48>:300::/112
-	return []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.PrefixFrom(netip.AddrFrom16(v6), 112)}
-}
-
 func apiServerURL(a netip.Addr) string {
 	return "https://" + net.JoinHostPort(a.String(), strconv.Itoa(controlplane.DefaultAPIServerPort))
 }

@@ -18,15 +18,40 @@ type Networks struct {
 	PodsV6    netip.Prefix `json:"pods_v6"`
 	PodBitsV4 int          `json:"pod_bits_v4"` // prefix length of one node's pod range
 	PodBitsV6 int          `json:"pod_bits_v6"`
+	// Kubernetes Services' cluster IPs; a cluster made before they were
+	// part of the plan has the defaults (see Services).
+	ServicesV4 netip.Prefix `json:"services_v4,omitzero"`
+	ServicesV6 netip.Prefix `json:"services_v6,omitzero"`
 }
 
 // Defaults stay clear of carrier-grade NAT (100.64.0.0/10), of home LANs
 // (192.168.0.0/16, and the 10.0.x.0/24 some boxes use) and of Docker's
 // 172.17.0.0/16.
 var (
-	DefaultOverlayV4 = netip.MustParsePrefix("10.77.0.0/16")
-	DefaultPodsV4    = netip.MustParsePrefix("10.78.0.0/16")
+	DefaultOverlayV4  = netip.MustParsePrefix("10.77.0.0/16")
+	DefaultPodsV4     = netip.MustParsePrefix("10.78.0.0/16")
+	DefaultServicesV4 = netip.MustParsePrefix("10.96.0.0/16")
 )
+
+// defaultServicesV6 is <ULA /48>:300::/112, beside the overlay (:0::/64)
+// and the pods (:100::/56).
+func defaultServicesV6(overlayV6 netip.Prefix) netip.Prefix {
+	b := overlayV6.Masked().Addr().As16()
+	b[6], b[7] = 0x03, 0x00
+	return netip.PrefixFrom(netip.AddrFrom16(b), 112)
+}
+
+// Services are the Services' ranges, IPv4 then IPv6.
+func (n Networks) Services() []netip.Prefix {
+	v4, v6 := n.ServicesV4, n.ServicesV6
+	if !v4.IsValid() {
+		v4 = DefaultServicesV4
+	}
+	if !v6.IsValid() {
+		v6 = defaultServicesV6(n.OverlayV6)
+	}
+	return []netip.Prefix{v4.Masked(), v6.Masked()}
+}
 
 // DefaultNetworks is the default plan under a ULA /48.
 func DefaultNetworks(ula netip.Prefix) Networks {
@@ -34,7 +59,8 @@ func DefaultNetworks(ula netip.Prefix) Networks {
 	overlay := netip.PrefixFrom(netip.AddrFrom16(b), 64)
 	b[6] = 0x01 // <ula>:100::/56
 	pods := netip.PrefixFrom(netip.AddrFrom16(b), 56)
-	return Networks{OverlayV4: DefaultOverlayV4, OverlayV6: overlay, PodsV4: DefaultPodsV4, PodsV6: pods, PodBitsV4: 24, PodBitsV6: 64}
+	return Networks{OverlayV4: DefaultOverlayV4, OverlayV6: overlay, PodsV4: DefaultPodsV4, PodsV6: pods, PodBitsV4: 24, PodBitsV6: 64,
+		ServicesV4: DefaultServicesV4, ServicesV6: defaultServicesV6(overlay)}
 }
 
 func (n Networks) withDefaults() Networks {
@@ -52,6 +78,8 @@ func (n Networks) withDefaults() Networks {
 	}
 	n.OverlayV4, n.OverlayV6 = n.OverlayV4.Masked(), n.OverlayV6.Masked()
 	n.PodsV4, n.PodsV6 = n.PodsV4.Masked(), n.PodsV6.Masked()
+	svc := n.Services()
+	n.ServicesV4, n.ServicesV6 = svc[0], svc[1]
 	return n
 }
 
@@ -68,6 +96,19 @@ func (n Networks) Validate() error {
 	}
 	if n.OverlayV4.Overlaps(n.PodsV4) || n.OverlayV6.Overlaps(n.PodsV6) {
 		return errors.New("address plan: overlay and pod prefixes overlap")
+	}
+	svc := n.Services()
+	if !svc[0].Addr().Is4() || !svc[1].Addr().Is6() {
+		return errors.New("address plan: services_v4 must be IPv4 and services_v6 IPv6")
+	}
+	for _, p := range []netip.Prefix{n.OverlayV4, n.PodsV4, n.OverlayV6, n.PodsV6} {
+		if p.Overlaps(svc[0]) || p.Overlaps(svc[1]) {
+			return fmt.Errorf("address plan: the Services' ranges %v overlap %v", svc, p)
+		}
+	}
+	// The apiserver allocates cluster IPs from at most 2^20 addresses.
+	if svc[0].Bits() < 12 || svc[0].Bits() > 28 || svc[1].Bits() < 108 || svc[1].Bits() > 120 {
+		return fmt.Errorf("address plan: the Services' ranges %v must be /12 to /28 (IPv4) and /108 to /120 (IPv6)", svc)
 	}
 	if n.PodBitsV4 < n.PodsV4.Bits() || n.PodBitsV4 > 30 || n.PodBitsV6 < n.PodsV6.Bits() || n.PodBitsV6 > 120 {
 		return errors.New("address plan: per-node pod prefix length does not fit the pod prefix")

@@ -12,7 +12,7 @@ import (
 
 func initCmd() *cobra.Command {
 	var o daemon.InitOptions
-	var overlay4, overlay6, pods4, pods6 string
+	var overlay4, overlay6, pods4, pods6, svc4, svc6 string
 	cmd := &cobra.Command{
 		Use:   "init --cluster NAME --endpoint HOST:PORT [--name NODE]",
 		Short: "Create a cluster; this node becomes its first anchor",
@@ -23,7 +23,7 @@ func initCmd() *cobra.Command {
 				flag string
 				s    string
 				dst  *netip.Prefix
-			}{{"overlay-v4", overlay4, &o.Networks.OverlayV4}, {"overlay-v6", overlay6, &o.Networks.OverlayV6}, {"pods-v4", pods4, &o.Networks.PodsV4}, {"pods-v6", pods6, &o.Networks.PodsV6}} {
+			}{{"overlay-v4", overlay4, &o.Networks.OverlayV4}, {"overlay-v6", overlay6, &o.Networks.OverlayV6}, {"pods-v4", pods4, &o.Networks.PodsV4}, {"pods-v6", pods6, &o.Networks.PodsV6}, {"services-v4", svc4, &o.Networks.ServicesV4}, {"services-v6", svc6, &o.Networks.ServicesV6}} {
 				if p.s == "" {
 					continue
 				}
@@ -48,6 +48,8 @@ func initCmd() *cobra.Command {
 	f.StringVar(&overlay6, "overlay-v6", "", "IPv6 /64 of node addresses (default: a random ULA)")
 	f.StringVar(&pods4, "pods-v4", membership.DefaultPodsV4.String(), "IPv4 prefix split into per-node pod ranges")
 	f.StringVar(&pods6, "pods-v6", "", "IPv6 prefix split into per-node pod ranges (default: in the ULA)")
+	f.StringVar(&svc4, "services-v4", membership.DefaultServicesV4.String(), "IPv4 prefix of Kubernetes Services' cluster IPs")
+	f.StringVar(&svc6, "services-v6", "", "IPv6 prefix of Kubernetes Services' cluster IPs (default: a /112 of the ULA)")
 	f.IntVar(&o.Networks.PodBitsV4, "pod-bits-v4", 24, "prefix length of one node's IPv4 pod range")
 	f.IntVar(&o.Networks.PodBitsV6, "pod-bits-v6", 64, "prefix length of one node's IPv6 pod range")
 	cmd.MarkFlagRequired("cluster")

@@ -42,9 +42,9 @@ func kubectlCmd() *cobra.Command {
 			flags := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50.0)
 			flags.KubeConfig = &kc
 			k := kubectl.NewDefaultKubectlCommandWithArgs(kubectl.KubectlOptions{
-				Arguments:     append([]string{"kubectl"}, rest...),
-				ConfigFlags:   flags,
-				IOStreams:     genericiooptions.IOStreams{In: os.Stdin, Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr()},
+				Arguments:   append([]string{"kubectl"}, rest...),
+				ConfigFlags: flags,
+				IOStreams:   genericiooptions.IOStreams{In: os.Stdin, Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr()},
 			})
 			k.SetArgs(rest)
 			return k.ExecuteContext(cmd.Context())
