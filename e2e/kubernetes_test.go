@@ -560,4 +560,21 @@ func checkServices(t *testing.T, cp *node) {
 			}
 		}
 	}
+
+	// kube-system/kube-dns, for tools that look it up: its cluster IP
+	// reaches the nodes' DNS servers (through kube-proxy, from a node).
+	dnsIP := strings.TrimSpace(kubectl(t, cp, "get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"))
+	if dnsIP != "10.96.0.10" {
+		t.Errorf("kube-dns cluster IP %q, want 10.96.0.10", dnsIP)
+	}
+	eventually(t, 30*time.Second, func() error {
+		out, err := cp.Host.Run(context.Background(), "dig", "+short", "+time=2", "+tries=1", "@"+dnsIP, "spread.default.svc.cluster.local")
+		if err != nil {
+			return err
+		}
+		if got := strings.Fields(out); len(got) != 1 || got[0] != ips[0] {
+			return fmt.Errorf("dig @%s spread.default.svc.cluster.local: %q, want %s", dnsIP, out, ips[0])
+		}
+		return nil
+	})
 }

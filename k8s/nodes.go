@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -18,8 +19,10 @@ import (
 
 // runNodeCIDRs gives each Node its pod ranges from the membership (the
 // ranges hepto-cni allocates from), in place of the controller-manager's
-// node IPAM, and its role label; first, the roles of hepto's own clients. The ranges are immutable once set: a
-// Node whose ranges differ is reported, not changed.
+// node IPAM, and its role label; it keeps the kube-dns Service's endpoints
+// on the Ready nodes; first, it makes the roles of hepto's own clients.
+// The ranges are immutable once set: a Node whose ranges differ is
+// reported, not changed.
 func (n *Node) runNodeCIDRs(ctx context.Context) error {
 	if err := n.cp.Ready(ctx); err != nil {
 		return nil
@@ -31,16 +34,31 @@ func (n *Node) runNodeCIDRs(ctx context.Context) error {
 	if err := ensureRBAC(ctx, client); err != nil {
 		return err
 	}
+	if err := n.ensureKubeDNSService(ctx, client); err != nil {
+		return err
+	}
 	f := informers.NewSharedInformerFactory(client, 0)
 	inf := f.Core().V1().Nodes().Informer()
+	lister := f.Core().V1().Nodes().Lister()
+	syncDNS := func() {
+		nodes, err := lister.List(labels.Everything())
+		if err == nil {
+			err = n.syncKubeDNSEndpoints(ctx, client, nodes)
+		}
+		if err != nil {
+			n.log.Warn("kube-dns endpoints", "err", err)
+		}
+	}
 	set := func(obj any) {
 		if node, ok := obj.(*corev1.Node); ok {
 			n.setNodeCIDRs(ctx, client, node)
 		}
+		syncDNS()
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    set,
 		UpdateFunc: func(_, obj any) { set(obj) },
+		DeleteFunc: func(any) { syncDNS() },
 	}); err != nil {
 		return err
 	}
