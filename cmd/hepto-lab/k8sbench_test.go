@@ -1,0 +1,42 @@
+package main
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+)
+
+// The upstream run's Service ranges are hepto's (k8s.DefaultServiceCIDRs
+// of the cluster's overlay /64): 10.96.0.0/16 and <ULA /48>:300::/112.
+func TestServiceCIDRs(t *testing.T) {
+	got := serviceCIDRs(netip.MustParseAddr("fd12:3456:789a::5"))
+	want := []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("fd12:3456:789a:300::/112")}
+	if !slices.Equal(got, want) {
+		t.Errorf("serviceCIDRs = %v, want %v", got, want)
+	}
+}
+
+// A node's processes: the root and its children, under the root's label.
+func TestNodeProcs(t *testing.T) {
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	procs := nodeProcs(map[string]int{"me": os.Getpid()}, "/nonexistent.sock")
+	var pids []int
+	for _, p := range procs {
+		if p.label != "me" {
+			t.Errorf("process %d labelled %q, want me", p.pid, p.label)
+		}
+		pids = append(pids, p.pid)
+	}
+	if !slices.Contains(pids, os.Getpid()) || !slices.Contains(pids, child.Process.Pid) {
+		t.Errorf("processes %v, want this one (%d) and its child (%d)", pids, os.Getpid(), child.Process.Pid)
+	}
+	if rss, pss := procMemory(os.Getpid()); rss <= 0 || pss <= 0 || pss > rss {
+		t.Errorf("memory of this process: RSS %.1f MB, PSS %.1f MB", rss, pss)
+	}
+}
