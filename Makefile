@@ -50,7 +50,7 @@ cni-ref:
 # versions hepto embeds (k8s.io/kubernetes, go.etcd.io/etcd/server/v3 in
 # go.mod), for the Kubernetes benchmark; one at a time (each link is heavy).
 .PHONY: k8s-ref bench-k8s bench-k8s-build
-K8S_REF := kube-apiserver kube-controller-manager kube-scheduler kubelet
+K8S_REF := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
 k8s-ref:
 	@for c in $(K8S_REF); do echo "build bin/k8s-ref/$$c"; \
 		CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' -o bin/k8s-ref/$$c k8s.io/kubernetes/cmd/$$c || exit 1; done

@@ -53,7 +53,7 @@ func k8sBenchCmd() *cobra.Command {
 	}
 	exe, _ := os.Executable()
 	cmd.Flags().StringVar(&o.ref, "ref", filepath.Join(filepath.Dir(exe), "k8s-ref"),
-		"where the upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet are (`make k8s-ref` builds them)")
+		"where the upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy are (`make k8s-ref` builds them)")
 	cmd.Flags().StringVar(&o.webSrc, "web", "./lab/web", "the test image's program, a Go package built for the run")
 	cmd.Flags().IntVar(&o.pods, "pods", 10, "pods on the worker while idle")
 	cmd.Flags().IntVar(&o.starts, "starts", 20, "pods timed from create to Running, one after another")
@@ -65,6 +65,9 @@ func k8sBenchCmd() *cobra.Command {
 }
 
 const benchImage = "hepto.bench/web:1"
+
+// refComponents are the upstream binaries `make k8s-ref` builds.
+var refComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"}
 
 // Roles of the two nodes.
 const (
@@ -99,7 +102,7 @@ func (r *k8sResult) total(role string) part {
 }
 
 func k8sBench(ctx context.Context, out io.Writer, o k8sBenchOptions) error {
-	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"} {
+	for _, c := range refComponents {
 		if _, err := os.Stat(filepath.Join(o.ref, c)); err != nil {
 			return fmt.Errorf("upstream %s: %w (run `make k8s-ref`)", c, err)
 		}
@@ -237,6 +240,7 @@ func k8sRun(ctx context.Context, out io.Writer, o k8sBenchOptions, upstream bool
 		}
 		ref = &refCluster{ctx: ctx, bin: o.ref, dir: filepath.Join(dir, "ref"), pki: p, svc: serviceCIDRs(ips[1]),
 			cpURL: "https://" + netip.AddrPortFrom(ips[0], 6443).String(), images: archives[:1]}
+		ref.pods, ref.overlay = podsAndOverlay(ips[1])
 		if kc, err = newKubeClient(pub, p); err != nil {
 			return nil, err
 		}
@@ -397,6 +401,21 @@ func k8sRun(ctx context.Context, out io.Writer, o k8sBenchOptions, upstream bool
 		}
 	}
 
+	if !upstream {
+		// What hepto says of its components: all should run.
+		for _, n := range []*cluster.Node{an, w} {
+			st, _, err := n.Status()
+			if err != nil {
+				return nil, err
+			}
+			var comps []string
+			for name, state := range st.Kubernetes.Components {
+				comps = append(comps, name+" "+state)
+			}
+			slices.Sort(comps)
+			say("%s: %s", n.Name, strings.Join(comps, ", "))
+		}
+	}
 	say("timing %d pods from create to Running, one after another (load average %s)", o.starts, loadAvg())
 	for i := range o.starts {
 		d, err := kc.timePod(ctx, podSpec(fmt.Sprintf("start-%02d", i), benchImage, "home"), 2*time.Minute)
@@ -410,7 +429,7 @@ func k8sRun(ctx context.Context, out io.Writer, o k8sBenchOptions, upstream bool
 
 // partRank orders a node's components as the tables show them.
 func partRank(name string) int {
-	for i, n := range []string{"hepto", "hepto (fabric only)", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "containerd", "shims"} {
+	for i, n := range []string{"hepto", "hepto (fabric only)", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "containerd", "shims"} {
 		if n == name {
 			return i
 		}
@@ -588,7 +607,7 @@ func printK8s(out io.Writer, o k8sBenchOptions, h, u *k8sResult) error {
 	hm, hlo, hhi := durationStats(h.starts)
 	um, ulo, uhi := durationStats(u.starts)
 	var refMB float64
-	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"} {
+	for _, c := range refComponents {
 		refMB += fileMB(filepath.Join(o.ref, c))
 	}
 	heptoMB := fileMB(o.bin)

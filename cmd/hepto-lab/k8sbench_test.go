@@ -18,6 +18,17 @@ func TestServiceCIDRs(t *testing.T) {
 	}
 }
 
+// The upstream kube-proxy's ranges are the lab cluster's default ones.
+func TestPodsAndOverlay(t *testing.T) {
+	pods, overlay := podsAndOverlay(netip.MustParseAddr("fd12:3456:789a::5"))
+	if want := []netip.Prefix{netip.MustParsePrefix("10.78.0.0/16"), netip.MustParsePrefix("fd12:3456:789a:100::/56")}; !slices.Equal(pods, want) {
+		t.Errorf("pods %v, want %v", pods, want)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16"), netip.MustParsePrefix("fd12:3456:789a::/64")}; !slices.Equal(overlay, want) {
+		t.Errorf("overlay %v, want %v", overlay, want)
+	}
+}
+
 // A node's processes: the root and its children, under the root's label.
 func TestNodeProcs(t *testing.T) {
 	child := exec.Command("sleep", "30")

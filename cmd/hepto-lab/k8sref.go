@@ -39,14 +39,16 @@ type refNode struct {
 
 // refCluster is the upstream run's cluster: the binaries, the CAs.
 type refCluster struct {
-	ctx    context.Context
-	bin    string // bin/k8s-ref
-	dir    string
-	pki    *pki.PKI
-	svc    []netip.Prefix
-	cpURL  string // the apiserver on the control-plane node's overlay IPv4
-	images []string
-	nodes  []*refNode
+	ctx     context.Context
+	bin     string // bin/k8s-ref
+	dir     string
+	pki     *pki.PKI
+	svc     []netip.Prefix
+	pods    []netip.Prefix // the cluster's pod ranges
+	overlay []netip.Prefix // the overlay's: where node ports answer
+	cpURL   string         // the apiserver on the control-plane node's overlay IPv4
+	images  []string
+	nodes   []*refNode
 }
 
 // add prepares a node's components.
@@ -117,6 +119,26 @@ func serviceCIDRs(v6 netip.Addr) []netip.Prefix {
 	b[6], b[7] = 0x03, 0x00
 	clear(b[8:])
 	return []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.PrefixFrom(netip.AddrFrom16(b), 112)}
+}
+
+// podsAndOverlay are the cluster's pod ranges and overlay prefixes under
+// its ULA, as membership.DefaultNetworks plans them (the lab's clusters
+// keep the defaults), from a node's overlay IPv6.
+func podsAndOverlay(v6 netip.Addr) (pods, overlay []netip.Prefix) {
+	b := v6.As16()
+	clear(b[8:])
+	overlay = []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16"), netip.PrefixFrom(netip.AddrFrom16(b), 64)}
+	b[6], b[7] = 0x01, 0x00
+	pods = []netip.Prefix{netip.MustParsePrefix("10.78.0.0/16"), netip.PrefixFrom(netip.AddrFrom16(b), 56)}
+	return pods, overlay
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // cgroupRoot is the node's cgroup parent, as k8s.CgroupRoot names it, so
@@ -347,8 +369,8 @@ func (r *refCluster) startControlPlane(n *refNode, api *kubeClient) error {
 }
 
 // startNode starts containerd with hepto's configuration, imports the
-// pause image (and the others, after the kubelet has started, as hepto
-// does), and starts the kubelet with hepto's configuration (k8s/kubelet).
+// pause image, and starts the kubelet and kube-proxy with hepto's
+// configuration (k8s/kubelet, k8s/proxy).
 func (r *refCluster) startNode(n *refNode) error {
 	cni, err := containerd.Binary("hepto-cni")
 	if err != nil {
@@ -466,6 +488,35 @@ func (r *refCluster) startNode(n *refNode) error {
 		"--node-ip="+strings.Join(ips, ","),
 		"--root-dir="+kubeletDir,
 		"--cert-dir="+filepath.Join(kubeletDir, "pki")); err != nil {
+		return err
+	}
+	// kube-proxy with hepto's flags (k8s/proxy), its own certificate.
+	pc, pk, err := issue(r.pki.Cluster, pki.KubeProxyClient(), certs, "kube-proxy-client")
+	if err != nil {
+		return err
+	}
+	proxyConf := filepath.Join(certs, "kube-proxy.conf")
+	if err := writeKubeconfig(proxyConf, r.cpURL, r.pki.Path("ca.crt"), pc, pk); err != nil {
+		return err
+	}
+	mode := "iptables"
+	if _, err := exec.LookPath("nft"); err == nil {
+		mode = "nftables"
+	}
+	if err := r.start(n, "kube-proxy",
+		"--kubeconfig="+proxyConf,
+		"--hostname-override="+n.node.Name,
+		"--bind-address="+n.ips[0].String(),
+		"--proxy-mode="+mode,
+		"--cluster-cidr="+joinPrefixes(r.pods),
+		"--nodeport-addresses="+joinPrefixes(r.overlay),
+		"--healthz-bind-address=127.0.0.1:10256",
+		"--metrics-bind-address=127.0.0.1:10249",
+		"--conntrack-max-per-core=0",
+		"--conntrack-tcp-timeout-established=0",
+		"--conntrack-tcp-timeout-close-wait=0",
+		"--oom-score-adj=0",
+		"--profiling=false"); err != nil {
 		return err
 	}
 	for _, img := range r.images[1:] {
