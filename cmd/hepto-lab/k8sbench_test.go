@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// The upstream run's Service ranges are hepto's (k8s.DefaultServiceCIDRs
-// of the cluster's overlay /64): 10.96.0.0/16 and <ULA /48>:300::/112.
+// The upstream run's Service ranges are hepto's defaults: 10.96.0.0/16
+// and <ULA /48>:300::/112.
 func TestServiceCIDRs(t *testing.T) {
 	got := serviceCIDRs(netip.MustParseAddr("fd12:3456:789a::5"))
 	want := []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("fd12:3456:789a:300::/112")}

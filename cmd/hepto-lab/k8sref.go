@@ -112,8 +112,9 @@ func overlayIPs(n *cluster.Node) ([]netip.Addr, error) {
 	return ips, err
 }
 
-// serviceCIDRs are hepto's Service ranges (k8s.DefaultServiceCIDRs):
-// 10.96.0.0/16 and <ULA /48>:300::/112, from a node's overlay IPv6.
+// serviceCIDRs are hepto's default Service ranges (the lab's clusters
+// keep the defaults): 10.96.0.0/16 and <ULA /48>:300::/112, from a node's
+// overlay IPv6.
 func serviceCIDRs(v6 netip.Addr) []netip.Prefix {
 	b := v6.As16()
 	b[6], b[7] = 0x03, 0x00
