@@ -46,6 +46,16 @@ CNI_REF := github.com/containernetworking/plugins/plugins
 cni-ref:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/cni-ref/ $(CNI_REF)/main/bridge $(CNI_REF)/ipam/host-local $(CNI_REF)/meta/portmap
 
+# k8s-ref builds the components as upstream ships them, from the module
+# versions hepto embeds (k8s.io/kubernetes, go.etcd.io/etcd/server/v3 in
+# go.mod), for the Kubernetes benchmark; one at a time (each link is heavy).
+.PHONY: k8s-ref bench-k8s bench-k8s-build
+K8S_REF := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
+k8s-ref:
+	@for c in $(K8S_REF); do echo "build bin/k8s-ref/$$c"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' -o bin/k8s-ref/$$c k8s.io/kubernetes/cmd/$$c || exit 1; done
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/k8s-ref/etcd go.etcd.io/etcd/server/v3
+
 # install puts a node in place, as k3s users are used to: the binaries in
 # $(PREFIX)/lib/hepto (hepto finds containerd and hepto-cni beside itself),
 # $(PREFIX)/bin/hepto, the systemd unit and /etc/default/hepto (kept if
@@ -115,6 +125,27 @@ bench-nat: deps build
 # bench-idle: CPU and memory of idle daemons with 10 peers each.
 bench-idle: deps build
 	./bin/hepto-lab idle-bench
+
+# bench-k8s: hepto's Kubernetes against the same components run as
+# upstream runs them (k8s-ref, containerd), on the same lab nodes: memory,
+# time to Ready, pod start, idle CPU, and the binary's size.
+bench-k8s: deps build k8s-ref
+	./bin/hepto-lab k8s-bench
+
+# bench-k8s-build: hepto's size, stripped, built for amd64 and arm64, then
+# the time and peak memory (GNU time's maximum RSS: its largest process,
+# the linker) of a cold amd64 build: an empty build cache, the module
+# cache as it is. Heavy: about a quarter of an hour on 2 cores.
+bench-k8s-build:
+	@test -x /usr/bin/time || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOARCH=$$arch $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $$tmp/hepto-$$arch ./cmd/hepto || exit 1; \
+		echo "hepto linux/$$arch, stripped: $$(stat -c %s $$tmp/hepto-$$arch) bytes"; \
+	done; \
+	mkdir $$tmp/cache; \
+	GOCACHE=$$tmp/cache CGO_ENABLED=0 /usr/bin/time -f 'cold build of hepto (amd64): %e s wall, %U s user, %S s system, peak RSS %M KB' \
+		$(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $$tmp/hepto-cold ./cmd/hepto
 
 # demo: an anchor and three homes behind NAT boxes, Kubernetes on all four
 # with one pod on each, until Ctrl-C.

@@ -116,17 +116,8 @@ func (c *Containerd) Name() string { return "containerd" }
 // the next containerd finds again.
 func (c *Containerd) Run(ctx context.Context) error {
 	defer c.ready.Close()
-	conf, err := renderConfig(c.o)
+	confPath, err := c.WriteConfig()
 	if err != nil {
-		return err
-	}
-	for _, d := range []string{c.o.Dir, c.o.Root, c.o.State, c.o.Opt} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return err
-		}
-	}
-	confPath := filepath.Join(c.o.Dir, "config.toml")
-	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		return err
 	}
 	bin, err := Binary("containerd")
@@ -165,6 +156,27 @@ func (c *Containerd) Run(ctx context.Context) error {
 		<-exited
 	}
 	return nil
+}
+
+// WriteConfig makes containerd's directories and writes its configuration
+// file, as Run does at each start, and returns the file's path: for
+// running containerd with hepto's configuration outside hepto (the
+// Kubernetes benchmark's reference run).
+func (c *Containerd) WriteConfig() (string, error) {
+	conf, err := renderConfig(c.o)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range []string{c.o.Dir, c.o.Root, c.o.State, c.o.Opt} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return "", err
+		}
+	}
+	confPath := filepath.Join(c.o.Dir, "config.toml")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		return "", err
+	}
+	return confPath, nil
 }
 
 // waitSocket opens the ready gate once the CRI answers with the
