@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -87,7 +88,7 @@ func (n *Node) syncKubeDNSEndpoints(ctx context.Context, c kubernetes.Interface,
 	for family, eps := range addrs {
 		slices.SortFunc(eps, func(a, b discoveryv1.Endpoint) int { return compareStrings(*a.NodeName, *b.NodeName) })
 		want := &discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{Name: kubeDNSName + "-hepto-" + string(family), Namespace: kubeDNSNamespace,
+			ObjectMeta: metav1.ObjectMeta{Name: kubeDNSName + "-hepto-" + strings.ToLower(string(family)), Namespace: kubeDNSNamespace,
 				Labels: map[string]string{discoveryv1.LabelServiceName: kubeDNSName, discoveryv1.LabelManagedBy: managedBy}},
 			AddressType: family,
 			Endpoints:   eps,
