@@ -48,8 +48,8 @@ type Config struct {
 	RTTInterval time.Duration
 	DNS         DNSConfig // the node's DNS server; see dns.go
 	CNIConfDir  string    // TUN mode: where the pod network configuration goes ("": not written)
-	// Kubernetes runs Kubernetes on a TUN-mode node (for now: the control
-	// plane, on the node made by `hepto init`).
+	// Kubernetes runs Kubernetes on a TUN-mode node: the control plane too
+	// on the node made by `hepto init`.
 	Kubernetes bool
 	// MemoryLimit is a soft memory limit for the fabric alone (0: none);
 	// not set where Kubernetes runs, whose heap is far larger.
@@ -203,15 +203,16 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
 			// The node made by `hepto init` holds the cluster key: it runs the
 			// control plane.
-			ControlPlane: n.signer != nil,
-			ServiceCIDRs: n.cluster.Networks.Services(),
-			PodCIDRs:     []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
-			ClusterDNS:   clusterDNS,
-			DNS:          names,
-			Overlay:      []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
-			Members:      func() []membership.Node { return n.store.Current().Nodes },
-			Client:       client,
-			Logger:       log,
+			ControlPlane:  n.signer != nil,
+			ServiceCIDRs:  n.cluster.Networks.Services(),
+			PodCIDRs:      []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
+			ClusterDNS:    clusterDNS,
+			ClusterDomain: cfg.DNS.KubeDomain,
+			DNS:           names,
+			Overlay:       []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
+			Members:       func() []membership.Node { return n.store.Current().Nodes },
+			Client:        client,
+			Logger:        log,
 		})
 	}
 	m.Components(kube.ComponentsUp)

@@ -61,7 +61,9 @@ type Options struct {
 	ServiceCIDRs []netip.Prefix
 	PodCIDRs     []netip.Prefix // the cluster's pod ranges
 	ClusterDNS   []netip.Addr   // the pods' resolvers
-	Overlay      []netip.Prefix // the overlay's prefixes: where node ports answer
+	// ClusterDomain is the Kubernetes DNS zone ("": cluster.local).
+	ClusterDomain string
+	Overlay       []netip.Prefix // the overlay's prefixes: where node ports answer
 	// DNS takes the names of the Kubernetes DNS specification (nil: none).
 	DNS kubewatch.Sink
 	// Members is the current membership: the control-plane nodes to ask
@@ -255,6 +257,7 @@ func (n *Node) runKubelet(ctx context.Context) error {
 		Runtime:    n.ctrd.Socket(),
 		CgroupRoot: CgroupRoot(n.o.StateDir, n.o.NodeName),
 		ClusterDNS: n.o.ClusterDNS,
+		Domain:     n.o.ClusterDomain,
 	})
 	if ctx.Err() != nil {
 		n.states.Set(compKubelet, component.Stopped)

@@ -40,6 +40,7 @@ type Options struct {
 	Runtime    string       // containerd's socket
 	CgroupRoot string       // this node's cgroup parent, so that several nodes share a machine
 	ClusterDNS []netip.Addr // the pods' resolvers
+	Domain     string       // the cluster's DNS zone ("": cluster.local)
 }
 
 // server builds the kubelet's configuration.
@@ -82,7 +83,10 @@ func server(o Options) (*options.KubeletServer, error) {
 	// kept from it: NoSwap).
 	c.FailCgroupV1 = false
 	c.FailSwapOn = false
-	c.ClusterDomain = "cluster.local"
+	c.ClusterDomain = o.Domain
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = "cluster.local"
+	}
 	c.ClusterDNS = nil
 	for _, a := range o.ClusterDNS {
 		c.ClusterDNS = append(c.ClusterDNS, a.String())
