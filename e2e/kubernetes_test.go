@@ -158,6 +158,7 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	checkServices(t, an)
+	checkNodePort(t, an, b, homeB.Box)
 	checkCredentials(t, an, a)
 	checkAdminKubeconfig(t, an, b, len(nodes))
 
@@ -577,4 +578,40 @@ func checkServices(t *testing.T, cp *node) {
 		}
 		return nil
 	})
+}
+
+// checkNodePort: a NodePort answers on a home's overlay address from
+// another node, and not on its LAN address from its LAN.
+func checkNodePort(t *testing.T, cp, home *node, lanPeer *lab.Host) {
+	t.Helper()
+	kubectl(t, cp, "patch", "service", "spread", "-p", `{"spec":{"type":"NodePort"}}`)
+	port := strings.TrimSpace(kubectl(t, cp, "get", "service", "spread", "-o", "jsonpath={.spec.ports[0].nodePort}"))
+	get := func(from *lab.Host, addr string) (string, error) {
+		c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: from.DialContext}}
+		resp, err := c.Get("http://" + net.JoinHostPort(addr, port) + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b)), err
+	}
+	st, _, err := home.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		out, err := get(cp.Host, st.OverlayIPs[0])
+		if err == nil && !strings.HasPrefix(out, "spread-") {
+			err = fmt.Errorf("answered %q", out)
+		}
+		if err != nil {
+			return fmt.Errorf("node port %s on %s's overlay address, from %s: %w", port, home.Name, cp.Name, err)
+		}
+		return nil
+	})
+	lanAddr := home.Host.IPv4.String()
+	if out, err := get(lanPeer, lanAddr); err == nil {
+		t.Errorf("node port %s answered on %s's LAN address %s from its LAN: %q", port, home.Name, lanAddr, out)
+	}
 }
