@@ -40,6 +40,10 @@ imports = []
   restrict_oom_score_adj = true
   # Pods' network namespaces under the state directory, not /var/run/netns.
   netns_mounts_under_state_dir = true
+  # CPU samples of every container, asked of each shim: every second by
+  # default, which keeps an idle node's containerd and shims busy. The
+  # kubelet reads cgroups itself (cAdvisor, every 10 s).
+  stats_collect_period = "10s"
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = [{{range $i, $d := .CNIBinDirs}}{{if $i}}, {{end}}{{q $d}}{{end}}]
     conf_dir = {{q .CNIConfDir}}

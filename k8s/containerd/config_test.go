@@ -42,6 +42,7 @@ func TestConfig(t *testing.T) {
 		{[]string{"plugins", cri, "cni", "conf_dir"}, o.CNIConfDir},
 		{[]string{"plugins", cri, "netns_mounts_under_state_dir"}, true},
 		{[]string{"plugins", cri, "restrict_oom_score_adj"}, true},
+		{[]string{"plugins", cri, "stats_collect_period"}, "10s"},
 		{[]string{"plugins", cri, "containerd", "runtimes", "runc", "options", "BinaryName"}, "/usr/sbin/runc"},
 		{[]string{"plugins", "io.containerd.cri.v1.images", "pinned_images", "sandbox"}, o.SandboxImage},
 		{[]string{"plugins", "io.containerd.grpc.v1.cri", "stream_server_address"}, "127.0.0.1"},
