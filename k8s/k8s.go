@@ -181,9 +181,6 @@ func (n *Node) CNIConfDir() string {
 	return n.layout.CNIConf
 }
 
-// Runs reports whether Kubernetes components run on this node.
-func (n *Node) Runs() bool { return n != nil && (n.cp != nil || n.ctrd != nil) }
-
 // Routes registers the control-plane's certificate issuer.
 func (n *Node) Routes(mux *http.ServeMux) {
 	if n != nil && n.issuer != nil {
@@ -199,7 +196,7 @@ func (n *Node) Services() []supervisor.Service {
 	}
 	if n.cp != nil {
 		out = append(out, n.cp.Services()...)
-		out = append(out, supervisor.Func("node-cidrs", n.runNodeCIDRs))
+		out = append(out, supervisor.Func("nodes", n.runNodes))
 	}
 	if n.ctrd != nil {
 		out = append(out,

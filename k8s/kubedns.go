@@ -86,7 +86,7 @@ func (n *Node) syncKubeDNSEndpoints(ctx context.Context, c kubernetes.Interface,
 	}
 	slicesAPI := c.DiscoveryV1().EndpointSlices(kubeDNSNamespace)
 	for family, eps := range addrs {
-		slices.SortFunc(eps, func(a, b discoveryv1.Endpoint) int { return compareStrings(*a.NodeName, *b.NodeName) })
+		slices.SortFunc(eps, func(a, b discoveryv1.Endpoint) int { return strings.Compare(*a.NodeName, *b.NodeName) })
 		want := &discoveryv1.EndpointSlice{
 			ObjectMeta: metav1.ObjectMeta{Name: kubeDNSName + "-hepto-" + strings.ToLower(string(family)), Namespace: kubeDNSNamespace,
 				Labels: map[string]string{discoveryv1.LabelServiceName: kubeDNSName, discoveryv1.LabelManagedBy: managedBy}},
@@ -116,14 +116,4 @@ func sameEndpoints(a, b []discoveryv1.Endpoint) bool {
 		return slices.Equal(x.Addresses, y.Addresses) && ptr.Deref(x.NodeName, "") == ptr.Deref(y.NodeName, "") &&
 			ptr.Deref(x.Conditions.Ready, false) == ptr.Deref(y.Conditions.Ready, false)
 	})
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -17,13 +17,13 @@ import (
 	"github.com/hepto-net/hepto/membership"
 )
 
-// runNodeCIDRs gives each Node its pod ranges from the membership (the
+// runNodes gives each Node its pod ranges from the membership (the
 // ranges hepto-cni allocates from), in place of the controller-manager's
 // node IPAM, and its role label; it keeps the kube-dns Service's endpoints
 // on the Ready nodes; first, it makes the roles of hepto's own clients.
 // The ranges are immutable once set: a Node whose ranges differ is
 // reported, not changed.
-func (n *Node) runNodeCIDRs(ctx context.Context) error {
+func (n *Node) runNodes(ctx context.Context) error {
 	if err := n.cp.Ready(ctx); err != nil {
 		return nil
 	}
