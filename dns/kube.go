@@ -111,21 +111,28 @@ func buildKube(domain string, k *Kubernetes) *kubeZone {
 			for _, p := range s.Ports {
 				srv(p, name, name, 100)
 			}
-		default: // headless: the ready endpoints
-			z.names[name] = map[uint16][]dns.RR{}
+		default: // headless: the ready endpoints; none, no name (NXDOMAIN, 2.4.1)
 			var ready []KubeEndpoint
 			for _, e := range byService[s.Namespace+"/"+s.Name] {
 				if len(e.Addresses) > 0 && (e.Ready || s.PublishNotReady) {
 					ready = append(ready, e)
 				}
 			}
-			weight := uint16(max(1, 100/max(1, len(ready))))
-			for _, e := range ready {
+			targets := make([]string, len(ready))
+			hosts := map[string]bool{}
+			for i, e := range ready {
 				host := e.Hostname
 				if !validLabel(host) {
 					host = dashed(e.Addresses[0])
 				}
-				target := host + "." + name
+				targets[i] = host + "." + name
+				hosts[host] = true
+			}
+			// Equal shares of 100 among the endpoints' names (an endpoint
+			// of each family under one hostname counts once).
+			weight := uint16(max(1, 100/max(1, len(hosts))))
+			for i, e := range ready {
+				target := targets[i]
 				for _, a := range e.Addresses {
 					z.add(addrRR(name, a.Unmap(), kubeTTL))
 					z.add(addrRR(target, a.Unmap(), kubeTTL))

@@ -23,6 +23,7 @@ func testKube() *Kubernetes {
 				Ports: []KubePort{{Name: "http", Protocol: "TCP", Port: 80}, {Protocol: "TCP", Port: 8080}}},
 			{Namespace: "default", Name: "db", Ports: []KubePort{{Name: "pg", Protocol: "TCP", Port: 5432}}},
 			{Namespace: "other", Name: "ext", ExternalName: "db.example.com"},
+			{Namespace: "default", Name: "idle"}, // headless, no ready endpoint
 		},
 		Endpoints: []KubeEndpoint{
 			{Namespace: "default", Service: "db", Hostname: "db-0", Addresses: addrs("10.78.1.5"), Ready: true,
@@ -30,6 +31,7 @@ func testKube() *Kubernetes {
 			{Namespace: "default", Service: "db", Addresses: addrs("10.78.2.7"), Ready: true,
 				Ports: []KubePort{{Name: "pg", Protocol: "TCP", Port: 5432}}},
 			{Namespace: "default", Service: "db", Hostname: "db-2", Addresses: addrs("10.78.3.9"), Ready: false},
+			{Namespace: "default", Service: "idle", Addresses: addrs("10.78.3.10"), Ready: false},
 		},
 		Pods: []KubePod{{Namespace: "default", IPs: addrs("10.78.1.5", "fd00:78:1::5")}},
 	}
@@ -60,6 +62,7 @@ func TestKubernetesRecords(t *testing.T) {
 		{"db.default.svc.cluster.local.", dns.TypeA, 0, []string{"10.78.1.5", "10.78.2.7"}},
 		{"db-0.db.default.svc.cluster.local.", dns.TypeA, 0, []string{"10.78.1.5"}},
 		{"db-2.db.default.svc.cluster.local.", dns.TypeA, dns.RcodeNameError, nil},
+		{"idle.default.svc.cluster.local.", dns.TypeA, dns.RcodeNameError, nil},
 		{"10-78-2-7.db.default.svc.cluster.local.", dns.TypeA, 0, []string{"10.78.2.7"}},
 		{"_pg._tcp.db.default.svc.cluster.local.", dns.TypeSRV, 0, []string{"0 50 5432 db-0.db.default.svc.cluster.local.", "0 50 5432 10-78-2-7.db.default.svc.cluster.local."}},
 		{"5.1.78.10.in-addr.arpa.", dns.TypePTR, 0, []string{"db-0.db.default.svc.cluster.local."}},

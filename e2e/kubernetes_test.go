@@ -37,39 +37,11 @@ const webImage = "hepto.test/web:1"
 // endpoint-independent NAT and one behind a symmetric NAT, each a
 // Kubernetes node with its own kubelet and containerd.
 func TestKubernetes(t *testing.T) {
-	w := newWorld(t)
-	needKubernetesBinaries(t)
-	w.c.Kubernetes = true
-	swapOn(t) // home machines often have swap
-	t.Cleanup(func() {
-		if err := w.c.RemovePods(); err != nil {
-			t.Errorf("remove pods: %v", err)
-		}
-	})
-	archive := buildWebImage(t)
-
 	// The anchor and home-a find the image in STATE/images at start;
 	// home-b gets it through `hepto images import`.
-	anchorHost := w.publicHost("anchor")
-	an := w.node("anchor", anchorHost)
-	if _, err := an.Hepto("init", "--cluster", w.c.Name, "--name", "anchor", "--endpoint", anchorHost.IPv4.String()+":51820"); err != nil {
-		t.Fatal(err)
-	}
-	placeImage(t, an.State, archive)
-	an.start()
-	an.waitSocket()
-	homeA := w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
-	homeB := w.home("home-b", lab.HomeOptions{NAT: lab.Symmetric})
-	a := w.node("home-a", homeA.Machines[0])
-	placeImage(t, a.State, archive)
-	a.start("--join", an.token("home-a"))
-	a.waitSocket()
-	b := w.join("home-b", homeB.Machines[0], an)
-
+	k := startKube(t, kubeOptions{importLater: "home-b", swap: true})
+	w, an, a, b, homeB := k.w, k.an, k.a, k.b, k.homeB
 	nodes := []*node{an, a, b}
-	start := time.Now()
-	eventually(t, 3*time.Minute, func() error { return allReady(an, "anchor", "home-a", "home-b") })
-	t.Logf("three nodes Ready %.1fs after the homes started", time.Since(start).Seconds())
 	for _, n := range nodes {
 		st, _, err := n.status()
 		if err != nil {
@@ -92,16 +64,7 @@ func TestKubernetes(t *testing.T) {
 		return nil
 	})
 
-	if out, err := b.Hepto("images", "import", archive); err != nil {
-		t.Fatalf("hepto images import: %v: %s", err, out)
-	}
-
-	// One pod pinned on each node (once the controller-manager has made
-	// the namespace's service account).
-	eventually(t, time.Minute, func() error {
-		_, err := kubectlErr(an, "get", "serviceaccount", "default")
-		return err
-	})
+	// One pod pinned on each node.
 	for _, n := range nodes {
 		kubectl(t, an, "run", "web-"+n.Name, "--image", webImage, "--image-pull-policy", "Never",
 			"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, n.Name), "--command", "--", "/web", "serve")
@@ -163,7 +126,7 @@ func TestKubernetes(t *testing.T) {
 	checkAdminKubeconfig(t, an, b, len(nodes))
 
 	// Every component up, in the metrics too.
-	metrics := w.fetch(anchorHost, "http://127.0.0.1:9469/metrics")
+	metrics := w.fetch(an.Host, "http://127.0.0.1:9469/metrics")
 	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet"} {
 		if want := `hepto_component_up{component="` + c + `"} 1`; !strings.Contains(metrics, want) {
 			t.Errorf("anchor's metrics lack %s", want)
@@ -220,6 +183,92 @@ func TestKubernetes(t *testing.T) {
 	if n := strings.Count(string(log), "kubernetes cannot start"); n != 1 {
 		t.Errorf("home-a without runc: %d lines saying Kubernetes cannot start, want 1", n)
 	}
+}
+
+// kubeCluster is an anchor (the control plane) and two homes, home-a
+// behind an endpoint-independent NAT and home-b behind a symmetric one,
+// each a Kubernetes node with its own kubelet and containerd, all Ready.
+type kubeCluster struct {
+	w            *world
+	an, a, b     *node
+	homeA, homeB *lab.Home
+	archive      string // the test image, lab/web
+}
+
+type kubeOptions struct {
+	// importLater names the node that gets the test image through
+	// `hepto images import` once Ready; the others find it in
+	// STATE/images at start.
+	importLater string
+	// flags, given the world before the first node starts, are added to
+	// each node's first start.
+	flags func(*world) []string
+	// swap turns swap on first, as home machines often have it.
+	swap bool
+}
+
+func startKube(t *testing.T, o kubeOptions) *kubeCluster {
+	t.Helper()
+	w := newWorld(t)
+	needKubernetesBinaries(t)
+	if o.swap {
+		swapOn(t)
+	}
+	w.c.Kubernetes = true
+	t.Cleanup(func() {
+		if err := w.c.RemovePods(); err != nil {
+			t.Errorf("remove pods: %v", err)
+		}
+	})
+	k := &kubeCluster{w: w, archive: buildWebImage(t)}
+	var flags []string
+	if o.flags != nil {
+		flags = o.flags(w)
+	}
+	prepare := func(n *node) {
+		if n.Name != o.importLater {
+			placeImage(t, n.State, k.archive)
+		}
+	}
+	anchorHost := w.publicHost("anchor")
+	k.an = w.node("anchor", anchorHost)
+	if _, err := k.an.Hepto("init", "--cluster", w.c.Name, "--name", "anchor", "--endpoint", anchorHost.IPv4.String()+":51820"); err != nil {
+		t.Fatal(err)
+	}
+	prepare(k.an)
+	k.an.start(flags...)
+	k.an.waitSocket()
+	k.homeA = w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
+	k.homeB = w.home("home-b", lab.HomeOptions{NAT: lab.Symmetric})
+	for _, h := range []**node{&k.a, &k.b} {
+		name, host := "home-a", k.homeA.Machines[0]
+		if h == &k.b {
+			name, host = "home-b", k.homeB.Machines[0]
+		}
+		*h = w.node(name, host)
+		prepare(*h)
+		(*h).start(append(flags, "--join", k.an.token(name))...)
+		(*h).waitSocket()
+	}
+	start := time.Now()
+	eventually(t, 3*time.Minute, func() error { return allReady(k.an, "anchor", "home-a", "home-b") })
+	t.Logf("three nodes Ready %.1fs after the homes started", time.Since(start).Seconds())
+	if o.importLater != "" {
+		for _, n := range []*node{k.an, k.a, k.b} {
+			if n.Name == o.importLater {
+				if out, err := n.Hepto("images", "import", k.archive); err != nil {
+					t.Fatalf("hepto images import: %v: %s", err, out)
+				}
+			}
+		}
+	}
+	// Pods need the namespace's service account, which the
+	// controller-manager makes.
+	eventually(t, time.Minute, func() error {
+		_, err := kubectlErr(k.an, "get", "serviceaccount", "default")
+		return err
+	})
+	return k
 }
 
 // needKubernetesBinaries: hepto finds containerd's programs and hepto-cni
@@ -587,14 +636,7 @@ func checkNodePort(t *testing.T, cp, home *node, lanPeer *lab.Host) {
 	kubectl(t, cp, "patch", "service", "spread", "-p", `{"spec":{"type":"NodePort"}}`)
 	port := strings.TrimSpace(kubectl(t, cp, "get", "service", "spread", "-o", "jsonpath={.spec.ports[0].nodePort}"))
 	get := func(from *lab.Host, addr string) (string, error) {
-		c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: from.DialContext}}
-		resp, err := c.Get("http://" + net.JoinHostPort(addr, port) + "/")
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return strings.TrimSpace(string(b)), err
+		return httpGet(from, "http://"+net.JoinHostPort(addr, port)+"/")
 	}
 	st, _, err := home.status()
 	if err != nil {

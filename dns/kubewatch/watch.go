@@ -100,6 +100,10 @@ func slimPod(obj any) (any, error) {
 	}, nil
 }
 
+// tolerateUnready is the annotation by which the specification (2.1,
+// "ready") still counts a service's not-ready endpoints.
+const tolerateUnready = "service.alpha.kubernetes.io/tolerate-unready-endpoints"
+
 // snapshot converts the informers' objects into the DNS server's model.
 func snapshot(
 	listServices func(labels.Selector) ([]*corev1.Service, error),
@@ -120,7 +124,8 @@ func snapshot(
 	}
 	k := &dns.Kubernetes{}
 	for _, s := range svcs {
-		ks := dns.KubeService{Namespace: s.Namespace, Name: s.Name, PublishNotReady: s.Spec.PublishNotReadyAddresses}
+		ks := dns.KubeService{Namespace: s.Namespace, Name: s.Name,
+			PublishNotReady: s.Spec.PublishNotReadyAddresses || s.Annotations[tolerateUnready] == "true"}
 		if s.Spec.Type == corev1.ServiceTypeExternalName {
 			ks.ExternalName = s.Spec.ExternalName
 		} else {

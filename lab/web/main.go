@@ -1,53 +1,141 @@
 // Command web is the program of the lab's container image (tests, demo): a static HTTP server that
 // answers with its host name (the pod's name), and a client.
 //
-//	web serve [ADDR]   serve on ADDR (default :8080)
-//	web get URL        print the body of URL
-//	web echo WORDS...  print WORDS
+//	web serve [ADDR]      serve on ADDR (default :8080); GET /ready answers 503 once /unready was asked
+//	web get URL           print the body of URL; https trusts the pod's service-account CA and token
+//	web echo WORDS...     print WORDS
+//	web cat FILE          print FILE
+//	web dig TYPE NAME     ask the resolver of /etc/resolv.conf (no search list); print the rcode,
+//	                      then the answer section, one record a line
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/miekg/dns"
 )
+
+const saDir = "/var/run/secrets/kubernetes.io/serviceaccount/"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: web serve [ADDR] | get URL | echo WORDS...")
+		fmt.Fprintln(os.Stderr, "usage: web serve [ADDR] | get URL | echo WORDS... | cat FILE | dig TYPE NAME")
 		os.Exit(2)
 	}
+	var err error
 	switch os.Args[1] {
 	case "serve":
 		addr := ":8080"
 		if len(os.Args) > 2 {
 			addr = os.Args[2]
 		}
-		host, _ := os.Hostname()
-		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, "%s\n", host)
-		})
-		fmt.Println("listening on", addr)
-		if err := http.ListenAndServe(addr, nil); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+		err = serve(addr)
 	case "get":
-		c := http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get(os.Args[2])
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		defer resp.Body.Close()
-		io.Copy(os.Stdout, resp.Body)
+		err = get(arg(2))
 	case "echo":
 		fmt.Println(strings.Join(os.Args[2:], " "))
+	case "cat":
+		var b []byte
+		if b, err = os.ReadFile(arg(2)); err == nil {
+			os.Stdout.Write(b)
+		}
+	case "dig":
+		err = dig(arg(2), arg(3))
 	default:
-		fmt.Fprintln(os.Stderr, "unknown command", os.Args[1])
+		err = fmt.Errorf("unknown command %s", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func arg(i int) string {
+	if len(os.Args) <= i {
+		fmt.Fprintln(os.Stderr, "missing argument")
 		os.Exit(2)
 	}
+	return os.Args[i]
+}
+
+func serve(addr string) error {
+	host, _ := os.Hostname()
+	var unready atomic.Bool
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s\n", host)
+	})
+	http.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		if unready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	http.HandleFunc("/unready", func(w http.ResponseWriter, r *http.Request) {
+		unready.Store(true)
+		fmt.Fprintln(w, "unready")
+	})
+	fmt.Println("listening on", addr)
+	return http.ListenAndServe(addr, nil)
+}
+
+func get(url string) error {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(url, "https:") {
+		if ca, err := os.ReadFile(saDir + "ca.crt"); err == nil {
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(ca)
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+		}
+		if tok, err := os.ReadFile(saDir + "token"); err == nil {
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		}
+	}
+	c := http.Client{Timeout: 5 * time.Second, Transport: tr}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
+
+func dig(qtype, name string) error {
+	t, ok := dns.StringToType[strings.ToUpper(qtype)]
+	if !ok {
+		return fmt.Errorf("unknown type %s", qtype)
+	}
+	conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil {
+		return err
+	}
+	if len(conf.Servers) == 0 {
+		return fmt.Errorf("no nameserver in /etc/resolv.conf")
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), t)
+	c := &dns.Client{Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, net.JoinHostPort(conf.Servers[0], conf.Port))
+	if err != nil {
+		return err
+	}
+	fmt.Println(dns.RcodeToString[r.Rcode])
+	for _, rr := range r.Answer {
+		fmt.Println(strings.ReplaceAll(rr.String(), "\t", " "))
+	}
+	return nil
 }
