@@ -11,7 +11,7 @@ import (
 // directory, and turns off what is machine-wide.
 func TestConfig(t *testing.T) {
 	o := Options{Dir: `/var/lib/hepto/kubernetes/containerd`, CNIConfDir: "/var/lib/hepto/kubernetes/cni",
-		CNIBinDirs: []string{"/usr/local/lib/hepto"}, SandboxImage: "registry.k8s.io/pause:3.10.1", Runc: "/usr/sbin/runc"}
+		CNIBinDirs: []string{"/usr/local/lib/hepto"}, SandboxImage: "registry.k8s.io/pause:3.10.2", Runc: "/usr/sbin/runc"}
 	b, err := renderConfig(o)
 	if err != nil {
 		t.Fatal(err)

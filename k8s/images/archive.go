@@ -35,7 +35,7 @@ type File struct {
 // Image is a single-layer image for Linux, owned by root.
 type Image struct {
 	// Name is the full reference with a tag, such as
-	// "registry.k8s.io/pause:3.10.1". The archive's index names the
+	// "registry.k8s.io/pause:3.10.2". The archive's index names the
 	// image by it (annotation io.containerd.image.name) and by its tag
 	// (org.opencontainers.image.ref.name).
 	Name string

@@ -7,9 +7,11 @@ import (
 )
 
 // PauseName is the name of hepto's pause image: a rebuild of Kubernetes'
-// sandbox image under the upstream name and tag, so that containerd finds
-// its configured sandbox image already in its store and never pulls it.
-const PauseName = "registry.k8s.io/pause:3.10.1"
+// sandbox image under the upstream name and tag (that of the embedded
+// Kubernetes release, which its end-to-end suite runs too), so that
+// containerd finds its configured sandbox image already in its store and
+// never pulls it.
+const PauseName = "registry.k8s.io/pause:3.10.2"
 
 // PauseImage is the sandbox image for arch: /pause alone, the program
 // PauseELF makes, run as user and group 65535 like the upstream image.
