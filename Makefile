@@ -149,6 +149,28 @@ bench-k8s-build:
 
 # demo: an anchor and three homes behind NAT boxes, Kubernetes on all four
 # with one pod on each, until Ctrl-C.
+# conformance runs Kubernetes' end-to-end suite (e2e.test at hepto's
+# Kubernetes version, from third_party/conformance) against a lab cluster
+# of an anchor and two homes behind NATs, one symmetric: the [Conformance]
+# tests of sig-network, sig-node, sig-apps and sig-api-machinery, without
+# [Serial], [Disruptive] and [Slow] (conformance-full runs those too). The
+# images the suite asks for are rebuilt from Debian packages and Go sources
+# (no registry is reachable). Results: docs/conformance.md. Heavy: e2e.test
+# is a Kubernetes-sized build, and the run takes the better part of an hour.
+.PHONY: conformance conformance-full conformance-build
+CONFORMANCE := bin/conformance
+conformance-build: build
+	cd third_party/conformance && CGO_ENABLED=0 $(GO) test -c -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
+		-o $(CURDIR)/$(CONFORMANCE)/e2e.test k8s.io/kubernetes/test/e2e
+	cd third_party/conformance && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$(CONFORMANCE)/ginkgo github.com/onsi/ginkgo/v2/ginkgo
+	./bin/hepto-lab e2e-images --out $(CONFORMANCE)/images
+
+conformance: deps conformance-build
+	./bin/hepto-lab conformance --doc docs/conformance.md
+
+conformance-full: deps conformance-build
+	./bin/hepto-lab conformance --skip '' --doc docs/conformance.md
+
 demo: deps build
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/web ./lab/web
 	./bin/hepto-lab demo

@@ -3,6 +3,7 @@ module github.com/hepto-net/hepto/third_party/conformance
 go 1.26.6
 
 require (
+	github.com/onsi/ginkgo/v2 v2.32.0
 	go.yaml.in/yaml/v2 v2.4.4
 	k8s.io/kubernetes v1.37.2
 )
@@ -87,7 +88,6 @@ require (
 	github.com/monochromegane/go-gitignore v0.0.0-20200626010858-205db1a8cc00 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/mxk/go-flowrate v0.0.0-20140419014527-cca7078d478f // indirect
-	github.com/onsi/ginkgo/v2 v2.32.0 // indirect
 	github.com/onsi/gomega v1.40.0 // indirect
 	github.com/opencontainers/cgroups v0.0.7 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect

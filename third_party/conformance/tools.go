@@ -7,6 +7,8 @@
 package conformance
 
 import (
+	_ "github.com/onsi/ginkgo/v2/ginkgo"
+	_ "go.yaml.in/yaml/v2"
 	_ "k8s.io/kubernetes/test/conformance/testdata"
 	_ "k8s.io/kubernetes/test/e2e"
 	_ "k8s.io/kubernetes/test/e2e/apimachinery"
@@ -35,5 +37,4 @@ import (
 	_ "k8s.io/kubernetes/test/fixtures"
 	_ "k8s.io/kubernetes/test/images/agnhost"
 	_ "k8s.io/kubernetes/test/utils/ktesting/format"
-	_ "go.yaml.in/yaml/v2"
 )
