@@ -51,7 +51,7 @@ type kubeDNSOptions struct {
 	rounds                         int
 	services, endpoints, probes    int
 	settle                         time.Duration
-	keep                           bool
+	keep, cacheKube                bool
 }
 
 func kubeDNSFlags(cmd *cobra.Command, o *kubeDNSOptions) {
@@ -64,6 +64,7 @@ func kubeDNSFlags(cmd *cobra.Command, o *kubeDNSOptions) {
 	f.StringVar(&o.webSrc, "web", "./lab/web", "with --kubernetes: the test image's program (the pod dnsperf runs in), a Go package")
 	f.StringVar(&o.refProxy, "kube-proxy-ref", filepath.Join(filepath.Dir(exe), "k8s-ref", "kube-proxy"),
 		"with --kubernetes: upstream kube-proxy (`make k8s-ref`), run beside hepto's for its memory and time; skipped when absent")
+	f.BoolVar(&o.cacheKube, "coredns-cache-kube", false, "with --kubernetes: CoreDNS's cache keeps cluster.local answers too (kubeadm's leaves them out)")
 	f.BoolVar(&o.keep, "keep", false, "with --kubernetes: keep the run's directory (logs) and print where")
 }
 
@@ -231,27 +232,35 @@ func dnsBenchKube(ctx context.Context, out io.Writer, o kubeDNSOptions) (err err
 	coreAddr := wh.IPv4.String() // the worker's LAN address: not hepto's
 	say("pod dnsperf (%s) on the worker; hepto's DNS at %s, CoreDNS at %s", pod.Status.PodIP, heptoAddr, coreAddr)
 
-	// CoreDNS as kubeadm configures it (less health, ready, loop, reload
-	// and loadbalance), on the same apiserver with the admin kubeconfig.
+	// CoreDNS as kubeadm 1.37 configures it, less health, ready, loop,
+	// reload and loadbalance, on the same apiserver with the admin
+	// kubeconfig; kubeadm's cache leaves cluster.local out.
 	kconf, err := an.Hepto("kubeconfig")
 	if err != nil {
 		return err
 	}
 	kconfPath := filepath.Join(dir, "coredns.kubeconfig")
 	corefile := filepath.Join(dir, "Corefile")
+	cache := "cache 30 {\n\t\tdisable success cluster.local\n\t\tdisable denial cluster.local\n\t}"
+	if o.cacheKube {
+		cache = "cache 30"
+	}
 	conf := fmt.Sprintf(`.:53 {
 	bind %[1]s
 	errors
-	prometheus %[1]s:9153
 	kubernetes cluster.local in-addr.arpa ip6.arpa {
 		kubeconfig %[2]s
 		pods insecure
 		fallthrough in-addr.arpa ip6.arpa
+		ttl 30
 	}
-	forward . %[3]s:53
-	cache 30
+	prometheus %[1]s:9153
+	forward . %[3]s:53 {
+		max_concurrent 1000
+	}
+	%[4]s
 }
-`, coreAddr, kconfPath, resolver.IPv4)
+`, coreAddr, kconfPath, resolver.IPv4, cache)
 	if err := os.WriteFile(kconfPath, []byte(kconf), 0o600); err != nil {
 		return err
 	}
