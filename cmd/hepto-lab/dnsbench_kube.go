@@ -94,10 +94,18 @@ func dnsBenchKube(ctx context.Context, out io.Writer, o kubeDNSOptions) (err err
 	if _, err := exec.LookPath("nft"); err != nil {
 		return fmt.Errorf("nft: %w (kube-proxy's nftables mode; make deps)", err)
 	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	dir, err := os.MkdirTemp("", "hepto-dns-bench-kube-")
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if o.keep || err != nil {
+			say("files and logs kept in %s", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
 	if o.coredns, err = buildCoreDNS(ctx, out, o.coredns, dir); err != nil {
 		return err
 	}
@@ -105,7 +113,6 @@ func dnsBenchKube(ctx context.Context, out io.Writer, o kubeDNSOptions) (err err
 	if err != nil {
 		return err
 	}
-	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	res := &kubeDNSRun{programmed: map[string]time.Duration{}, probes: map[string][]time.Duration{},
 		syncs: map[string]int{}, syncMean: map[string]float64{}}
 
@@ -130,11 +137,6 @@ func dnsBenchKube(ctx context.Context, out io.Writer, o kubeDNSOptions) (err err
 			err = fmt.Errorf("clean up: %w", rerr)
 		}
 		l.Close()
-		if o.keep || err != nil {
-			say("files and logs kept in %s", dir)
-		} else {
-			os.RemoveAll(dir)
-		}
 	}()
 
 	self, err := os.Executable()
