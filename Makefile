@@ -16,7 +16,7 @@ K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/ve
 K8S_TAGS := no_btrfs
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
 
-.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref bench-dns bench-nat bench-idle demo lint clean
+.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle demo lint clean
 
 all: build
 
@@ -112,10 +112,26 @@ bench: deps build
 bench-cni: deps build cni-ref
 	./bin/hepto-lab cni-bench --cni-path bin:bin/cni-ref
 
-# bench-dns compares hepto's DNS server with CoreDNS (built from the module
-# proxy) under dnsperf: node names and cached forwarded names.
-bench-dns: deps build
-	./bin/hepto-lab dns-bench
+# coredns builds the CoreDNS the DNS benchmark compares with, from the
+# module proxy (its own module, not this one's requirements).
+COREDNS := github.com/coredns/coredns@v1.15.0
+coredns:
+	GOBIN=$(CURDIR)/bin GOFLAGS= GOARCH=$(shell $(GO) env GOHOSTARCH) CGO_ENABLED=0 $(GO) install $(COREDNS)
+
+# bench-dns compares hepto's DNS server with CoreDNS under dnsperf: node
+# names and cached forwarded names; then the Kubernetes part (bench-dns-k8s).
+bench-dns: deps build coredns
+	./bin/hepto-lab dns-bench --coredns bin/coredns
+	./bin/hepto-lab dns-bench --kubernetes --coredns bin/coredns
+
+# bench-dns-k8s: an anchor and a home with Kubernetes, 1,000 Services with
+# 5,000 endpoints; dnsperf from a pod against hepto's DNS and CoreDNS's
+# kubernetes plugin on the same apiserver; the time for kube-proxy to
+# program the Services and for every node to answer a new one; memory.
+# Upstream kube-proxy runs beside when bin/k8s-ref/kube-proxy exists
+# (make k8s-ref).
+bench-dns-k8s: deps build coredns
+	./bin/hepto-lab dns-bench --kubernetes --coredns bin/coredns
 
 # bench-nat times paths between homes per NAT pairing, recovery after a
 # renumbering, direct and relayed throughput, and idle traffic per peer.

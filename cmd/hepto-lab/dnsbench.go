@@ -29,23 +29,34 @@ const corednsModule = "github.com/coredns/coredns@v1.15.0"
 func dnsBenchCmd() *cobra.Command {
 	var seconds, rounds int
 	var coredns string
-	var prom bool
+	var prom, kube bool
+	var ko kubeDNSOptions
 	cmd := &cobra.Command{
 		Use:   "dns-bench",
 		Short: "dnsperf against hepto's DNS and CoreDNS, same names, side by side",
-		Args:  cobra.NoArgs,
+		Long: "dnsperf against hepto's DNS and CoreDNS, same names, side by side. With --kubernetes: a\n" +
+			"cluster with Kubernetes, 1,000 Services, dnsperf from a pod against hepto's DNS and CoreDNS's\n" +
+			"kubernetes plugin, and the time for kube-proxy and the DNS servers to follow new Services.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bin, err := heptoBin(cmd)
 			if err != nil {
 				return err
 			}
-			return dnsBench(cmd.Context(), cmd.OutOrStdout(), bin, coredns, prom, time.Duration(seconds)*time.Second, rounds)
+			d := time.Duration(seconds) * time.Second
+			if kube {
+				ko.bin, ko.coredns, ko.d, ko.rounds = bin, coredns, d, rounds
+				return dnsBenchKube(cmd.Context(), cmd.OutOrStdout(), ko)
+			}
+			return dnsBench(cmd.Context(), cmd.OutOrStdout(), bin, coredns, prom, d, rounds)
 		},
 	}
 	cmd.Flags().IntVar(&seconds, "seconds", 10, "length of each dnsperf run")
 	cmd.Flags().IntVar(&rounds, "rounds", 2, "runs of each server, alternated")
 	cmd.Flags().StringVar(&coredns, "coredns", "", "CoreDNS binary (default: built from "+corednsModule+")")
 	cmd.Flags().BoolVar(&prom, "coredns-prometheus", true, "CoreDNS counts its queries for Prometheus, as hepto does")
+	cmd.Flags().BoolVar(&kube, "kubernetes", false, "the Kubernetes part: Service names from a pod, with Services in the apiserver")
+	kubeDNSFlags(cmd, &ko)
 	return cmd
 }
 
@@ -107,15 +118,8 @@ func dnsBench(ctx context.Context, out io.Writer, bin, coredns string, prom bool
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if coredns == "" {
-		fmt.Fprintf(out, "building CoreDNS (%s) ...\n", corednsModule)
-		gobin := filepath.Join(dir, "bin")
-		build := exec.CommandContext(ctx, "go", "install", corednsModule)
-		build.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=", "CGO_ENABLED=0")
-		if b, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("build CoreDNS: %w: %s", err, b)
-		}
-		coredns = filepath.Join(gobin, "coredns")
+	if coredns, err = buildCoreDNS(ctx, out, coredns, dir); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -203,16 +207,13 @@ func dnsBench(ctx context.Context, out io.Writer, bin, coredns string, prom bool
 	for i := range 200 {
 		fmt.Fprintf(&fwdQ, "www%d.example A\n", i)
 	}
-	loads := []struct{ name, file string }{{"node names", "nodes.txt"}, {"forwarded, cached", "forwarded.txt"}}
+	loads := []dnsLoad{{"node names", "nodes.txt"}, {"forwarded, cached", "forwarded.txt"}}
 	for i, s := range []string{nodeQ.String(), fwdQ.String()} {
 		if err := os.WriteFile(filepath.Join(dir, loads[i].file), []byte(s), 0o644); err != nil {
 			return err
 		}
 	}
-	servers := []struct {
-		name, addr string
-		proc       *lab.Proc
-	}{{"hepto", "127.0.0.1", a.Proc}, {"CoreDNS", "127.0.0.2", core}}
+	servers := []dnsTarget{{"hepto", "127.0.0.1"}, {"CoreDNS", "127.0.0.2"}}
 	for _, s := range servers {
 		if err := cluster.Eventually(20*time.Second, func() error {
 			_, err := dnsperf(ctx, server, s.addr, filepath.Join(dir, "forwarded.txt"), "-n", "1")
@@ -222,6 +223,27 @@ func dnsBench(ctx context.Context, out io.Writer, bin, coredns string, prom bool
 		}
 	}
 
+	results, err := dnsLoads(ctx, out, server, servers, loads, dir, d, rounds)
+	if err != nil {
+		return err
+	}
+	printDNSResults(out, results, "peak RSS MB", map[string]string{
+		"hepto":   fmt.Sprintf("%.0f", peakRSS([]*lab.Proc{a.Proc})),
+		"CoreDNS": fmt.Sprintf("%.0f", peakRSS([]*lab.Proc{core})),
+	})
+	return nil
+}
+
+// dnsTarget is a server under test: its name in the tables, its address.
+type dnsTarget struct{ name, addr string }
+
+// dnsLoad is a query file in dir, and its name in the tables.
+type dnsLoad struct{ name, file string }
+
+// dnsLoads runs each load against the servers, from h: throughput rounds,
+// the servers alternated, then latency at a fixed rate, the same for all
+// (half the lowest throughput of the load).
+func dnsLoads(ctx context.Context, out io.Writer, h runner, servers []dnsTarget, loads []dnsLoad, dir string, d time.Duration, rounds int) ([]dnsResult, error) {
 	var results []dnsResult
 	for _, ld := range loads {
 		file := filepath.Join(dir, ld.file)
@@ -231,17 +253,16 @@ func dnsBench(ctx context.Context, out io.Writer, bin, coredns string, prom bool
 				slices.Reverse(order)
 			}
 			for _, s := range order {
-				fmt.Fprintf(out, "dnsperf %s, %s, round %d ...\n", s.name, ld.name, r+1)
-				res, err := dnsRun(ctx, server, s.addr, file, d)
+				fmt.Fprintf(out, "dnsperf %s, %s, round %d (load average %s) ...\n", s.name, ld.name, r+1, loadAvg())
+				res, err := dnsRun(ctx, h, s.addr, file, d)
 				if err != nil {
-					return fmt.Errorf("%s: %w", s.name, err)
+					return nil, fmt.Errorf("%s: %w", s.name, err)
 				}
 				res.server, res.load = s.name, ld.name
 				results = append(results, res)
 			}
 		}
 	}
-	// Latency at the same fixed rate for both: half the lower throughput.
 	for _, ld := range loads {
 		low := 0.0
 		for _, r := range results {
@@ -252,9 +273,9 @@ func dnsBench(ctx context.Context, out io.Writer, bin, coredns string, prom bool
 		rate := int(low / 2)
 		for _, s := range servers {
 			fmt.Fprintf(out, "dnsperf %s, %s, %d queries/s ...\n", s.name, ld.name, rate)
-			p50, p99, err := dnsLatency(ctx, server, s.addr, filepath.Join(dir, ld.file), rate, d)
+			p50, p99, err := dnsLatency(ctx, h, s.addr, filepath.Join(dir, ld.file), rate, d)
 			if err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
+				return nil, fmt.Errorf("%s: %w", s.name, err)
 			}
 			for i := range results {
 				if results[i].server == s.name && results[i].load == ld.name {
@@ -263,17 +284,38 @@ func dnsBench(ctx context.Context, out io.Writer, bin, coredns string, prom bool
 			}
 		}
 	}
-	printDNSResults(out, results, map[string]float64{"hepto": peakRSS([]*lab.Proc{a.Proc}), "CoreDNS": peakRSS([]*lab.Proc{core})})
-	return nil
+	return results, nil
+}
+
+// buildCoreDNS returns bin, or when it is empty a CoreDNS built from the
+// module proxy into dir.
+func buildCoreDNS(ctx context.Context, out io.Writer, bin, dir string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	fmt.Fprintf(out, "building CoreDNS (%s) ...\n", corednsModule)
+	gobin := filepath.Join(dir, "bin")
+	build := exec.CommandContext(ctx, "go", "install", corednsModule)
+	build.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=", "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build CoreDNS: %w: %s", err, b)
+	}
+	return filepath.Join(gobin, "coredns"), nil
+}
+
+// runner runs a program to completion where the queries come from: a lab
+// host, or a pod's network namespace.
+type runner interface {
+	Run(ctx context.Context, name string, args ...string) (string, error)
 }
 
 // dnsperf runs dnsperf on h against addr, with a load file and flags.
-func dnsperf(ctx context.Context, h *lab.Host, addr, file string, flags ...string) (string, error) {
+func dnsperf(ctx context.Context, h runner, addr, file string, flags ...string) (string, error) {
 	return h.Run(ctx, "dnsperf", append([]string{"-s", addr, "-d", file, "-t", "2"}, flags...)...)
 }
 
 // dnsRun measures throughput: 4 clients, 100 queries outstanding each.
-func dnsRun(ctx context.Context, h *lab.Host, addr, file string, d time.Duration) (dnsResult, error) {
+func dnsRun(ctx context.Context, h runner, addr, file string, d time.Duration) (dnsResult, error) {
 	out, err := dnsperf(ctx, h, addr, file, "-l", strconv.Itoa(int(d.Seconds())), "-c", "4", "-q", "400")
 	if err != nil {
 		return dnsResult{}, err
@@ -296,7 +338,7 @@ func dnsRun(ctx context.Context, h *lab.Host, addr, file string, d time.Duration
 
 // dnsLatency runs dnsperf at a fixed rate and reads every answer's
 // latency: median and 99th percentile.
-func dnsLatency(ctx context.Context, h *lab.Host, addr, file string, rate int, d time.Duration) (p50, p99 time.Duration, err error) {
+func dnsLatency(ctx context.Context, h runner, addr, file string, rate int, d time.Duration) (p50, p99 time.Duration, err error) {
 	out, err := dnsperf(ctx, h, addr, file, "-l", strconv.Itoa(int(d.Seconds())), "-Q", strconv.Itoa(rate), "-v")
 	if err != nil {
 		return 0, 0, err
@@ -319,7 +361,9 @@ func dnsLatency(ctx context.Context, h *lab.Host, addr, file string, rate int, d
 	return at(0.50), at(0.99), nil
 }
 
-func printDNSResults(out io.Writer, results []dnsResult, rss map[string]float64) {
+// printDNSResults prints the runs of each server and load, with a memory
+// column (mem by server, under memHeader).
+func printDNSResults(out io.Writer, results []dnsResult, memHeader string, mem map[string]string) {
 	best := map[string]float64{} // server+load: best of the rounds
 	for _, r := range results {
 		k := r.server + "\x00" + r.load
@@ -327,7 +371,7 @@ func printDNSResults(out io.Writer, results []dnsResult, rss map[string]float64)
 	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "load\tserver\tqueries/s (runs)\t× CoreDNS\tlost %\tp50 µs\tp99 µs\tat queries/s\tpeak RSS MB\t")
+	fmt.Fprintln(w, "load\tserver\tqueries/s (runs)\t× CoreDNS\tlost %\tp50 µs\tp99 µs\tat queries/s\t"+memHeader+"\t")
 	seen := map[string]bool{}
 	for _, r := range results {
 		k := r.server + "\x00" + r.load
@@ -343,8 +387,8 @@ func printDNSResults(out io.Writer, results []dnsResult, rss map[string]float64)
 				lost = max(lost, x.lost)
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t\n", r.load, r.server, strings.Join(runs, ", "),
-			best[k]/best["CoreDNS\x00"+r.load], lost, r.p50.Microseconds(), r.p99.Microseconds(), r.rate, rss[r.server])
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.2f\t%.2f\t%d\t%d\t%d\t%s\t\n", r.load, r.server, strings.Join(runs, ", "),
+			best[k]/best["CoreDNS\x00"+r.load], lost, r.p50.Microseconds(), r.p99.Microseconds(), r.rate, mem[r.server])
 	}
 	w.Flush()
 }

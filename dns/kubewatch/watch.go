@@ -26,13 +26,15 @@ type Sink interface {
 	SetKubernetes(*dns.Kubernetes)
 }
 
-// settle gathers a burst of changes (a rollout moves many endpoints at
-// once) into one new picture.
+// settle is the least time between two pictures: a burst of changes (a
+// rollout moves many endpoints at once) makes one picture per settle, while
+// a change after a quiet spell makes one at once.
 const settle = 100 * time.Millisecond
 
 // Watch gives sink a picture of the cluster once the informers have
-// synced, then after every burst of changes, until ctx ends; then it gives
-// nil, so that the zone is no longer answered from stale data.
+// synced, then after every change (at most one per settle), until ctx
+// ends; then it gives nil, so that the zone is no longer answered from
+// stale data.
 func Watch(ctx context.Context, cs kubernetes.Interface, sink Sink, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
@@ -75,15 +77,18 @@ func Watch(ctx context.Context, cs kubernetes.Interface, sink Sink, log *slog.Lo
 		} else {
 			sink.SetKubernetes(k)
 		}
+		last := time.Now()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(settle):
+		if wait := settle - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
 		}
 	}
 }

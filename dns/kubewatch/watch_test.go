@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,4 +138,86 @@ func serve(t *testing.T, s *dns.Server) string {
 		}
 	})
 	return fmt.Sprint(pc.LocalAddr())
+}
+
+// pictures records each picture given to the sink, with its time.
+type pictures struct {
+	mu    sync.Mutex
+	times []time.Time
+	last  *dns.Kubernetes
+}
+
+func (p *pictures) SetKubernetes(k *dns.Kubernetes) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.times = append(p.times, time.Now())
+	p.last = k
+}
+
+func (p *pictures) has(name string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		return time.Time{}, false
+	}
+	for _, s := range p.last.Services {
+		if s.Name == name {
+			return p.times[len(p.times)-1], true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (p *pictures) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.times)
+}
+
+// A change after a quiet spell makes a picture at once; a burst makes at
+// most one per settle.
+func TestPicturesAtOnceThenThrottled(t *testing.T) {
+	cs := fake.NewClientset()
+	p := &pictures{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Watch(ctx, cs, p, nil)
+	for p.count() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(2 * settle)
+
+	start := time.Now()
+	if _, err := cs.CoreV1().Services("default").Create(ctx, service("default", "lone", "10.96.0.11"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var at time.Time
+	for ok := false; !ok; at, ok = p.has("lone") {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("no picture with the new service")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d := at.Sub(start); d >= settle {
+		t.Errorf("a lone change took %v to show, want less than %v", d, settle)
+	}
+
+	time.Sleep(2 * settle)
+	before := p.count()
+	start = time.Now()
+	for i := range 50 {
+		if _, err := cs.CoreV1().Services("default").Create(ctx, service("default", fmt.Sprintf("burst-%d", i), fmt.Sprintf("10.96.1.%d", i+1)), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, ok := p.has("burst-49"); !ok; _, ok = p.has("burst-49") {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("no picture with the last service of the burst")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n, most := p.count()-before, int(time.Since(start)/settle)+2; n > most {
+		t.Errorf("%d pictures for a burst of %v, want at most %d", n, time.Since(start), most)
+	}
 }
