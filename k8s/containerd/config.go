@@ -1,38 +1,38 @@
 package containerd
 
 import (
-	"bytes"
-	"fmt"
 	"strconv"
-	"text/template"
+	"strings"
 )
 
 // config is containerd's configuration: every path under the node's
 // directory, so that several nodes share a machine; no listener but the
-// socket; NRI off (its socket is machine-wide).
-var config = template.Must(template.New("config.toml").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`# Written by hepto at each start; changes are lost.
+// socket; NRI off (its socket is machine-wide). The @NAME@ marks take
+// quoted values (renderConfig); no text/template here: linking it keeps
+// every exported method of the binary (see docs/architecture.md).
+const config = `# Written by hepto at each start; changes are lost.
 version = 3
-root = {{q .Root}}
-state = {{q .State}}
+root = @ROOT@
+state = @STATE@
 disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs"]
 imports = []
 
 [grpc]
-  address = {{q .Socket}}
+  address = @SOCKET@
 
 [ttrpc]
-  address = {{q .TTRPCSocket}}
+  address = @TTRPC@
 
 [debug]
   level = "warn"
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = {{q .Opt}}
+  path = @OPT@
 
 [plugins."io.containerd.cri.v1.images"]
-  snapshotter = {{q .Snapshotter}}
+  snapshotter = @SNAPSHOTTER@
   [plugins."io.containerd.cri.v1.images".pinned_images]
-    sandbox = {{q .SandboxImage}}
+    sandbox = @SANDBOX@
 
 [plugins."io.containerd.cri.v1.runtime"]
   # Without CAP_SYS_RESOURCE (a container, a namespace lab) an adjustment
@@ -45,8 +45,8 @@ imports = []
   # kubelet reads cgroups itself (cAdvisor, every 10 s).
   stats_collect_period = "10s"
   [plugins."io.containerd.cri.v1.runtime".cni]
-    bin_dirs = [{{range $i, $d := .CNIBinDirs}}{{if $i}}, {{end}}{{q $d}}{{end}}]
-    conf_dir = {{q .CNIConfDir}}
+    bin_dirs = [@CNIBINDIRS@]
+    conf_dir = @CNICONFDIR@
     max_conf_num = 1
     use_internal_loopback = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
@@ -54,19 +54,26 @@ imports = []
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-        BinaryName = {{q .Runc}}
+        BinaryName = @RUNC@
         SystemdCgroup = false
 
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
-`))
+`
 
 // renderConfig writes the configuration of o.
 func renderConfig(o Options) ([]byte, error) {
-	var b bytes.Buffer
-	if err := config.Execute(&b, o.withPaths()); err != nil {
-		return nil, fmt.Errorf("containerd configuration: %w", err)
+	o = o.withPaths()
+	q := strconv.Quote
+	dirs := make([]string, len(o.CNIBinDirs))
+	for i, d := range o.CNIBinDirs {
+		dirs[i] = q(d)
 	}
-	return b.Bytes(), nil
+	r := strings.NewReplacer(
+		"@ROOT@", q(o.Root), "@STATE@", q(o.State), "@SOCKET@", q(o.Socket), "@TTRPC@", q(o.TTRPCSocket),
+		"@OPT@", q(o.Opt), "@SNAPSHOTTER@", q(o.Snapshotter), "@SANDBOX@", q(o.SandboxImage),
+		"@CNIBINDIRS@", strings.Join(dirs, ", "), "@CNICONFDIR@", q(o.CNIConfDir), "@RUNC@", q(o.Runc),
+	)
+	return []byte(r.Replace(config)), nil
 }
