@@ -204,6 +204,8 @@ conformance-build: build
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) test -c -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
 		-o $(CURDIR)/$(CONFORMANCE)/e2e.test k8s.io/kubernetes/test/e2e
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$(CONFORMANCE)/ginkgo github.com/onsi/ginkgo/v2/ginkgo
+	cd third_party/conformance && CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
+		-o $(CURDIR)/$(CONFORMANCE)/kubectl k8s.io/kubernetes/cmd/kubectl
 	./bin/hepto-lab e2e-images --out $(CONFORMANCE)/images
 
 conformance: deps conformance-build

@@ -30,6 +30,7 @@ const (
 
 type conformanceOptions struct {
 	bin, e2e, ginkgo, images string
+	kubectl                  string
 	focus, skip              string
 	procs                    int
 	timeout                  time.Duration
@@ -55,6 +56,7 @@ func conformanceCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.e2e, "e2e-test", "bin/conformance/e2e.test", "the suite (make conformance builds it)")
 	f.StringVar(&o.ginkgo, "ginkgo", "bin/conformance/ginkgo", "ginkgo, to run the suite in parallel (empty: e2e.test alone, serial)")
+	f.StringVar(&o.kubectl, "kubectl", "bin/conformance/kubectl", "the kubectl the suite runs, a stock one (missing: hepto kubectl)")
 	f.StringVar(&o.images, "images", "bin/conformance/images", "directory of the suite's image archives, imported into every node")
 	f.StringVar(&o.focus, "focus", conformanceFocus, "tests to run (regular expression on their names)")
 	f.StringVar(&o.skip, "skip", conformanceSkip, "tests not to run")
@@ -67,7 +69,7 @@ func conformanceCmd() *cobra.Command {
 }
 
 func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error {
-	for _, p := range []*string{&o.e2e, &o.ginkgo, &o.images, &o.report} {
+	for _, p := range []*string{&o.e2e, &o.ginkgo, &o.kubectl, &o.images, &o.report} {
 		if *p == "" {
 			continue
 		}
@@ -157,11 +159,15 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
 		return err
 	}
-	// The suite runs kubectl: hepto's, with the suite's --kubeconfig.
-	kubectlPath := filepath.Join(dir, "kubectl")
-	script := fmt.Sprintf("#!/bin/sh\nexec %s kubectl --state %s \"$@\"\n", o.bin, anchor.State)
-	if err := os.WriteFile(kubectlPath, []byte(script), 0o755); err != nil {
-		return err
+	// The suite runs kubectl: a stock one, as users' tools would be, or
+	// else hepto's (with the suite's --kubeconfig).
+	kubectlPath := o.kubectl
+	if _, err := os.Stat(kubectlPath); err != nil {
+		kubectlPath = filepath.Join(dir, "kubectl")
+		script := fmt.Sprintf("#!/bin/sh\nexec %s kubectl --state %s \"$@\"\n", o.bin, anchor.State)
+		if err := os.WriteFile(kubectlPath, []byte(script), 0o755); err != nil {
+			return err
+		}
 	}
 
 	mem := &peakMemory{}
