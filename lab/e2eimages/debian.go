@@ -11,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"time"
 )
 
 // debArchs are Debian's names of the architectures, by GOARCH.
@@ -38,6 +40,7 @@ func (d deb) File() string {
 // (an empty dpkg status), so that a root filesystem gets every package
 // it needs, not only those the machine lacks.
 type apt struct {
+	cache string
 	arch  string // Debian's
 	dir   string // the cache: status, lists, downloaded packages
 	own   bool   // the machine's architecture
@@ -55,7 +58,7 @@ func newApt(ctx context.Context, cache, goarch string, log func(string, ...any))
 	if err != nil {
 		return nil, fmt.Errorf("dpkg --print-architecture: %w", err)
 	}
-	a := &apt{arch: arch, dir: filepath.Join(cache, "apt", arch), own: strings.TrimSpace(string(out)) == arch, log: log}
+	a := &apt{cache: cache, arch: arch, dir: filepath.Join(cache, "apt", arch), own: strings.TrimSpace(string(out)) == arch, log: log}
 	a.debs = filepath.Join(a.dir, "debs")
 	for _, d := range []string{a.debs, filepath.Join(a.dir, "lists", "partial"), filepath.Join(a.dir, "archives", "partial")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -98,10 +101,18 @@ func (a *apt) run(ctx context.Context, dir, name string, args ...string) ([]byte
 	return out, nil
 }
 
-// update fetches another architecture's package lists, once a run.
+// update fetches another architecture's package lists, unless those
+// of the cache are less than a day old.
 func (a *apt) update(ctx context.Context) error {
 	if a.own || a.ready {
 		return nil
+	}
+	lists, _ := filepath.Glob(filepath.Join(a.dir, "lists", "*_Packages*"))
+	for _, l := range lists {
+		if fi, err := os.Stat(l); err == nil && time.Since(fi.ModTime()) < 24*time.Hour {
+			a.ready = true
+			return nil
+		}
 	}
 	a.log("apt-get update for %s", a.arch)
 	if _, err := a.run(ctx, a.dir, "apt-get", "-q", "update"); err != nil {
@@ -249,7 +260,11 @@ func (a *apt) extract(ctx context.Context, r rootfs) (string, []deb, error) {
 		return "", nil, err
 	}
 	if r.applets != noApplets {
-		if err := addApplets(ctx, dir, r.applets == allApplets); err != nil {
+		list, err := a.applets(ctx, dir)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := addApplets(dir, list, r.applets == allApplets); err != nil {
 			return "", nil, err
 		}
 	}
@@ -414,17 +429,40 @@ func setUp(root string, links map[string]string) error {
 	return nil
 }
 
-// addApplets links busybox's applets (as busybox --list-full names them)
-// to /usr/bin/busybox; all of them, or only where the root filesystem has
-// no file of that name in /usr/bin or /usr/sbin. It runs the root
-// filesystem's busybox, which must then be one this machine can run.
-func addApplets(ctx context.Context, root string, all bool) error {
+// applets are the paths of busybox's applets, as busybox --list-full
+// names them ("bin/sh", "usr/bin/wget"): the root filesystem's busybox
+// says, or, where this machine cannot run it (another architecture), a
+// busybox-static of this machine's architecture does, which Debian
+// builds with the same configuration.
+func (a *apt) applets(ctx context.Context, root string) ([]string, error) {
 	bb := filepath.Join(root, "usr/bin/busybox")
 	out, err := exec.CommandContext(ctx, bb, "--list-full").Output()
-	if err != nil {
-		return fmt.Errorf("%s --list-full: %w", bb, err)
+	if err == nil {
+		return strings.Fields(string(out)), nil
 	}
-	for _, p := range strings.Fields(string(out)) {
+	if a.own {
+		return nil, fmt.Errorf("%s --list-full: %w", bb, err)
+	}
+	host, herr := newApt(ctx, a.cache, runtime.GOARCH, a.log)
+	if herr != nil {
+		return nil, herr
+	}
+	dir, _, herr := host.extract(ctx, rootfs{name: "busybox-list", pkgs: []string{"busybox-static"}})
+	if herr != nil {
+		return nil, herr
+	}
+	bb = filepath.Join(dir, "usr/bin/busybox")
+	if out, err = exec.CommandContext(ctx, bb, "--list-full").Output(); err != nil {
+		return nil, fmt.Errorf("%s --list-full: %w", bb, err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
+// addApplets links busybox's applets (list, as applets gives them) to
+// /usr/bin/busybox; all of them, or only where the root filesystem has no
+// file of that name in /usr/bin or /usr/sbin.
+func addApplets(root string, list []string, all bool) error {
+	for _, p := range list {
 		p = filepath.Clean("/" + p)
 		// /bin and /sbin are links into /usr.
 		if rest, ok := strings.CutPrefix(p, "/bin/"); ok {

@@ -178,3 +178,39 @@ func TestSlimAndSetUp(t *testing.T) {
 		t.Error("a link to nc.openbsd, which is not there")
 	}
 }
+
+func TestAddApplets(t *testing.T) {
+	list := []string{"bin/sh", "bin/ls", "usr/bin/wget", "sbin/ifconfig", "usr/sbin/crond", "linuxrc", "bin/busybox"}
+	root := t.TempDir()
+	write(t, root, map[string]string{"usr/bin/busybox": "bb", "usr/bin/ls": "coreutils ls", "usr/sbin/ifconfig": "net-tools"})
+	if err := addApplets(root, list, false); err != nil {
+		t.Fatal(err)
+	}
+	for link, want := range map[string]string{
+		"usr/bin/sh": "busybox", "usr/bin/wget": "busybox", "usr/sbin/crond": "../bin/busybox",
+	} {
+		if got, err := os.Readlink(filepath.Join(root, link)); err != nil || got != want {
+			t.Errorf("%s: %q, %v; want a link to %s", link, got, err, want)
+		}
+	}
+	for p, want := range map[string]string{"usr/bin/ls": "coreutils ls", "usr/sbin/ifconfig": "net-tools", "usr/bin/busybox": "bb"} {
+		if got, err := os.ReadFile(filepath.Join(root, p)); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want the package's %q", p, got, err, want)
+		}
+	}
+	if exists(filepath.Join(root, "linuxrc")) {
+		t.Error("/linuxrc made")
+	}
+
+	// All of them: busybox alone.
+	alone := t.TempDir()
+	write(t, alone, map[string]string{"usr/bin/busybox": "bb"})
+	if err := addApplets(alone, list, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, link := range []string{"usr/bin/sh", "usr/bin/ls", "usr/bin/wget", "usr/sbin/ifconfig", "usr/sbin/crond"} {
+		if !exists(filepath.Join(alone, link)) {
+			t.Errorf("no %s", link)
+		}
+	}
+}
