@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -123,20 +125,54 @@ func (a *apt) update(ctx context.Context) error {
 }
 
 // resolve is the packages an install of pkgs brings on an empty system,
-// without recommended packages.
+// without recommended packages. apt's answer is kept in the cache until
+// the package lists change.
 func (a *apt) resolve(ctx context.Context, pkgs []string) ([]deb, error) {
 	if err := a.update(ctx); err != nil {
 		return nil, err
 	}
-	out, err := a.run(ctx, a.dir, "apt-get", append([]string{"-s", "-q", "--no-install-recommends", "install"}, pkgs...)...)
+	key, err := a.listsKey(pkgs)
 	if err != nil {
 		return nil, err
+	}
+	kept := filepath.Join(a.dir, "resolved", key)
+	out, err := os.ReadFile(kept)
+	if err != nil {
+		if out, err = a.run(ctx, a.dir, "apt-get", append([]string{"-s", "-q", "--no-install-recommends", "install"}, pkgs...)...); err != nil {
+			return nil, err
+		}
 	}
 	debs, err := parseSimulation(out)
 	if err != nil {
 		return nil, fmt.Errorf("apt-get install -s %s: %w", strings.Join(pkgs, " "), err)
 	}
-	return debs, nil
+	if err := os.MkdirAll(filepath.Dir(kept), 0o755); err != nil {
+		return nil, err
+	}
+	return debs, os.WriteFile(kept, out, 0o644)
+}
+
+// listsKey names a resolution of pkgs against the package lists as they
+// are: their names, sizes and times, and pkgs.
+func (a *apt) listsKey(pkgs []string) (string, error) {
+	dir := "/var/lib/apt/lists"
+	if !a.own {
+		dir = filepath.Join(a.dir, "lists")
+	}
+	lists, err := filepath.Glob(filepath.Join(dir, "*_Packages*"))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintln(h, strings.Join(pkgs, " "))
+	for _, l := range lists {
+		fi, err := os.Stat(l)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(h, l, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
 // instLine is a package in the output of apt-get -s install:
