@@ -42,7 +42,8 @@ type File struct {
 	UID, GID int
 }
 
-// Image is a single-layer image for Linux, owned by root.
+// Image is an image for Linux: one layer of Files, or with a Tree, the
+// tree's layer and one of Files on top of it.
 type Image struct {
 	// Name is the full reference with a tag, such as
 	// "registry.k8s.io/pause:3.10.2". The archive's index names the
@@ -61,12 +62,14 @@ type Image struct {
 	Labels map[string]string
 	Files  []File
 	// Tree, if not empty, is a directory on disk whose contents are the
-	// image's root filesystem, with Files on top: a File replaces what
-	// the tree has at its path. Regular files, directories, symbolic
-	// links and hard links (kept as links) are taken with their modes
-	// and owners; times are the epoch. A tree with anything else in it
-	// (a device, a socket, a fifo) is refused. The tree is read when
-	// the archive is written, and must not change meanwhile.
+	// image's root filesystem, in a layer of their own, with Files in a
+	// second layer on top: a File replaces what the tree has at its
+	// path, and images of one tree share its layer (containerd keeps it
+	// once). Regular files, directories, symbolic links and hard links
+	// (kept as links) are taken with their modes and owners; times are
+	// the epoch. A tree with anything else in it (a device, a socket, a
+	// fifo) is refused. The tree is read when the archive is written,
+	// and must not change meanwhile.
 	Tree string
 }
 
@@ -100,12 +103,20 @@ func WriteArchive(w io.Writer, img Image) error {
 	if err := img.validate(); err != nil {
 		return err
 	}
-	layer, err := img.layer()
+	layers, err := img.layers()
+	for _, l := range layers {
+		defer l.close()
+	}
 	if err != nil {
 		return err
 	}
-	defer layer.close()
-	layerDesc := layer.desc
+	var layerDescs []descriptor
+	var diffIDs, layerPaths []string
+	for _, l := range layers {
+		layerDescs = append(layerDescs, l.desc)
+		diffIDs = append(diffIDs, l.desc.Digest)
+		layerPaths = append(layerPaths, blobPath(l.desc.Digest))
+	}
 
 	configBlob, err := json.Marshal(imageConfig{
 		Architecture: img.Arch,
@@ -117,7 +128,7 @@ func WriteArchive(w io.Writer, img Image) error {
 			Env:        img.Env,
 			Labels:     img.Labels,
 		},
-		RootFS: rootFS{Type: "layers", DiffIDs: []string{layerDesc.Digest}},
+		RootFS: rootFS{Type: "layers", DiffIDs: diffIDs},
 	})
 	if err != nil {
 		return err
@@ -128,7 +139,7 @@ func WriteArchive(w io.Writer, img Image) error {
 		SchemaVersion: 2,
 		MediaType:     MediaTypeManifest,
 		Config:        configDesc,
-		Layers:        []descriptor{layerDesc},
+		Layers:        layerDescs,
 	})
 	if err != nil {
 		return err
@@ -151,7 +162,7 @@ func WriteArchive(w io.Writer, img Image) error {
 	dockerBlob, err := json.Marshal([]dockerManifest{{
 		Config:   blobPath(configDesc.Digest),
 		RepoTags: []string{img.Name},
-		Layers:   []string{blobPath(layerDesc.Digest)},
+		Layers:   layerPaths,
 	}})
 	if err != nil {
 		return err
@@ -167,7 +178,13 @@ func WriteArchive(w io.Writer, img Image) error {
 	entries := []entry{
 		{path: "blobs", typ: tar.TypeDir, mode: 0o755},
 		{path: "blobs/sha256", typ: tar.TypeDir, mode: 0o755},
-		{path: blobPath(layerDesc.Digest), typ: tar.TypeReg, mode: 0o644, data: layer.data, src: layer.file, size: layerDesc.Size},
+	}
+	written := map[string]bool{}
+	for _, l := range layers {
+		if !written[l.desc.Digest] {
+			written[l.desc.Digest] = true
+			entries = append(entries, entry{path: blobPath(l.desc.Digest), typ: tar.TypeReg, mode: 0o644, data: l.data, src: l.file, size: l.desc.Size})
+		}
 	}
 	for p, data := range files {
 		entries = append(entries, entry{path: p, typ: tar.TypeReg, mode: 0o644, data: data})
@@ -316,32 +333,49 @@ func (l *layer) close() {
 	}
 }
 
-// layer writes the tar of img's tree and files, and the parent
-// directories of its files that neither gives.
-func (img *Image) layer() (*layer, error) {
-	var entries []entry
+// layers writes img's layers: the tree's if it has one, then that of its
+// files and their parent directories, unless a tree without files makes
+// it empty. A parent directory that the tree has keeps the tree's mode
+// and owner; others are 0755, owned by root.
+func (img *Image) layers() ([]*layer, error) {
+	var layers []*layer
 	if img.Tree != "" {
-		var err error
-		if entries, err = treeEntries(img.Tree, img.Files); err != nil {
+		if err := checkOverTree(img.Tree, img.Files); err != nil {
 			return nil, fmt.Errorf("image %s: %w", img.Name, err)
+		}
+		entries, err := treeEntries(img.Tree)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", img.Name, err)
+		}
+		l, err := tempLayer(entries)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", img.Name, err)
+		}
+		layers = append(layers, l)
+		if len(img.Files) == 0 {
+			return layers, nil
 		}
 	}
 	seen := map[string]bool{}
-	for _, e := range entries {
-		if e.typ == tar.TypeDir {
-			seen[e.path] = true
-		}
-	}
 	for _, f := range img.Files {
 		if f.Mode.IsDir() {
 			seen[strings.TrimPrefix(f.Path, "/")] = true
 		}
 	}
+	var entries []entry
 	for _, f := range img.Files {
 		rel := strings.TrimPrefix(f.Path, "/")
 		for dir := path.Dir(rel); dir != "." && !seen[dir]; dir = path.Dir(dir) {
 			seen[dir] = true
-			entries = append(entries, entry{path: dir, typ: tar.TypeDir, mode: 0o755})
+			e := entry{path: dir, typ: tar.TypeDir, mode: 0o755}
+			if img.Tree != "" {
+				if te, ok, err := treeEntry(img.Tree, dir); err != nil {
+					return layers, err
+				} else if ok {
+					e = te
+				}
+			}
+			entries = append(entries, e)
 		}
 		e := entry{path: rel, mode: f.Mode, uid: f.UID, gid: f.GID}
 		switch {
@@ -354,13 +388,16 @@ func (img *Image) layer() (*layer, error) {
 		}
 		entries = append(entries, e)
 	}
-	if img.Tree == "" {
-		var b bytes.Buffer
-		if err := writeTar(&b, entries); err != nil {
-			return nil, err
-		}
-		return &layer{desc: describe(MediaTypeLayer, b.Bytes()), data: b.Bytes()}, nil
+	var b bytes.Buffer
+	if err := writeTar(&b, entries); err != nil {
+		return layers, err
 	}
+	return append(layers, &layer{desc: describe(MediaTypeLayer, b.Bytes()), data: b.Bytes()}), nil
+}
+
+// tempLayer writes a layer of entries to a temporary file, hashing it on
+// the way.
+func tempLayer(entries []entry) (*layer, error) {
 	f, err := os.CreateTemp("", "hepto-layer-*.tar")
 	if err != nil {
 		return nil, err
@@ -374,7 +411,7 @@ func (img *Image) layer() (*layer, error) {
 	}
 	if err != nil {
 		l.close()
-		return nil, fmt.Errorf("image %s: %w", img.Name, err)
+		return nil, err
 	}
 	l.desc = descriptor{MediaType: MediaTypeLayer, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n.n}
 	return l, nil

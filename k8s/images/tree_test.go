@@ -8,13 +8,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 )
 
-// layerOf writes img and returns its layer's entries and its config.
-func layerOf(t *testing.T, img Image) (map[string]tarEntry, []string, imageConfig, string) {
+// layerOf writes img and returns its file system (its layers' entries,
+// those of a layer over those of the layers below) with their names, its
+// config and its layers' digests.
+func layerOf(t *testing.T, img Image) (map[string]tarEntry, []string, imageConfig, []string) {
 	t.Helper()
 	var b bytes.Buffer
 	if err := WriteArchive(&b, img); err != nil {
@@ -27,8 +30,25 @@ func layerOf(t *testing.T, img Image) (map[string]tarEntry, []string, imageConfi
 	decodeJSON(t, "manifest", blob(t, entries, idx.Manifests[0]), &m)
 	var c imageConfig
 	decodeJSON(t, "config", blob(t, entries, m.Config), &c)
-	files, names := readTarOwned(t, blob(t, entries, m.Layers[0]))
-	return files, names, c, m.Layers[0].Digest
+	files := map[string]tarEntry{}
+	var names, digests []string
+	for i, l := range m.Layers {
+		if c.RootFS.DiffIDs[i] != l.Digest {
+			t.Errorf("layer %d: digest %s, diff_id %s", i, l.Digest, c.RootFS.DiffIDs[i])
+		}
+		digests = append(digests, l.Digest)
+		lf, ln := readTarOwned(t, blob(t, entries, l))
+		for _, n := range ln {
+			if _, ok := files[n]; !ok {
+				names = append(names, n)
+			}
+			files[n] = lf[n]
+		}
+	}
+	if len(c.RootFS.DiffIDs) != len(m.Layers) {
+		t.Errorf("%d diff_ids for %d layers", len(c.RootFS.DiffIDs), len(m.Layers))
+	}
+	return files, names, c, digests
 }
 
 // readTarOwned is readTar without the owner check: layers may hold
@@ -148,9 +168,10 @@ func TestWriteArchiveTree(t *testing.T) {
 			{Path: "/app/run", Mode: 0o755, Data: []byte("run")},
 			{Path: "/usr/bin/app", Mode: 0o755, Data: []byte("app")},
 			{Path: "/tmp", Mode: fs.ModeDir | 0o700},
+			{Path: "/var/mail/root", Mode: 0o600},
 		},
 	}
-	files, names, _, digest := layerOf(t, img)
+	files, names, _, digests := layerOf(t, img)
 	uid, gid := os.Geteuid(), os.Getegid()
 	wantEntry(t, files, "bin", tar.TypeSymlink, 0o777, uid, gid, "usr/bin", "")
 	wantEntry(t, files, "usr/bin/ash", tar.TypeReg, 0o755, uid, gid, "", "busybox")
@@ -163,18 +184,32 @@ func TestWriteArchiveTree(t *testing.T) {
 	wantEntry(t, files, "app/", tar.TypeDir, 0o755, 0, 0, "", "")
 	wantEntry(t, files, "app/run", tar.TypeReg, 0o755, 0, 0, "", "run")
 	wantEntry(t, files, "tmp/", tar.TypeDir, 0o700, 0, 0, "", "")
-	mailGID := gid
-	if root {
-		mailGID = 8
+	mailGID := func() int {
+		if root {
+			return 8
+		}
+		return gid
 	}
-	wantEntry(t, files, "var/mail/", tar.TypeDir, 0o2775, uid, mailGID, "", "")
-	if len(names) != 16 {
-		t.Errorf("layer holds %d entries, want 16: %q", len(names), names)
+	wantEntry(t, files, "var/mail/", tar.TypeDir, 0o2775, uid, mailGID(), "", "")
+	wantEntry(t, files, "var/mail/root", tar.TypeReg, 0o600, 0, 0, "", "")
+	if len(names) != 17 {
+		t.Errorf("layers hold %d entries, want 17: %q", len(names), names)
 	}
 
-	// The same tree, again: the same layer.
-	if _, _, _, again := layerOf(t, img); again != digest {
-		t.Errorf("a tree written twice: layers %s and %s", digest, again)
+	// The tree's layer, then the files'.
+	if len(digests) != 2 {
+		t.Fatalf("layers %v, want the tree's and the files'", digests)
+	}
+	treeOnly := img
+	treeOnly.Files = nil
+	if _, _, _, d := layerOf(t, treeOnly); !slices.Equal(d, digests[:1]) {
+		t.Errorf("the tree alone: layers %v; with files: %v, whose first should be the tree's", d, digests)
+	}
+	// The files' parent directories that the tree has keep its mode.
+	wantEntry(t, files, "var/mail/", tar.TypeDir, 0o2775, uid, mailGID(), "", "")
+	// The same tree, again: the same layers.
+	if _, _, _, again := layerOf(t, img); !slices.Equal(again, digests) {
+		t.Errorf("a tree written twice: layers %v and %v", digests, again)
 	}
 	// The layer's temporary file is gone.
 	left, _ := filepath.Glob(filepath.Join(os.TempDir(), "hepto-layer-*"))
@@ -206,8 +241,8 @@ func TestWriteArchiveTreeAsFiles(t *testing.T) {
 		{Path: "/bin", Mode: fs.ModeSymlink, Link: "usr/bin"},
 		{Path: "/tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777},
 	}})
-	if fromTree != fromFiles {
-		t.Errorf("layer from a tree %s, from the same files %s", fromTree, fromFiles)
+	if !slices.Equal(fromTree, fromFiles) || len(fromTree) != 1 {
+		t.Errorf("layer from a tree %v, from the same files %v", fromTree, fromFiles)
 	}
 }
 
