@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,38 +92,41 @@ func TestImagesRun(t *testing.T) {
 
 	for _, tc := range []struct {
 		image string
-		user  string
+		flags []string // of ctr run
 		args  []string
 		want  []string // in the output, each
 	}{
-		{BusyBox, "", []string{"sh", "-c", "echo ok; wget --help 2>&1 | head -1; nslookup --help 2>&1 | head -1; " +
+		{BusyBox, nil, []string{"sh", "-c", "echo ok; wget --help 2>&1 | head -1; nslookup --help 2>&1 | head -1; " +
 			"cat /etc/passwd | grep -c nobody; hostname >/dev/null && sleep 0 && ls / >/dev/null && echo done"},
 			[]string{"ok\n", "BusyBox v1.35", "\n1\n", "done\n"}},
-		{BusyBox, "1000", []string{"id", "-u"}, []string{"1000\n"}},
-		{Agnhost, "", []string{"/agnhost", "--help"}, []string{"netexec", "test-webserver", "pause"}},
-		{Agnhost, "", []string{"/agnhost-2", "--help"}, []string{"netexec"}},
-		{Agnhost, "", []string{"sh", "-c", "set -e; for c in sh bash curl dig nslookup host nc ip ss socat iperf wget " +
+		{BusyBox, []string{"--user", "1000"}, []string{"id", "-u"}, []string{"1000\n"}},
+		{Agnhost, nil, []string{"/agnhost", "--help"}, []string{"netexec", "test-webserver", "pause"}},
+		{Agnhost, nil, []string{"/agnhost-2", "--help"}, []string{"netexec"}},
+		{Agnhost, nil, []string{"sh", "-c", "set -e; for c in sh bash curl dig nslookup host nc ip ss socat iperf wget " +
 			"cat seq grep sed awk timeout nsenter getent ping; do command -v $c >/dev/null || { echo missing $c; exit 1; }; done; " +
 			"curl --version | head -1; dig -v 2>&1; nc -h 2>&1 | head -1; ip -V; socat -V | grep -m1 version; " +
 			"iperf -v 2>&1 || true; bash --version | head -1; test -f /localhost.crt && test -d /uploads; echo all-there"},
 			[]string{"curl 7.88", "DiG 9.18", "OpenBSD netcat", "iproute2", "socat version", "iperf version", "GNU bash", "all-there\n"}},
-		{Agnhost, "", []string{"id", "user-defined-in-image"}, []string{"uid=1000(user-defined-in-image)", "50000(group-defined-in-image)"}},
-		{AgnhostPrev, "", []string{"/agnhost", "--help"}, []string{"netexec"}},
-		{Nautilus, "", []string{"sh", "-c", "test -s /nautilus.jpg && test -s /data.json && echo ok"}, []string{"ok\n"}},
-		{Kitten, "", []string{"sh", "-c", "test -s /kitten.jpg && test -s /data.json && echo ok"}, []string{"ok\n"}},
-		{Nonewprivs, "1000", []string{"nnp"}, []string{"Effective uid: 0\n"}},
-		{NonRoot, "", []string{"id", "-u"}, []string{"1234\n"}},
-		{GlibcDNSTesting, "", []string{"sh", "-c", `dig -v 2>&1; getent passwd root; seq 1 2; check="$(echo x)" && test -n "$check" && echo ok`},
+		{Agnhost, nil, []string{"id", "user-defined-in-image"}, []string{"uid=1000(user-defined-in-image)", "50000(group-defined-in-image)"}},
+		{AgnhostPrev, nil, []string{"/agnhost", "--help"}, []string{"netexec"}},
+		{Nautilus, nil, []string{"sh", "-c", "test -s /nautilus.jpg && test -s /data.json && echo ok"}, []string{"ok\n"}},
+		{Kitten, nil, []string{"sh", "-c", "test -s /kitten.jpg && test -s /data.json && echo ok"}, []string{"ok\n"}},
+		// As the kubelet runs it with allowPrivilegeEscalation unset or
+		// true (ctr sets no_new_privs unless told), then false.
+		{Nonewprivs, []string{"--user", "1000", "--allow-new-privs"}, []string{"nnp"}, []string{"Effective uid: 0\n"}},
+		{Nonewprivs, []string{"--user", "1000"}, []string{"nnp"}, []string{"Effective uid: 1000\n"}},
+		{NonRoot, nil, []string{"id", "-u"}, []string{"1234\n"}},
+		{GlibcDNSTesting, nil, []string{"sh", "-c", `dig -v 2>&1; getent passwd root; seq 1 2; check="$(echo x)" && test -n "$check" && echo ok`},
 			[]string{"DiG 9.18", "root:", "1\n2\n", "ok\n"}},
-		{Etcd, "", []string{"/usr/local/bin/etcd", "--version"}, []string{"etcd Version: 3.7.0"}},
-		{SampleAPIServer, "", []string{"/sample-apiserver", "--help"}, []string{"--etcd-servers", "--tls-cert-file"}},
-		{Nginx, "", []string{"nginx", "-t"}, []string{"syntax is ok", "test is successful"}},
+		{Etcd, nil, []string{"/usr/local/bin/etcd", "--version"}, []string{"etcd Version: 3.7.0"}},
+		{SampleAPIServer, nil, []string{"/sample-apiserver", "--help"}, []string{"--etcd-servers", "--tls-cert-file"}},
+		{Nginx, nil, []string{"nginx", "-t"}, []string{"syntax is ok", "test is successful"}},
 	} {
-		t.Run(ArchiveName(tc.image)+"/"+tc.args[0], func(t *testing.T) {
+		t.Run(ArchiveName(tc.image)+"/"+strings.Join(append(slices.Clone(tc.flags), tc.args[0]), " "), func(t *testing.T) {
 			if archives[tc.image] == "" {
 				t.Skipf("%s not built", tc.image)
 			}
-			out, err := c.run(ctx, tc.image, tc.user, tc.args...)
+			out, err := c.run(ctx, tc.image, tc.flags, tc.args...)
 			if err != nil {
 				t.Fatalf("%v: %v\n%s", tc.args, err, out)
 			}
@@ -161,7 +165,7 @@ func TestImagesRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := c.run(ctx, BusyBox, "", tc.ask...)
+			out, err := c.run(ctx, BusyBox, nil, tc.ask...)
 			logs := stop()
 			if err != nil || !strings.Contains(out, tc.want) {
 				t.Errorf("%v: %v, no %q in:\n%s\nthe server's output:\n%s", tc.ask, err, tc.want, out, logs)
@@ -283,15 +287,12 @@ func (c *testContainerd) ctrOut(ctx context.Context, args ...string) (string, er
 }
 
 // run runs args (all of the process's command line) in a new container of
-// image and returns its output.
-func (c *testContainerd) run(ctx context.Context, image, user string, args ...string) (string, error) {
+// image, with flags of ctr run, and returns its output.
+func (c *testContainerd) run(ctx context.Context, image string, flags []string, args ...string) (string, error) {
 	c.n++
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	a := []string{"run", "--rm", "--net-host", "--snapshotter", "overlayfs"}
-	if user != "" {
-		a = append(a, "--user", user)
-	}
+	a := append([]string{"run", "--rm", "--net-host", "--snapshotter", "overlayfs"}, flags...)
 	a = append(a, image, fmt.Sprintf("run-%d", c.n))
 	return c.ctrOut(ctx, append(a, args...)...)
 }
