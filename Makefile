@@ -218,6 +218,23 @@ demo: deps build
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/web ./lab/web
 	./bin/hepto-lab demo
 
+# e2e-images: the images of Kubernetes' conformance tests, rebuilt from Go
+# source and Debian packages under their upstream names (lab/e2eimages), as
+# OCI archives in bin/e2e-images (see docs/conformance.md). Heavy the first
+# time (agnhost, sample-apiserver, etcd are linked); the cache in
+# bin/e2e-images/.cache makes later runs short.
+.PHONY: e2e-images
+# GOARCH=arm64 makes arm64 images (with hepto-lab built for this machine).
+e2e-images:
+	CGO_ENABLED=0 GOARCH=$(shell $(GO) env GOHOSTARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
+	./bin/hepto-lab e2e-images --out $(BIN)/e2e-images --arch $(GOARCH)
+
+# test-e2e-images: the images imported into a containerd of hepto's
+# configuration and run (lab/e2eimages, TestImagesRun; root).
+.PHONY: test-e2e-images
+test-e2e-images: containerd e2e-images
+	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test -count=1 -run TestImagesRun -v ./lab/e2eimages
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...

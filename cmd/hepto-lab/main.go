@@ -23,7 +23,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("hepto", defaultBin(), "hepto binary")
-	root.AddCommand(demoCmd(), conformanceCmd(), benchCmd(), dnsBenchCmd(), dnsResolverCmd(), cniBenchCmd(), natBenchCmd(), idleBenchCmd(), k8sBenchCmd())
+	root.AddCommand(demoCmd(), conformanceCmd(), benchCmd(), dnsBenchCmd(), dnsResolverCmd(), cniBenchCmd(), natBenchCmd(), idleBenchCmd(), k8sBenchCmd(), e2eImagesCmd())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	stop()

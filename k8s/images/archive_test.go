@@ -265,8 +265,16 @@ func TestWriteArchiveRefuses(t *testing.T) {
 		{"root", func(i *Image) { i.Files[0].Path = "/" }, "root directory"},
 		{"duplicate", func(i *Image) { i.Files[1].Path = i.Files[0].Path }, "given twice"},
 		{"file as directory", func(i *Image) { i.Files[1].Path = "/bin/app/conf" }, "which is a file"},
-		{"directory mode", func(i *Image) { i.Files[0].Mode = fs.ModeDir | 0o755 }, "not that of a regular file"},
-		{"symlink mode", func(i *Image) { i.Files[0].Mode = fs.ModeSymlink | 0o777 }, "not that of a regular file"},
+		{"directory with contents", func(i *Image) { i.Files[0].Mode = fs.ModeDir | 0o755 }, "directory with contents"},
+		{"link without target", func(i *Image) { i.Files[2].Mode = fs.ModeSymlink | 0o777 }, "needs a target"},
+		{"link with contents", func(i *Image) { i.Files[0].Mode, i.Files[0].Link = fs.ModeSymlink, "x" }, "needs a target"},
+		{"target of a file", func(i *Image) { i.Files[0].Link = "/bin/other" }, "link target for a regular file"},
+		{"device", func(i *Image) { i.Files[2].Mode = fs.ModeDevice | 0o600 }, "not that of a regular file, a directory"},
+		{"fifo", func(i *Image) { i.Files[2].Mode = fs.ModeNamedPipe | 0o600 }, "not that of a regular file, a directory"},
+		{"negative owner", func(i *Image) { i.Files[0].UID = -1 }, "owner"},
+		{"file under a link", func(i *Image) {
+			i.Files = append(i.Files, File{Path: "/lib", Mode: fs.ModeSymlink, Link: "usr/lib"}, File{Path: "/lib/x", Mode: 0o644})
+		}, "which is a file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img := testImage()
