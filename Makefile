@@ -109,8 +109,8 @@ deps:
 # Then the packages that run without root again, under the race detector
 # (-short skips the tunnel's namespace tests).
 RACE_PKGS := ./supervisor ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet ./k8s/nodecert ./k8s/containerd ./k8s/images ./k8s/component
-test: deps build
-	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test -p 1 -count=1 -timeout 25m ./...
+test: deps build conformance-build
+	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test -p 1 -count=1 -timeout 25m ./...
 	$(GO) test -race -short -p 1 -count=1 -timeout 10m $(RACE_PKGS)
 
 test-short:
@@ -200,13 +200,12 @@ bench-k8s-build: patched
 # is a Kubernetes-sized build, and the run takes the better part of an hour.
 .PHONY: conformance conformance-full conformance-build
 CONFORMANCE := bin/conformance
-conformance-build: build
+conformance-build: build e2e-images
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) test -c -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
 		-o $(CURDIR)/$(CONFORMANCE)/e2e.test k8s.io/kubernetes/test/e2e
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$(CONFORMANCE)/ginkgo github.com/onsi/ginkgo/v2/ginkgo
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) build -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
 		-o $(CURDIR)/$(CONFORMANCE)/kubectl k8s.io/kubernetes/cmd/kubectl
-	./bin/hepto-lab e2e-images --out $(CONFORMANCE)/images
 
 conformance: deps conformance-build
 	./bin/hepto-lab conformance --doc docs/conformance.md

@@ -23,7 +23,7 @@ func TestConformanceSmoke(t *testing.T) {
 		t.Skip("needs the built binaries and suite: run through `make test` (HEPTO_BIN)")
 	}
 	bin := filepath.Dir(heptoBin)
-	for _, f := range []string{"hepto-lab", "conformance/e2e.test", "conformance/ginkgo", "conformance/images"} {
+	for _, f := range []string{"hepto-lab", "conformance/e2e.test", "conformance/ginkgo", "conformance/kubectl", "e2e-images"} {
 		if _, err := os.Stat(filepath.Join(bin, f)); err != nil {
 			t.Fatalf("%v: make conformance-build builds it (make test does)", err)
 		}
@@ -31,7 +31,7 @@ func TestConformanceSmoke(t *testing.T) {
 	report := t.TempDir()
 	cmd := exec.Command(filepath.Join(bin, "hepto-lab"), "--hepto", heptoBin, "conformance",
 		"--e2e-test", filepath.Join(bin, "conformance/e2e.test"), "--ginkgo", filepath.Join(bin, "conformance/ginkgo"),
-		"--images", filepath.Join(bin, "conformance/images"), "--report", report, "--procs", "3", "--focus", smokeFocus)
+		"--kubectl", filepath.Join(bin, "conformance/kubectl"), "--images", filepath.Join(bin, "e2e-images"), "--report", report, "--procs", "3", "--focus", smokeFocus)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {

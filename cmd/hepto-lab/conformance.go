@@ -57,7 +57,7 @@ func conformanceCmd() *cobra.Command {
 	f.StringVar(&o.e2e, "e2e-test", "bin/conformance/e2e.test", "the suite (make conformance builds it)")
 	f.StringVar(&o.ginkgo, "ginkgo", "bin/conformance/ginkgo", "ginkgo, to run the suite in parallel (empty: e2e.test alone, serial)")
 	f.StringVar(&o.kubectl, "kubectl", "bin/conformance/kubectl", "the kubectl the suite runs, a stock one (missing: hepto kubectl)")
-	f.StringVar(&o.images, "images", "bin/conformance/images", "directory of the suite's image archives, imported into every node")
+	f.StringVar(&o.images, "images", "bin/e2e-images", "directory of the suite's image archives, imported into every node")
 	f.StringVar(&o.focus, "focus", conformanceFocus, "tests to run (regular expression on their names)")
 	f.StringVar(&o.skip, "skip", conformanceSkip, "tests not to run")
 	f.IntVar(&o.procs, "procs", 4, "tests run at once (ginkgo processes)")
@@ -84,7 +84,7 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 	}
 	archives, err := filepath.Glob(filepath.Join(o.images, "*.tar"))
 	if err != nil || len(archives) == 0 {
-		return fmt.Errorf("no image archives in %s (hepto-lab e2e-images --out %s builds them)", o.images, o.images)
+		return fmt.Errorf("no image archives in %s (make e2e-images builds them)", o.images)
 	}
 	if err := os.MkdirAll(o.report, 0o755); err != nil {
 		return err
