@@ -132,21 +132,7 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 		}
 		nodes = append(nodes, n)
 	}
-	kubectl := func(args ...string) (string, error) { return anchor.Hepto(append([]string{"kubectl"}, args...)...) }
-	err = cluster.Eventually(5*time.Minute, func() error {
-		for _, n := range nodes {
-			st, _, err := n.Status()
-			if err != nil {
-				return err
-			}
-			if !st.Kubernetes.Ready {
-				return fmt.Errorf("%s: not Ready: %v", n.Name, st.Kubernetes.Components)
-			}
-		}
-		_, err := kubectl("get", "serviceaccount", "default")
-		return err
-	})
-	if err != nil {
+	if err := kubeReady(nodes, 5*time.Minute); err != nil {
 		return err
 	}
 	step("every node Ready")

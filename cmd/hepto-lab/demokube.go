@@ -57,20 +57,7 @@ func demoKubernetes(cmd *cobra.Command, c *cluster.Cluster, nodes []*cluster.Nod
 	cp := nodes[0]
 	kubectl := func(args ...string) (string, error) { return cp.Hepto(append([]string{"kubectl"}, args...)...) }
 	fmt.Fprintln(out, "\n==> Kubernetes: waiting for every node to be Ready")
-	err := cluster.Eventually(3*time.Minute, func() error {
-		for _, n := range nodes {
-			st, _, err := n.Status()
-			if err != nil {
-				return err
-			}
-			if !st.Kubernetes.Ready {
-				return fmt.Errorf("%s: not Ready: %v", n.Name, st.Kubernetes.Components)
-			}
-		}
-		_, err := kubectl("get", "serviceaccount", "default")
-		return err
-	})
-	if err != nil {
+	if err := kubeReady(nodes, 3*time.Minute); err != nil {
 		return err
 	}
 	manifest := filepath.Join(c.Dir, "hello.yaml")
@@ -109,4 +96,22 @@ func demoKubernetes(cmd *cobra.Command, c *cluster.Cluster, nodes []*cluster.Nod
 	}
 	fmt.Fprintf(out, "\n$ hepto kubectl exec %s -- /web get http://%s:8080/    # home-a's pod asks home-c's\n%s", from[0], to[1], res)
 	return nil
+}
+
+// kubeReady waits until every node is Ready and the control plane (the
+// first node) has made the default service account that pods need.
+func kubeReady(nodes []*cluster.Node, timeout time.Duration) error {
+	return cluster.Eventually(timeout, func() error {
+		for _, n := range nodes {
+			st, _, err := n.Status()
+			if err != nil {
+				return err
+			}
+			if !st.Kubernetes.Ready {
+				return fmt.Errorf("%s: not Ready: %v", n.Name, st.Kubernetes.Components)
+			}
+		}
+		_, err := nodes[0].Hepto("kubectl", "get", "serviceaccount", "default")
+		return err
+	})
 }

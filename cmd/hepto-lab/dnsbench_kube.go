@@ -641,20 +641,7 @@ func proxySyncs(h *lab.Host) (n int, sum float64, err error) {
 type memSample struct{ rss, anon, hwm float64 }
 
 func readMem(pid int) memSample {
-	field := func(file, name string) float64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
-		if err != nil {
-			return 0
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, name+":"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-				return kb / 1024
-			}
-		}
-		return 0
-	}
-	return memSample{rss: field("status", "VmRSS"), anon: field("smaps_rollup", "Anonymous"), hwm: field("status", "VmHWM")}
+	return memSample{rss: procField(pid, "status", "VmRSS"), anon: procField(pid, "smaps_rollup", "Anonymous"), hwm: procField(pid, "status", "VmHWM")}
 }
 
 func readMems(pids map[string]int) map[string]memSample {

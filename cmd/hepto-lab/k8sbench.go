@@ -545,20 +545,22 @@ func nodeProcs(roots map[string]int, sock string) []proc {
 
 // procMemory is a process's RSS (VmRSS) and PSS (smaps_rollup), in MB.
 func procMemory(pid int) (rss, pss float64) {
-	field := func(file, name string) float64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
-		if err != nil {
-			return 0
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, name+":"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-				return kb / 1024
-			}
-		}
+	return procField(pid, "status", "VmRSS"), procField(pid, "smaps_rollup", "Pss")
+}
+
+// procField is a "Name: N kB" field of /proc/PID/FILE, in MB; 0 if missing.
+func procField(pid int, file, name string) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+	if err != nil {
 		return 0
 	}
-	return field("status", "VmRSS"), field("smaps_rollup", "Pss")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 func durationStats(ds []time.Duration) (med, lo, hi time.Duration) {

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"io"
 	"io/fs"
 	"slices"
 	"strings"
@@ -23,34 +21,17 @@ type tarEntry struct {
 	data []byte
 }
 
-// readTar reads a whole tar, refusing entries given twice; names are
-// in the order read.
+// readTar reads a whole tar, refusing entries given twice, and wants
+// every entry owned by root; names are in the order read.
 func readTar(t *testing.T, b []byte) (map[string]tarEntry, []string) {
 	t.Helper()
-	entries := map[string]tarEntry{}
-	var names []string
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return entries, names
+	entries, names := readTarOwned(t, b)
+	for _, name := range names {
+		if hdr := entries[name].hdr; hdr.Uid != 0 || hdr.Gid != 0 {
+			t.Errorf("%s: owner %d:%d, want 0:0", name, hdr.Uid, hdr.Gid)
 		}
-		if err != nil {
-			t.Fatalf("reading tar: %v", err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatalf("reading %s: %v", hdr.Name, err)
-		}
-		if _, ok := entries[hdr.Name]; ok {
-			t.Fatalf("%s twice in the tar", hdr.Name)
-		}
-		if !hdr.ModTime.Equal(epoch) || hdr.Uid != 0 || hdr.Gid != 0 || hdr.Uname != "" || hdr.Gname != "" {
-			t.Errorf("%s: time %v, owner %d:%d (%q:%q), want the epoch and 0:0", hdr.Name, hdr.ModTime, hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname)
-		}
-		entries[hdr.Name] = tarEntry{hdr, data}
-		names = append(names, hdr.Name)
 	}
+	return entries, names
 }
 
 func digestOf(b []byte) string {

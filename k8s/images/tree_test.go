@@ -51,7 +51,8 @@ func layerOf(t *testing.T, img Image) (map[string]tarEntry, []string, imageConfi
 	return files, names, c, digests
 }
 
-// readTarOwned is readTar without the owner check: layers may hold
+// readTarOwned reads a whole tar, refusing entries given twice, without
+// the owner check of readTar: layers may hold
 // files owned by others than root.
 func readTarOwned(t *testing.T, b []byte) (map[string]tarEntry, []string) {
 	t.Helper()
