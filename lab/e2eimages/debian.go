@@ -312,7 +312,7 @@ func (a *apt) extract(ctx context.Context, r rootfs) (string, []deb, error) {
 
 // rootfsVersion changes when extract makes root filesystems otherwise,
 // so that those made before are made again.
-const rootfsVersion = 3
+const rootfsVersion = 4
 
 // slim removes documentation, manual pages and translations, as
 // Debian's slim images do, keeping each package's copyright.
@@ -418,7 +418,8 @@ func moveInto(src, dst string) error {
 
 // setUp writes what maintainer scripts would have: /etc/passwd and
 // /etc/group from base-passwd's masters, /etc/nsswitch.conf from
-// base-files', /bin/sh, and the links given, where their targets exist.
+// base-files', /bin/sh (bash, else dash), and the links given, where
+// their targets exist.
 func setUp(root string, links map[string]string) error {
 	for src, dst := range map[string]string{
 		"usr/share/base-passwd/passwd.master": "etc/passwd",
@@ -440,7 +441,14 @@ func setUp(root string, links map[string]string) error {
 			return err
 		}
 	}
-	all := map[string]string{"usr/bin/sh": "dash"}
+	// /bin/sh is bash where there is one: dash and busybox's ash drop
+	// environment variables whose names are not shell names ("data-1"),
+	// which pods may be given and the suite's tests read back through sh.
+	sh := "dash"
+	if exists(filepath.Join(root, "usr/bin/bash")) {
+		sh = "bash"
+	}
+	all := map[string]string{"usr/bin/sh": sh}
 	for l, t := range links {
 		all[l] = t
 	}

@@ -104,7 +104,8 @@ var (
 		"usr/bin/netcat": "nc.openbsd",
 	}
 
-	busyboxFS = rootfs{name: "busybox", pkgs: []string{"busybox-static"}, applets: allApplets}
+	// busybox's image: busybox's applets, and bash as sh (see setUp).
+	busyboxFS = rootfs{name: "busybox", pkgs: []string{"busybox-static", "bash"}, applets: allApplets}
 	debianFS  = rootfs{name: "debian", pkgs: debianPkgs, links: debianLinks}
 	dnsFS     = rootfs{name: "dnsutils", pkgs: append(slices.Clone(debianPkgs), "bind9-dnsutils"), links: debianLinks}
 	// toolsFS is agnhost's: the packages of its Dockerfile (apk add

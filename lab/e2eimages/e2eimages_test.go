@@ -177,6 +177,23 @@ func TestSlimAndSetUp(t *testing.T) {
 	if exists(filepath.Join(root, "usr/bin/nc")) {
 		t.Error("a link to nc.openbsd, which is not there")
 	}
+	// With bash there, sh is bash: it passes on environment variables
+	// whose names are not shell names, as pods may have.
+	withBash := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(withBash, "usr/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"usr/bin/bash", "usr/bin/dash"} {
+		if err := os.WriteFile(filepath.Join(withBash, f), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := setUp(withBash, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.Readlink(filepath.Join(withBash, "usr/bin/sh")); err != nil || got != "bash" {
+		t.Errorf("sh with bash there: %q, %v; want a link to bash", got, err)
+	}
 }
 
 func TestAddApplets(t *testing.T) {
