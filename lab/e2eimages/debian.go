@@ -312,7 +312,7 @@ func (a *apt) extract(ctx context.Context, r rootfs) (string, []deb, error) {
 
 // rootfsVersion changes when extract makes root filesystems otherwise,
 // so that those made before are made again.
-const rootfsVersion = 4
+const rootfsVersion = 5
 
 // slim removes documentation, manual pages and translations, as
 // Debian's slim images do, keeping each package's copyright.
@@ -503,8 +503,8 @@ func (a *apt) applets(ctx context.Context, root string) ([]string, error) {
 }
 
 // addApplets links busybox's applets (list, as applets gives them) to
-// /usr/bin/busybox; all of them, or only where the root filesystem has no
-// file of that name in /usr/bin or /usr/sbin.
+// /usr/bin/busybox; all of them, in /usr/bin (/bin), or only where the
+// root filesystem has no file of that name in /usr/bin or /usr/sbin.
 func addApplets(root string, list []string, all bool) error {
 	for _, p := range list {
 		p = filepath.Clean("/" + p)
@@ -516,6 +516,11 @@ func addApplets(root string, list []string, all bool) error {
 		}
 		if p == "/usr/bin/busybox" || p == "/linuxrc" {
 			continue
+		}
+		if all {
+			// The busybox image has every applet in /bin, sysctl
+			// and ifconfig too, and the suite runs them there.
+			p = "/usr/bin/" + filepath.Base(p)
 		}
 		if !all {
 			name := filepath.Base(p)
