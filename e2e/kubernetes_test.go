@@ -56,6 +56,23 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 	checkNodes(t, an, nodes)
+	// Imported images are pinned: the kubelet's image garbage collection,
+	// when the disk fills up, leaves them (no registry would give them back).
+	for _, n := range []*node{an, b} {
+		out, err := exec.Command(filepath.Join(filepath.Dir(heptoBin), "ctr"), "--address",
+			filepath.Join(n.State, "kubernetes", "containerd", "containerd.sock"), "--namespace", "k8s.io", "images", "ls").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ctr images ls on %s: %v: %s", n.Name, err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, webImage+" ") && !strings.Contains(line, "io.cri-containerd.pinned=pinned") {
+				t.Errorf("%s: %s not pinned: %s", n.Name, webImage, line)
+			}
+		}
+		if !strings.Contains(string(out), webImage+" ") {
+			t.Errorf("%s: no %s among the images:\n%s", n.Name, webImage, out)
+		}
+	}
 	eventually(t, 30*time.Second, func() error {
 		roles, err := kubectlErr(an, "get", "nodes", "-l", "node-role.kubernetes.io/control-plane", "-o", "name")
 		if strings.TrimSpace(roles) != "node/anchor" {
