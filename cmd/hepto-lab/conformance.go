@@ -188,8 +188,10 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 	start := time.Now()
 	run := pub.Command(ctx, argv[0], argv[1:]...)
 	run.Dir = dir
-	run.Stdout, run.Stderr = io.MultiWriter(logFile, tail(out)), logFile
+	progress := tail(out)
+	run.Stdout, run.Stderr = io.MultiWriter(logFile, progress), logFile
 	runErr := run.Run()
+	progress.Close()
 	wall := time.Since(start)
 	stopMem()
 	wg.Wait()
@@ -217,8 +219,8 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 }
 
 // tail passes the suite's lines that say how it goes (results, failures)
-// to out.
-func tail(out io.Writer) io.Writer {
+// to out, until closed.
+func tail(out io.Writer) io.WriteCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		buf := make([]byte, 64<<10)
