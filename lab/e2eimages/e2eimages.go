@@ -128,6 +128,14 @@ func Build(ctx context.Context, o Options) ([]Built, error) {
 	if o.Cache == "" {
 		o.Cache = filepath.Join(o.Out, ".cache")
 	}
+	// Absolute: the programs are built from the module's directory.
+	for _, p := range []*string{&o.Out, &o.Cache} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, err
+		}
+		*p = abs
+	}
 	if o.Go == "" {
 		o.Go = "go"
 	}
