@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -300,9 +301,5 @@ func (m *peakMemory) peak() float64 {
 func (m *peakMemory) perNode() map[string]float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]float64{}
-	for k, v := range m.nodes {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.nodes)
 }
