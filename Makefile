@@ -29,12 +29,14 @@ all: build
 # GOARCH=arm64 (Raspberry Pi) cross-compiles into bin/linux-arm64.
 export GOOS := linux
 export GOARCH ?= $(shell $(GO) env GOARCH)
+CNI_REF := github.com/containernetworking/plugins/plugins
 BIN := bin$(if $(filter-out $(shell $(GO) env GOHOSTARCH),$(GOARCH)),/linux-$(GOARCH))
 
 build: containerd patched
 	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $(BIN)/hepto ./cmd/hepto
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-lab ./cmd/hepto-lab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/portmap $(CNI_REF)/meta/portmap
 
 # patched copies each module named by third_party/patches/MODULE@VERSION.patch
 # (MODULE with _ for /) from the module cache into bin/patched, applies
@@ -67,7 +69,8 @@ containerd:
 
 # cni-ref builds the reference CNI plugins (containernetworking/plugins, a
 # tool dependency in go.mod) that the CNI benchmark compares hepto-cni with.
-CNI_REF := github.com/containernetworking/plugins/plugins
+# build takes portmap from there: Kubernetes nodes chain it after hepto-cni
+# for pods' hostPorts.
 cni-ref:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/cni-ref/ $(CNI_REF)/main/bridge $(CNI_REF)/ipam/host-local $(CNI_REF)/meta/portmap
 
@@ -82,7 +85,7 @@ k8s-ref:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/k8s-ref/etcd go.etcd.io/etcd/server/v3
 
 # install puts a node in place, as k3s users are used to: the binaries in
-# $(PREFIX)/lib/hepto (hepto finds containerd and hepto-cni beside itself),
+# $(PREFIX)/lib/hepto (hepto finds containerd, hepto-cni and portmap beside itself),
 # $(PREFIX)/bin/hepto, the systemd unit and /etc/default/hepto (kept if
 # present), and runc. Then: hepto init … (anchor) or HEPTO_ARGS="--join
 # TOKEN" in /etc/default/hepto, and systemctl enable --now hepto.
@@ -94,7 +97,7 @@ install: build install-files
 
 install-files:
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/default
-	install -m 0755 $(BIN)/hepto $(BIN)/hepto-cni $(addprefix $(BIN)/,$(CONTAINERD_CMDS)) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(BIN)/hepto $(BIN)/hepto-cni $(BIN)/portmap $(addprefix $(BIN)/,$(CONTAINERD_CMDS)) $(DESTDIR)$(LIBDIR)/
 	ln -sfn $(LIBDIR)/hepto $(DESTDIR)$(PREFIX)/bin/hepto
 	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/systemd/hepto.service > $(DESTDIR)/etc/systemd/system/hepto.service
 	test -e $(DESTDIR)/etc/default/hepto || install -m 0644 dist/systemd/hepto.default $(DESTDIR)/etc/default/hepto

@@ -243,7 +243,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	if !cfg.Userspace {
 		sup.Add(podnet.New(podnet.Options{
 			Tun: tun.Name(), Networks: n.cluster.Networks, Pods: n.self.PodCIDRs, Relay: an != nil,
-			MTU: tunnel.DefaultMTU, ConfDirs: []string{cfg.CNIConfDir, kube.CNIConfDir()}, StateDir: cfg.State, Logger: log,
+			MTU: tunnel.DefaultMTU, ConfDirs: []podnet.ConfDir{{Dir: cfg.CNIConfDir}, {Dir: kube.CNIConfDir(), Chain: kube.CNIChain()}}, StateDir: cfg.State, Logger: log,
 		}), false)
 	}
 	for _, s := range mh.Services() {

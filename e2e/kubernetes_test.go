@@ -28,6 +28,7 @@ import (
 
 	"github.com/hepto-net/hepto/k8s/images"
 	"github.com/hepto-net/hepto/lab"
+	"github.com/hepto-net/hepto/lab/registry"
 )
 
 // webImage is the test's image: lab/web, built for the run.
@@ -139,6 +140,9 @@ func TestKubernetes(t *testing.T) {
 
 	checkServices(t, an)
 	checkNodePort(t, an, b, homeB.Box)
+	checkHostPort(t, an, b, homeB.Box)
+	checkReadOnlyRoot(t, an, b)
+	checkMirror(t, an, b)
 	checkCredentials(t, an, a)
 	checkAdminKubeconfig(t, an, b, len(nodes))
 
@@ -237,7 +241,7 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 			t.Errorf("remove pods: %v", err)
 		}
 	})
-	k := &kubeCluster{w: w, archive: buildWebImage(t)}
+	k := &kubeCluster{w: w, archive: buildWebImage(t, webImage)}
 	var flags []string
 	if o.flags != nil {
 		flags = o.flags(w)
@@ -292,7 +296,7 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 // beside itself (make build puts them in bin/), and runc on PATH.
 func needKubernetesBinaries(t *testing.T) {
 	t.Helper()
-	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "hepto-cni"} {
+	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "hepto-cni", "portmap"} {
 		if _, err := os.Stat(filepath.Join(filepath.Dir(heptoBin), name)); err != nil {
 			t.Fatalf("%s is not beside %s: run `make build` and set HEPTO_BIN (make test does both)", name, heptoBin)
 		}
@@ -302,8 +306,9 @@ func needKubernetesBinaries(t *testing.T) {
 	}
 }
 
-// buildWebImage builds lab/web and packs it into an OCI archive.
-func buildWebImage(t *testing.T) string {
+// buildWebImage builds lab/web and packs it into an OCI archive, as image
+// name.
+func buildWebImage(t *testing.T, name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "web")
@@ -322,7 +327,7 @@ func buildWebImage(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	img := images.Image{Name: webImage, Arch: runtime.GOARCH, Entrypoint: []string{"/web"}, Cmd: []string{"serve"},
+	img := images.Image{Name: name, Arch: runtime.GOARCH, Entrypoint: []string{"/web"}, Cmd: []string{"serve"},
 		Files: []images.File{{Path: "/web", Mode: 0o755, Data: prog}}}
 	if err := images.WriteArchive(f, img); err != nil {
 		t.Fatal(err)
@@ -644,6 +649,102 @@ func checkServices(t *testing.T, cp *node) {
 		}
 		return nil
 	})
+}
+
+// checkHostPort: a pod's hostPort answers on every address of its node
+// (overlay from another node, both families; LAN from its LAN), and one
+// with hostIP 127.0.0.1 on the node's loopback only. The reference portmap
+// plugin, chained after hepto-cni, maps them.
+func checkHostPort(t *testing.T, cp, home *node, lanPeer *lab.Host) {
+	t.Helper()
+	for _, p := range []struct{ name, ports string }{
+		{"hostport-all", `[{"containerPort":8080,"hostPort":18080}]`},
+		{"hostport-lo", `[{"containerPort":8080,"hostPort":18081,"hostIP":"127.0.0.1"}]`},
+	} {
+		kubectl(t, cp, "run", p.name, "--image", webImage, "--image-pull-policy", "Never", "--overrides",
+			fmt.Sprintf(`{"spec":{"nodeName":%q,"containers":[{"name":%q,"image":%q,"imagePullPolicy":"Never","command":["/web","serve"],"ports":%s}]}}`,
+				home.Name, p.name, webImage, p.ports))
+	}
+	kubectl(t, cp, "wait", "--for=condition=Ready", "pod/hostport-all", "pod/hostport-lo", "--timeout=120s")
+	st, _, err := home.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(from *lab.Host, addr, port, pod string) {
+		t.Helper()
+		url := "http://" + net.JoinHostPort(addr, port) + "/"
+		eventually(t, 30*time.Second, func() error {
+			out, err := httpGet(from, url)
+			if err == nil && strings.TrimSpace(out) != pod {
+				err = fmt.Errorf("answered %q", out)
+			}
+			if err != nil {
+				return fmt.Errorf("hostPort %s from %s: %w", url, from.Name, err)
+			}
+			return nil
+		})
+	}
+	for _, ip := range st.OverlayIPs {
+		want(cp.Host, ip, "18080", "hostport-all")
+	}
+	want(lanPeer, home.Host.IPv4.String(), "18080", "hostport-all")
+	want(home.Host, "127.0.0.1", "18081", "hostport-lo")
+	if out, err := httpGet(cp.Host, "http://"+net.JoinHostPort(st.OverlayIPs[0], "18081")+"/"); err == nil {
+		t.Errorf("hostPort 18081 bound to 127.0.0.1 answered on %s's overlay address: %q", home.Name, out)
+	}
+}
+
+// checkMirror: an image that only a registry has is pulled (policy
+// Always) by the node in the symmetric home, through its NAT, from a
+// mirror named in its STATE/registries while it runs.
+func checkMirror(t *testing.T, cp, home *node) {
+	t.Helper()
+	const name = "hepto.test/web:pulled"
+	r := registry.New(nil)
+	t.Cleanup(func() { r.Close() })
+	if _, err := r.Add(buildWebImage(t, name)); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(cp.Host.IPv4.String(), "5000")
+	ln, err := cp.Host.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	dir := filepath.Join(home.State, "registries", "hepto.test")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(registry.HostsTOML("hepto.test", "http://"+addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, cp, "run", "pulled", "--image", name, "--image-pull-policy", "Always",
+		"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, home.Name), "--command", "--", "/web", "serve")
+	if out, err := kubectlErr(cp, "wait", "--for=condition=Ready", "pod/pulled", "--timeout=120s"); err != nil {
+		desc, _ := kubectlErr(cp, "describe", "pod", "pulled")
+		t.Fatalf("a pod of an image pulled from the mirror: %v: %s\n%s", err, out, desc)
+	}
+}
+
+// checkReadOnlyRoot: a container whose root filesystem is read-only cannot
+// write there, and can in a volume (what the conformance test "a read only
+// busybox container should not write to root filesystem" checks, which
+// cannot run in the lab: docs/conformance.md).
+func checkReadOnlyRoot(t *testing.T, cp, home *node) {
+	t.Helper()
+	kubectl(t, cp, "run", "readonly", "--image", webImage, "--image-pull-policy", "Never", "--overrides",
+		fmt.Sprintf(`{"spec":{"nodeName":%q,"volumes":[{"name":"scratch","emptyDir":{}}],"containers":[{"name":"readonly","image":%q,"imagePullPolicy":"Never","command":["/web","serve"],"securityContext":{"readOnlyRootFilesystem":true},"volumeMounts":[{"name":"scratch","mountPath":"/scratch"}]}]}}`,
+			home.Name, webImage))
+	kubectl(t, cp, "wait", "--for=condition=Ready", "pod/readonly", "--timeout=120s")
+	// The command's error comes back in kubectl's, on its standard error.
+	if out, err := kubectlErr(cp, "exec", "readonly", "--", "/web", "write", "/file", "test"); err == nil || !strings.Contains(err.Error(), "read-only file system") {
+		t.Errorf("write to the read-only root filesystem: %v, %q; want a read-only file system error", err, out)
+	}
+	if out, err := kubectlErr(cp, "exec", "readonly", "--", "/web", "write", "/scratch/file", "test"); err != nil {
+		t.Errorf("write to an emptyDir of a read-only container: %v, %q", err, out)
+	}
 }
 
 // checkNodePort: a NodePort answers on a home's overlay address from

@@ -82,6 +82,7 @@ type Layout struct {
 	Containerd string // containerd's root, state, socket and configuration
 	CNIConf    string // the pod network configuration containerd reads
 	Images     string // STATE/images: archives imported at start
+	Registries string // STATE/registries: HOST/hosts.toml, mirrors of registry HOST
 }
 
 // Node is a node's Kubernetes.
@@ -94,6 +95,8 @@ type Node struct {
 	ctrd   *containerd.Containerd
 	issuer *nodecert.Issuer
 	setup  error // why the node components cannot run
+	// portMap: the portmap plugin is there, chained for hostPorts.
+	portMap bool
 
 	states      component.States
 	certsReady  *component.Gate
@@ -118,6 +121,7 @@ func New(o Options) *Node {
 			Containerd: filepath.Join(root, "containerd"),
 			CNIConf:    filepath.Join(root, "cni"),
 			Images:     filepath.Join(o.StateDir, "images"),
+			Registries: filepath.Join(o.StateDir, "registries"),
 		},
 		certsReady:  component.NewGate(),
 		imagesReady: component.NewGate(),
@@ -140,12 +144,13 @@ func New(o Options) *Node {
 		n.cp = cp
 		n.issuer = &nodecert.Issuer{PKI: cp.PKI(), Lookup: n.member, APIServers: n.apiServers}
 	}
-	cni, err := containerd.Binary("hepto-cni")
+	cniDirs, err := n.cniBinDirs()
 	if err == nil {
 		n.ctrd, err = containerd.New(containerd.Options{
 			Dir:          n.layout.Containerd,
 			CNIConfDir:   n.layout.CNIConf,
-			CNIBinDirs:   []string{filepath.Dir(cni)},
+			CNIBinDirs:   cniDirs,
+			Registries:   n.layout.Registries,
 			SandboxImage: images.PauseName,
 			Logger:       o.Logger,
 		})

@@ -22,10 +22,19 @@ const CNIConfFile = "10-hepto.conflist"
 // CNINetwork is the network's name in the configuration.
 const CNINetwork = "hepto"
 
+// ConfDir is a directory the CNI configuration goes to, with the plugins
+// chained after hepto-cni there (their binaries must be where that
+// directory's runtime looks).
+type ConfDir struct {
+	Dir   string
+	Chain []map[string]any
+}
+
 // writeConfList writes the CNI configuration, unless it is there already:
 // runtimes watch the directory.
-func writeConfList(dir, stateDir string, mtu int, pods []netip.Prefix) error {
-	b, err := netconf.ConfList(CNINetwork, mtu, stateDir, pods)
+func writeConfList(d ConfDir, stateDir string, mtu int, pods []netip.Prefix) error {
+	dir := d.Dir
+	b, err := netconf.ConfList(CNINetwork, mtu, stateDir, pods, d.Chain...)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ type Options struct {
 	MTU      int                 // the overlay's MTU, for pods' interfaces
 	// ConfDirs are where the CNI configuration goes ("" entries skipped).
 	// StateDir is hepto's state directory, named in it for the plugin.
-	ConfDirs []string
+	ConfDirs []ConfDir
 	StateDir string
 	Logger   *slog.Logger
 }
@@ -89,14 +89,14 @@ func (s *Service) start() error {
 	if err != nil {
 		return err
 	}
-	for _, dir := range o.ConfDirs {
-		if dir == "" {
+	for _, d := range o.ConfDirs {
+		if d.Dir == "" {
 			continue
 		}
-		if err := writeConfList(dir, stateDir, o.MTU, o.Pods); err != nil {
+		if err := writeConfList(d, stateDir, o.MTU, o.Pods); err != nil {
 			return fmt.Errorf("cni configuration: %w", err)
 		}
-		o.Logger.Info("pod network configuration written", "file", filepath.Join(dir, CNIConfFile), "pods", o.Pods)
+		o.Logger.Info("pod network configuration written", "file", filepath.Join(d.Dir, CNIConfFile), "pods", o.Pods, "chained", len(d.Chain))
 	}
 	return nil
 }

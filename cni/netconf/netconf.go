@@ -36,8 +36,9 @@ type Conf struct {
 	PodCIDRs []netip.Prefix `json:"podCIDRs"`
 }
 
-// ConfList is the network configuration list the daemon writes.
-func ConfList(name string, mtu int, stateDir string, pods []netip.Prefix) ([]byte, error) {
+// ConfList is the network configuration list the daemon writes: hepto-cni,
+// then the chained plugins, each a plugin's configuration with its "type".
+func ConfList(name string, mtu int, stateDir string, pods []netip.Prefix, chain ...map[string]any) ([]byte, error) {
 	v := Versions.SupportedVersions()[len(Versions.SupportedVersions())-1]
 	plugin := map[string]any{"type": Type, "mtu": mtu, "stateDir": stateDir, "podCIDRs": pods}
 	// Checked as the plugin will see it.
@@ -50,7 +51,14 @@ func ConfList(name string, mtu int, stateDir string, pods []netip.Prefix) ([]byt
 	if _, err := Parse(b); err != nil {
 		return nil, fmt.Errorf("conflist: %w", err)
 	}
-	b, err = json.MarshalIndent(map[string]any{"cniVersion": v, "name": name, "plugins": []any{plugin}}, "", "  ")
+	plugins := []any{plugin}
+	for _, c := range chain {
+		if t, _ := c["type"].(string); t == "" {
+			return nil, fmt.Errorf("conflist: a chained plugin has no type")
+		}
+		plugins = append(plugins, c)
+	}
+	b, err = json.MarshalIndent(map[string]any{"cniVersion": v, "name": name, "plugins": plugins}, "", "  ")
 	return append(b, '\n'), err
 }
 

@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
@@ -62,5 +63,26 @@ func TestConfList(t *testing.T) {
 	}
 	if _, err := ConfList("hepto", 1400, "relative", pods); err == nil {
 		t.Error("relative state directory accepted")
+	}
+
+	// Chained plugins follow hepto-cni, in order.
+	b, err = ConfList("hepto", 1400, "/var/lib/hepto", pods, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Plugins []struct {
+			Type         string          `json:"type"`
+			Capabilities map[string]bool `json:"capabilities"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Plugins) != 2 || list.Plugins[0].Type != Type || list.Plugins[1].Type != "portmap" || !list.Plugins[1].Capabilities["portMappings"] {
+		t.Errorf("chained conflist: %+v\n%s", list.Plugins, b)
+	}
+	if _, err := ConfList("hepto", 1400, "/var/lib/hepto", pods, map[string]any{"snat": true}); err == nil {
+		t.Error("a chained plugin without a type accepted")
 	}
 }

@@ -33,6 +33,10 @@ imports = []
   snapshotter = @SNAPSHOTTER@
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = @SANDBOX@
+  # Mirrors and credentials per registry, read at each pull:
+  # REGISTRIES/HOST/hosts.toml in containerd's own format.
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = @REGISTRIES@
 
 [plugins."io.containerd.cri.v1.runtime"]
   # Without CAP_SYS_RESOURCE (a container, a namespace lab) an adjustment
@@ -42,8 +46,8 @@ imports = []
   netns_mounts_under_state_dir = true
   # CPU samples of every container, asked of each shim: every second by
   # default, which keeps an idle node's containerd and shims busy. The
-  # kubelet reads cgroups itself (cAdvisor, every 10 s).
-  stats_collect_period = "10s"
+  # kubelet's CPU figures (summary API) are averages over this period.
+  stats_collect_period = "30s"
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = [@CNIBINDIRS@]
     conf_dir = @CNICONFDIR@
@@ -74,6 +78,7 @@ func renderConfig(o Options) ([]byte, error) {
 		"@ROOT@", q(o.Root), "@STATE@", q(o.State), "@SOCKET@", q(o.Socket), "@TTRPC@", q(o.TTRPCSocket),
 		"@OPT@", q(o.Opt), "@SNAPSHOTTER@", q(o.Snapshotter), "@SANDBOX@", q(o.SandboxImage),
 		"@CNIBINDIRS@", strings.Join(dirs, ", "), "@CNICONFDIR@", q(o.CNIConfDir), "@RUNC@", q(o.Runc),
+		"@REGISTRIES@", q(o.Registries),
 	)
 	return []byte(r.Replace(config)), nil
 }

@@ -11,7 +11,8 @@ import (
 // directory, and turns off what is machine-wide.
 func TestConfig(t *testing.T) {
 	o := Options{Dir: `/var/lib/hepto/kubernetes/containerd`, CNIConfDir: "/var/lib/hepto/kubernetes/cni",
-		CNIBinDirs: []string{"/usr/local/lib/hepto"}, SandboxImage: "registry.k8s.io/pause:3.10.2", Runc: "/usr/sbin/runc"}
+		CNIBinDirs: []string{"/usr/local/lib/hepto"}, SandboxImage: "registry.k8s.io/pause:3.10.2", Runc: "/usr/sbin/runc",
+		Registries: "/var/lib/hepto/registries"}
 	b, err := renderConfig(o)
 	if err != nil {
 		t.Fatal(err)
@@ -42,9 +43,10 @@ func TestConfig(t *testing.T) {
 		{[]string{"plugins", cri, "cni", "conf_dir"}, o.CNIConfDir},
 		{[]string{"plugins", cri, "netns_mounts_under_state_dir"}, true},
 		{[]string{"plugins", cri, "restrict_oom_score_adj"}, true},
-		{[]string{"plugins", cri, "stats_collect_period"}, "10s"},
+		{[]string{"plugins", cri, "stats_collect_period"}, "30s"},
 		{[]string{"plugins", cri, "containerd", "runtimes", "runc", "options", "BinaryName"}, "/usr/sbin/runc"},
 		{[]string{"plugins", "io.containerd.cri.v1.images", "pinned_images", "sandbox"}, o.SandboxImage},
+		{[]string{"plugins", "io.containerd.cri.v1.images", "registry", "config_path"}, o.Registries},
 		{[]string{"plugins", "io.containerd.grpc.v1.cri", "stream_server_address"}, "127.0.0.1"},
 	} {
 		if got := get(want.path...); got != want.v {

@@ -38,6 +38,7 @@ type Options struct {
 	CNIConfDir   string   // where the pod network configuration is
 	CNIBinDirs   []string // where hepto-cni is
 	SandboxImage string   // the pause image, imported by hepto
+	Registries   string   // HOST/hosts.toml: mirrors and credentials of registry HOST
 	Snapshotter  string   // "" : overlayfs
 	Logger       *slog.Logger
 

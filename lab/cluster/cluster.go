@@ -30,8 +30,12 @@ type Cluster struct {
 	// Images are image archives put in each node's STATE/images before
 	// its first start.
 	Images []string
-	ctx    context.Context
-	nodes  []*Node
+	// Mirrors are registry mirrors written into each node's
+	// STATE/registries before its first start: registry host → the
+	// hosts.toml that names its mirror (lab/registry.HostsTOML).
+	Mirrors map[string]string
+	ctx     context.Context
+	nodes   []*Node
 }
 
 // New returns a cluster whose nodes keep their files under dir.
@@ -228,8 +232,18 @@ func Eventually(timeout time.Duration, f func() error) error {
 	}
 }
 
-// placeImages copies the cluster's image archives into STATE/images.
+// placeImages copies the cluster's image archives into STATE/images, and
+// writes its registry mirrors.
 func (n *Node) placeImages() error {
+	for host, conf := range n.c.Mirrors {
+		dir := filepath.Join(n.State, "registries", host)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(conf), 0o644); err != nil {
+			return err
+		}
+	}
 	if len(n.c.Images) == 0 {
 		return nil
 	}

@@ -5,6 +5,7 @@
 //	web get URL           print the body of URL; https trusts the pod's service-account CA and token
 //	web echo WORDS...     print WORDS
 //	web cat FILE          print FILE
+//	web write FILE WORDS  write WORDS to FILE, made if missing
 //	web dig TYPE NAME     ask the resolver of /etc/resolv.conf (no search list); print the rcode,
 //	                      then the answer section, one record a line
 package main
@@ -28,7 +29,7 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount/"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: web serve [ADDR] | get URL | echo WORDS... | cat FILE | dig TYPE NAME")
+		fmt.Fprintln(os.Stderr, "usage: web serve [ADDR] | get URL | echo WORDS... | cat FILE | write FILE WORDS... | dig TYPE NAME")
 		os.Exit(2)
 	}
 	var err error
@@ -48,6 +49,8 @@ func main() {
 		if b, err = os.ReadFile(arg(2)); err == nil {
 			os.Stdout.Write(b)
 		}
+	case "write":
+		err = os.WriteFile(arg(2), []byte(strings.Join(os.Args[3:], " ")+"\n"), 0o644)
 	case "dig":
 		err = dig(arg(2), arg(3))
 	default:

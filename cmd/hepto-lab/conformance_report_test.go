@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The report counts the focused tests only: passed, failed, skipped by the
+// suite, and skipped because they cannot run in the lab, with the reason.
+func TestReadJUnit(t *testing.T) {
+	ro := "[sig-node] " + notHere[0].test + " [LinuxOnly] [Conformance]"
+	xml := `<testsuites><testsuite>
+<testcase name="[sig-network] DNS works [Conformance]" status="passed"></testcase>
+<testcase name="[sig-network] HostPort works [Conformance]" status="failed"><failure message="no answer"></failure></testcase>
+<testcase name="[sig-apps] Job is slow [Slow] [Conformance]" status="skipped"><skipped message="skip"></skipped></testcase>
+<testcase name="[sig-node] needs a GPU [Conformance]" status="skipped"><skipped message="no GPU"></skipped></testcase>
+<testcase name="` + ro + `" status="skipped"><skipped message="skip"></skipped></testcase>
+<testcase name="[sig-storage] outside the focus" status="skipped"></testcase>
+</testsuite></testsuites>`
+	path := filepath.Join(t.TempDir(), "junit.xml")
+	if err := os.WriteFile(path, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := readJUnit(path, conformanceFocus, conformanceSkip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.focused != 4 || len(r.passed) != 1 || len(r.failed) != 1 || len(r.skipped) != 1 || len(r.notHere) != 1 {
+		t.Fatalf("focused %d, passed %d, failed %d, skipped %d, not here %d; want 4, 1, 1, 1, 1",
+			r.focused, len(r.passed), len(r.failed), len(r.skipped), len(r.notHere))
+	}
+	md := r.markdown(conformanceRun{date: time.Now(), focus: conformanceFocus, skip: conformanceSkip})
+	for _, want := range []string{"| 4 | 1 (50.0 % of those run) | 1 | 2 (50.0 % of the focus) |", "no answer", "no GPU", notHere[0].reason} {
+		if !strings.Contains(md, want) {
+			t.Errorf("summary lacks %q:\n%s", want, md)
+		}
+	}
+	if s := skipNotHere(""); !strings.Contains(s, `read only busybox`) || strings.HasPrefix(s, "|") {
+		t.Errorf("skip without a user skip: %q", s)
+	}
+}
