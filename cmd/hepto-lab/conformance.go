@@ -244,7 +244,14 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 	})
 	fmt.Fprintln(out, summary)
 	if o.doc != "" {
-		if err := writeResults(o.doc, summary); err != nil {
+		kind := "make conformance"
+		if o.skip != conformanceSkip {
+			kind = "make conformance-full"
+			if o.skip != "" {
+				kind = "skip " + o.skip
+			}
+		}
+		if err := writeResults(o.doc, kind, summary); err != nil {
 			return err
 		}
 		step("results written to %s", o.doc)

@@ -168,22 +168,24 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// Results go between these markers of the document.
-const (
-	resultsBegin = "<!-- conformance results: begin -->"
-	resultsEnd   = "<!-- conformance results: end -->"
-)
+// Results go between markers of the document, one pair per kind of run:
+// "<!-- conformance results (KIND): begin -->" and "… end -->".
+func resultsMarkers(kind string) (begin, end string) {
+	return "<!-- conformance results (" + kind + "): begin -->", "<!-- conformance results (" + kind + "): end -->"
+}
 
-func writeResults(path, summary string) error {
+// writeResults puts summary between the document's markers of kind.
+func writeResults(path, kind, summary string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	s := string(b)
-	i, j := strings.Index(s, resultsBegin), strings.Index(s, resultsEnd)
+	begin, end := resultsMarkers(kind)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	if i < 0 || j < i {
-		return fmt.Errorf("%s lacks the markers %s and %s", path, resultsBegin, resultsEnd)
+		return fmt.Errorf("%s lacks the markers %s and %s", path, begin, end)
 	}
-	s = s[:i+len(resultsBegin)] + "\n" + summary + "\n" + s[j:]
+	s = s[:i+len(begin)] + "\n" + summary + "\n" + s[j:]
 	return os.WriteFile(path, []byte(s), 0o644)
 }

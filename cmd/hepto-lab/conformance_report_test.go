@@ -42,3 +42,24 @@ func TestReadJUnit(t *testing.T) {
 		t.Errorf("skip without a user skip: %q", s)
 	}
 }
+
+// Each kind of run writes between its own markers, and leaves the others.
+func TestWriteResults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "conformance.md")
+	b1, e1 := resultsMarkers("make conformance")
+	b2, e2 := resultsMarkers("make conformance-full")
+	doc := "# C\n" + b1 + "\nold\n" + e1 + "\ntext\n" + b2 + "\nold full\n" + e2 + "\n"
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeResults(path, "make conformance-full", "new full"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if want := "# C\n" + b1 + "\nold\n" + e1 + "\ntext\n" + b2 + "\nnew full\n" + e2 + "\n"; string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if err := writeResults(path, "skip x", "s"); err == nil {
+		t.Error("no error for a kind without markers")
+	}
+}

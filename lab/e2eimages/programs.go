@@ -98,7 +98,28 @@ func (b *builder) agnhost(ctx context.Context, html []string, cmd []string) (ima
 	if cmd == nil {
 		cmd = []string{"pause"}
 	}
+	// Upstream's are Alpine images, and the suite looks for "Alpine Linux"
+	// in /etc/os-release (ImageVolume reads kitten's): this one says it is
+	// Debian standing in for it.
+	name := "agnhost"
+	if len(html) > 0 {
+		name = strings.TrimSuffix(html[0], ".jpg")
+	}
+	files = append(files, images.File{Path: "/etc/os-release", Mode: 0o644, Data: []byte(osRelease(name))})
 	return images.Image{Tree: t.dir, Env: []string{pathEnv}, Entrypoint: []string{"/agnhost"}, Cmd: cmd, Files: files}, source, nil
+}
+
+// osRelease is /etc/os-release of a Debian 12 root standing in for the
+// Alpine Linux one of upstream's image name.
+func osRelease(name string) string {
+	return `PRETTY_NAME="Debian GNU/Linux 12 (bookworm), standing in for Alpine Linux in a rebuild of ` + name + `"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+HOME_URL="https://www.debian.org/"
+`
 }
 
 // addUsers is the tree's /etc/passwd and /etc/group with lines added.

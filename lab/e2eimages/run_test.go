@@ -110,7 +110,7 @@ func TestImagesRun(t *testing.T) {
 		{Agnhost, nil, []string{"id", "user-defined-in-image"}, []string{"uid=1000(user-defined-in-image)", "50000(group-defined-in-image)"}},
 		{AgnhostPrev, nil, []string{"/agnhost", "--help"}, []string{"netexec"}},
 		{Nautilus, nil, []string{"sh", "-c", "test -s /nautilus.jpg && test -s /data.json && echo ok"}, []string{"ok\n"}},
-		{Kitten, nil, []string{"sh", "-c", "test -s /kitten.jpg && test -s /data.json && echo ok"}, []string{"ok\n"}},
+		{Kitten, nil, []string{"sh", "-c", "test -s /kitten.jpg && test -s /data.json && grep -q 'Alpine Linux' /etc/os-release && echo ok"}, []string{"ok\n"}},
 		// As the kubelet runs it with allowPrivilegeEscalation unset or
 		// true (ctr sets no_new_privs unless told), then false.
 		{Nonewprivs, []string{"--user", "1000", "--allow-new-privs"}, []string{"nnp"}, []string{"Effective uid: 0\n"}},
