@@ -20,7 +20,7 @@ K8S_TAGS := no_btrfs
 # the exported methods that nothing calls, about 25 MB (docs/architecture.md).
 HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
-APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn
+APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev
 
 .PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle demo lint clean
 

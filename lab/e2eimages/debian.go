@@ -49,6 +49,7 @@ type apt struct {
 	debs  string // where downloaded packages are kept
 	log   func(format string, args ...any)
 	ready bool
+	extra []string // more options (sourceLists')
 }
 
 func newApt(ctx context.Context, cache, goarch string, log func(string, ...any)) (*apt, error) {
@@ -87,7 +88,7 @@ func (a *apt) options() []string {
 			"-o", "Dir::State::Lists="+filepath.Join(a.dir, "lists"),
 			"-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=")
 	}
-	return o
+	return append(o, a.extra...)
 }
 
 func (a *apt) run(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
@@ -234,6 +235,9 @@ type rootfs struct {
 	links map[string]string
 	// applets adds busybox's applets (busybox-static's).
 	applets applets
+	// ownBusybox replaces busybox-static's binary by one built from its
+	// source (busybox.go), on this machine's architecture.
+	ownBusybox bool
 }
 
 // applets says which of busybox's applets a root filesystem gets.
@@ -270,6 +274,15 @@ func (a *apt) extract(ctx context.Context, r rootfs) (string, []deb, error) {
 		fmt.Fprintln(&want, d.File())
 	}
 	fmt.Fprintf(&want, "links %v applets %d version %d\n", r.links, r.applets, rootfsVersion)
+	var busybox string
+	if r.ownBusybox && a.own {
+		bin, version, err := a.buildBusybox(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		busybox = bin
+		fmt.Fprintf(&want, "busybox %s %s=y\n", version, busyboxOption)
+	}
 	if got, err := os.ReadFile(stamp); err == nil && string(got) == want.String() {
 		return dir, debs, nil
 	}
@@ -294,6 +307,15 @@ func (a *apt) extract(ctx context.Context, r rootfs) (string, []deb, error) {
 	}
 	if err := setUp(dir, r.links); err != nil {
 		return "", nil, err
+	}
+	if busybox != "" {
+		b, err := os.ReadFile(busybox)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "usr/bin/busybox"), b, 0o755); err != nil {
+			return "", nil, err
+		}
 	}
 	if r.applets != noApplets {
 		list, err := a.applets(ctx, dir)
@@ -441,9 +463,10 @@ func setUp(root string, links map[string]string) error {
 			return err
 		}
 	}
-	// /bin/sh is bash where there is one: dash and busybox's ash drop
-	// environment variables whose names are not shell names ("data-1"),
-	// which pods may be given and the suite's tests read back through sh.
+	// /bin/sh is bash where there is one: dash and Debian's busybox-static
+	// ash drop environment variables whose names are not shell names
+	// ("data-1"), which pods may be given and the suite's tests read back
+	// through sh. Without bash nor dash, busybox's applets give it.
 	sh := "dash"
 	if exists(filepath.Join(root, "usr/bin/bash")) {
 		sh = "bash"

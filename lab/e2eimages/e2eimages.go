@@ -104,8 +104,9 @@ var (
 		"usr/bin/netcat": "nc.openbsd",
 	}
 
-	// busybox's image: busybox's applets, and bash as sh (see setUp).
-	busyboxFS = rootfs{name: "busybox", pkgs: []string{"busybox-static", "bash"}, applets: allApplets}
+	// busybox's image: busybox built from Debian's source (busybox.go)
+	// and its applets, sh among them.
+	busyboxFS = rootfs{name: "busybox", pkgs: []string{"busybox-static"}, applets: allApplets, ownBusybox: true}
 	debianFS  = rootfs{name: "debian", pkgs: debianPkgs, links: debianLinks}
 	dnsFS     = rootfs{name: "dnsutils", pkgs: append(slices.Clone(debianPkgs), "bind9-dnsutils"), links: debianLinks}
 	// toolsFS is agnhost's: the packages of its Dockerfile (apk add
@@ -310,7 +311,7 @@ var specs = []spec{
 				Files: append(slices.Clone(commonDirs), busyboxEtc()...),
 			},
 			"busybox (Docker library image busybox:1.37.0): Debian's " + packages(t, busyboxFS) +
-				", its applets as links", nil
+				" built from its source package with " + busyboxOption + "=y (environment names that are not shell names kept), its applets as links", nil
 	}},
 	{Nginx, func(ctx context.Context, b *builder) (images.Image, string, error) { return b.nginx(ctx) }},
 	{NginxNew, func(ctx context.Context, b *builder) (images.Image, string, error) { return b.nginx(ctx) }},

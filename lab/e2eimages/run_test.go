@@ -100,6 +100,11 @@ func TestImagesRun(t *testing.T) {
 			"cat /etc/passwd | grep -c nobody; hostname >/dev/null && sleep 0 && ls / >/dev/null && echo done"},
 			[]string{"ok\n", "BusyBox v1.35", "\n1\n", "done\n"}},
 		{BusyBox, []string{"--user", "1000"}, []string{"id", "-u"}, []string{"1000\n"}},
+		// Environment names that are not shell names reach sh's children
+		// (ConfigMap and Secret tests), and ash's own messages (the
+		// read-only root test compares them).
+		{BusyBox, []string{"--env", "data-1=value-1", "--read-only"}, []string{"sh", "-c", "env; echo test > /file; exit 0"},
+			[]string{"data-1=value-1\n", "/bin/sh: can't create /file: Read-only file system\n"}},
 		{Agnhost, nil, []string{"/agnhost", "--help"}, []string{"netexec", "test-webserver", "pause"}},
 		{Agnhost, nil, []string{"/agnhost-2", "--help"}, []string{"netexec"}},
 		{Agnhost, nil, []string{"sh", "-c", "set -e; for c in sh bash curl dig nslookup host nc ip ss socat iperf wget " +
