@@ -469,7 +469,6 @@ func (r *refCluster) startNode(n *refNode) error {
 		"localStorageCapacityIsolation":   true,
 		"serializeImagePulls":             false,
 		"logging":                         map[string]any{"format": "text"},
-		"featureGates":                    map[string]bool{"PodAndContainerStatsFromCRI": true},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

@@ -101,11 +101,9 @@ func server(o Options) (*options.KubeletServer, error) {
 	c.LocalStorageCapacityIsolation = true
 	c.SerializeImagePulls = false
 	c.Logging.Format = "text"
-	// Pods' and containers' statistics from containerd alone (beta in
-	// v1.37, off by default): cAdvisor then no longer walks every
-	// container's cgroups every 10-15 s on its own, which was a third of
-	// an idle worker's kubelet CPU (docs/architecture.md).
-	c.FeatureGates = map[string]bool{"PodAndContainerStatsFromCRI": true}
+	// Statistics from cAdvisor, upstream's default: PodAndContainerStatsFromCRI
+	// panics on a pod being torn down, and a kubelet panic ends hepto
+	// (docs/architecture.md).
 	if err := validation.ValidateKubeletConfiguration(c, utilfeature.DefaultFeatureGate); err != nil {
 		return nil, fmt.Errorf("kubelet configuration: %w", err)
 	}
