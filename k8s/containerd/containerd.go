@@ -36,7 +36,7 @@ const maxSocketPath = 107
 type Options struct {
 	Dir          string   // the node's containerd directory: root, state, socket, configuration
 	CNIConfDir   string   // where the pod network configuration is
-	CNIBinDirs   []string // where hepto-cni is
+	CNIBinDirs   []string // where hepto-cni and the chained plugins are
 	SandboxImage string   // the pause image, imported by hepto
 	Registries   string   // HOST/hosts.toml: mirrors and credentials of registry HOST
 	Snapshotter  string   // "" : overlayfs
