@@ -103,7 +103,7 @@ func TestImagesRun(t *testing.T) {
 		// Environment names that are not shell names reach sh's children
 		// (ConfigMap and Secret tests), and ash's own messages (the
 		// read-only root test compares them).
-		{BusyBox, []string{"--env", "data-1=value-1", "--read-only"}, []string{"sh", "-c", "env; echo test > /file; exit 0"},
+		{BusyBox, []string{"--env", "data-1=value-1", "--read-only"}, []string{"/bin/sh", "-c", "env; echo test > /file; exit 0"},
 			[]string{"data-1=value-1\n", "/bin/sh: can't create /file: Read-only file system\n"}},
 		{Agnhost, nil, []string{"/agnhost", "--help"}, []string{"netexec", "test-webserver", "pause"}},
 		{Agnhost, nil, []string{"/agnhost-2", "--help"}, []string{"netexec"}},
