@@ -701,18 +701,17 @@ func checkMirror(t *testing.T, cp, home *node) {
 	t.Helper()
 	const name = "hepto.test/web:pulled"
 	r := registry.New(nil)
-	t.Cleanup(func() { r.Close() })
 	if _, err := r.Add(buildWebImage(t, name)); err != nil {
+		r.Close()
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort(cp.Host.IPv4.String(), "5000")
 	ln, err := cp.Host.Listen("tcp", addr)
 	if err != nil {
+		r.Close()
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(r.Serve(ln))
 	dir := filepath.Join(home.State, "registries", "hepto.test")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -276,12 +275,7 @@ func serveRegistry(h *lab.Host, archives []string) (url string, stop func(), err
 		r.Close()
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	return "http://" + addr, func() {
-		srv.Close()
-		r.Close()
-	}, nil
+	return "http://" + addr, r.Serve(ln), nil
 }
 
 // tail passes the suite's lines that say how it goes (results, failures)

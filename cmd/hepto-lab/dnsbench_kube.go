@@ -887,19 +887,7 @@ func startRefProxy(ctx context.Context, l *lab.Lab, anchor *lab.Host, p *pki.PKI
 		return nil, nil, err
 	}
 	proc, err := h.Start(ctx, filepath.Join(dir, "kube-proxy.log"), bin,
-		"--kubeconfig="+conf,
-		"--hostname-override=kube-proxy-ref",
-		"--bind-address="+h.IPv4.String(),
-		"--proxy-mode=nftables",
-		"--cluster-cidr=10.78.0.0/16",
-		"--nodeport-addresses="+h.IPv4.String()+"/32",
-		"--healthz-bind-address=127.0.0.1:10256",
-		"--metrics-bind-address=127.0.0.1:10249",
-		"--conntrack-max-per-core=0",
-		"--conntrack-tcp-timeout-established=0",
-		"--conntrack-tcp-timeout-close-wait=0",
-		"--oom-score-adj=0",
-		"--profiling=false")
+		refProxyArgs(conf, "kube-proxy-ref", h.IPv4.String(), "nftables", "10.78.0.0/16", h.IPv4.String()+"/32")...)
 	if err != nil {
 		return nil, nil, err
 	}

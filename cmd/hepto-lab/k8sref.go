@@ -504,20 +504,8 @@ func (r *refCluster) startNode(n *refNode) error {
 	if _, err := exec.LookPath("nft"); err == nil {
 		mode = "nftables"
 	}
-	if err := r.start(n, "kube-proxy",
-		"--kubeconfig="+proxyConf,
-		"--hostname-override="+n.node.Name,
-		"--bind-address="+n.ips[0].String(),
-		"--proxy-mode="+mode,
-		"--cluster-cidr="+joinPrefixes(r.pods),
-		"--nodeport-addresses="+joinPrefixes(r.overlay),
-		"--healthz-bind-address=127.0.0.1:10256",
-		"--metrics-bind-address=127.0.0.1:10249",
-		"--conntrack-max-per-core=0",
-		"--conntrack-tcp-timeout-established=0",
-		"--conntrack-tcp-timeout-close-wait=0",
-		"--oom-score-adj=0",
-		"--profiling=false"); err != nil {
+	if err := r.start(n, "kube-proxy", refProxyArgs(proxyConf, n.node.Name, n.ips[0].String(), mode,
+		joinPrefixes(r.pods), joinPrefixes(r.overlay))...); err != nil {
 		return err
 	}
 	for _, img := range r.images[1:] {
@@ -568,4 +556,24 @@ func (n *refNode) exited() error {
 		}
 	}
 	return nil
+}
+
+// refProxyArgs are the flags of an upstream kube-proxy run as hepto runs
+// its own (k8s/proxy, not imported here: it would link kube-proxy).
+func refProxyArgs(kubeconfig, name, bind, mode, clusterCIDR, nodePorts string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--hostname-override=" + name,
+		"--bind-address=" + bind,
+		"--proxy-mode=" + mode,
+		"--cluster-cidr=" + clusterCIDR,
+		"--nodeport-addresses=" + nodePorts,
+		"--healthz-bind-address=127.0.0.1:10256",
+		"--metrics-bind-address=127.0.0.1:10249",
+		"--conntrack-max-per-core=0",
+		"--conntrack-tcp-timeout-established=0",
+		"--conntrack-tcp-timeout-close-wait=0",
+		"--oom-score-adj=0",
+		"--profiling=false",
+	}
 }

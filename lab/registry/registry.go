@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/distribution/reference"
 
@@ -134,6 +136,16 @@ func (r *Registry) Add(archive string) (names []string, err error) {
 		r.tags[t] = d
 	}
 	return names, nil
+}
+
+// Serve answers on ln until stop, which also closes the archives.
+func (r *Registry) Serve(ln net.Listener) (stop func()) {
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return func() {
+		srv.Close()
+		r.Close()
+	}
 }
 
 // Close closes the archives.
