@@ -38,22 +38,32 @@ build: containerd patched
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/portmap $(CNI_REF)/meta/portmap
 
-# patched copies each module named by third_party/patches/MODULE@VERSION.patch
-# (MODULE with _ for /) from the module cache into bin/patched, applies
-# the patch, and writes bin/patched/go.mod: go.mod with these copies as
+# patch-modules copies each module named by $(3)/MODULE@VERSION.patch
+# (MODULE with _ for /) from the module cache into $(2), applies the
+# patch, and writes $(2)/go.mod: $(1)/go.mod with these copies as
 # replacements, for go build -modfile. A module whose version in go.mod
 # differs from its patch's stops the build (make the patch again).
-.PHONY: patched
-patched:
-	@rm -rf bin/patched && mkdir -p bin/patched && cp go.mod bin/patched/go.mod && cp go.sum bin/patched/go.sum; \
-	for p in third_party/patches/*.patch; do \
+define patch-modules
+	@rm -rf $(2) && mkdir -p $(2) && cp $(1)/go.mod $(1)/go.sum $(2)/; \
+	for p in $(3)/*.patch; do \
 		f=$${p##*/}; f=$${f%.patch}; mod=$$(echo $${f%@*} | tr _ /); ver=$${f##*@}; \
-		set -- $$($(GO) list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}} {{.Dir}}' $$mod) || exit 1; \
-		[ "$$1" = "$$ver" ] || { echo "$$p: $$mod is $$1 in go.mod, the patch is for $$ver" >&2; exit 1; }; \
-		cp -r "$$2" bin/patched/$$f && chmod -R u+w bin/patched/$$f && \
-		git apply --unsafe-paths --directory=bin/patched/$$f $$p && \
-		$(GO) mod edit -replace=$$mod=$(CURDIR)/bin/patched/$$f bin/patched/go.mod || exit 1; \
+		set -- $$(cd $(1) && $(GO) list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}} {{.Dir}}' $$mod) || exit 1; \
+		[ "$$1" = "$$ver" ] || { echo "$$p: $$mod is $$1 in $(1)/go.mod, the patch is for $$ver" >&2; exit 1; }; \
+		cp -r "$$2" $(2)/$$f && chmod -R u+w $(2)/$$f && \
+		git apply --unsafe-paths --directory=$(2)/$$f $$p && \
+		$(GO) mod edit -replace=$$mod=$(CURDIR)/$(2)/$$f $(2)/go.mod || exit 1; \
 	done
+endef
+
+# patched: the modules hepto links (third_party/patches), in bin/patched.
+.PHONY: patched patched-containerd
+patched:
+	$(call patch-modules,.,bin/patched,third_party/patches)
+
+# patched-containerd: containerd's (third_party/containerd/patches), in
+# bin/patched-containerd.
+patched-containerd:
+	$(call patch-modules,third_party/containerd,bin/patched-containerd,third_party/containerd/patches)
 
 # containerd builds containerd, its runc shim and ctr from the release
 # pinned in third_party/containerd; hepto runs them as child processes and
@@ -62,8 +72,8 @@ patched:
 # one process per pod, is 10.1 MB instead of 14.3.
 CONTAINERD_VERSION := $(shell cd third_party/containerd && $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 CONTAINERD_CMDS := containerd containerd-shim-runc-v2 ctr
-containerd:
-	cd third_party/containerd && CGO_ENABLED=0 $(GO) build -trimpath -tags 'no_btrfs no_devmapper no_zfs grpcnotrace' \
+containerd: patched-containerd
+	cd third_party/containerd && CGO_ENABLED=0 $(GO) build -trimpath -modfile $(CURDIR)/bin/patched-containerd/go.mod -tags 'no_btrfs no_devmapper no_zfs grpcnotrace' \
 		-ldflags '-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)' \
 		-o $(CURDIR)/$(BIN)/ $(addprefix github.com/containerd/containerd/v2/cmd/,$(CONTAINERD_CMDS))
 

@@ -145,6 +145,7 @@ func TestKubernetes(t *testing.T) {
 	checkMirror(t, an, b)
 	checkCredentials(t, an, a)
 	checkAdminKubeconfig(t, an, b, len(nodes))
+	checkSharedShim(t, an, b)
 
 	// Every component up, in the metrics too.
 	metrics := w.fetch(an.Host, "http://127.0.0.1:9469/metrics")

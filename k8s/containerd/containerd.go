@@ -125,9 +125,18 @@ func (c *Containerd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	shim, err := Binary("containerd-shim-runc-v2")
+	if err != nil {
+		return err
+	}
+	group, err := shimGroup(shim)
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(bin, "--config", confPath)
 	// The shim is looked up on PATH: containerd's own directory first.
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		shimGroupEnv+"="+group)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,            // a terminal's ^C is for hepto, which stops containerd itself
 		Pdeathsig: syscall.SIGTERM, // hepto killed: containerd stops, the containers stay
