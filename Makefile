@@ -68,8 +68,9 @@ patched-containerd:
 # containerd builds containerd, its runc shim and ctr from the release
 # pinned in third_party/containerd; hepto runs them as child processes and
 # finds them beside itself. grpcnotrace: without golang.org/x/net/trace
-# (and its html/template) the linker drops unused methods, and the shim,
-# one process per pod, is 10.1 MB instead of 14.3.
+# (and its html/template) the linker drops unused methods, and the shim is
+# 10.1 MB instead of 14.3. The shim's patch (third_party/containerd/patches)
+# lets hepto run one shim per node instead of one per pod.
 CONTAINERD_VERSION := $(shell cd third_party/containerd && $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 CONTAINERD_CMDS := containerd containerd-shim-runc-v2 ctr
 containerd: patched-containerd

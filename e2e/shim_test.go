@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -66,6 +68,30 @@ func checkSharedShim(t *testing.T, cp, home *node) {
 	if now := nodeShims(sock); !slices.Equal(now, shims) {
 		t.Errorf("%s: shims %v, want the same one as before, %v", home.Name, now, shims)
 	}
+
+	// The price of one shim: killed, it takes all the node's containers
+	// with it, and the kubelet starts them all again, in a new shim.
+	before := runningPods(t, cp, home.Name)
+	if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, func() error {
+		now := runningPods(t, cp, home.Name)
+		if len(now) != len(before) {
+			return fmt.Errorf("%d pods running on %s, want %d", len(now), home.Name, len(before))
+		}
+		for _, p := range now {
+			for _, c := range p.Status.ContainerStatuses {
+				if !c.Ready || c.RestartCount == 0 {
+					return fmt.Errorf("%s/%s: ready %v, restarts %d", p.Name, c.Name, c.Ready, c.RestartCount)
+				}
+			}
+		}
+		if s := nodeShims(sock); len(s) != 1 || s[0] == shim {
+			return fmt.Errorf("shims %v, want one new shim", s)
+		}
+		return nil
+	})
 }
 
 // runningPods are the pods on a node whose containers all run.

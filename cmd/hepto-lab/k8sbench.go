@@ -464,7 +464,7 @@ type proc struct {
 type procStat struct {
 	ppid  int
 	comm  string
-	ticks float64 // utime + stime
+	ticks float64 // utime + stime + cutime + cstime
 }
 
 // readProcStat reads /proc/PID/stat.
@@ -479,13 +479,18 @@ func readProcStat(pid int) (procStat, bool) {
 		return procStat{}, false
 	}
 	f := strings.Fields(s[end+2:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return procStat{}, false
 	}
 	ppid, _ := strconv.Atoi(f[1])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return procStat{ppid: ppid, comm: s[open+1 : end], ticks: ut + st}, true
+	// The children it has waited for count too: the CNI plugins that
+	// containerd runs (STATUS every 5 s), kube-proxy's nft.
+	var ticks float64
+	for _, i := range []int{11, 12, 13, 14} {
+		t, _ := strconv.ParseFloat(f[i], 64)
+		ticks += t
+	}
+	return procStat{ppid: ppid, comm: s[open+1 : end], ticks: ticks}, true
 }
 
 // shimComm is containerd-shim-runc-v2's command name, as the kernel cuts it.
