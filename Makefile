@@ -42,9 +42,12 @@ build: containerd patched
 # (MODULE with _ for /) from the module cache into $(2), applies the
 # patch, and writes $(2)/go.mod: $(1)/go.mod with these copies as
 # replacements, for go build -modfile. A module whose version in go.mod
-# differs from its patch's stops the build (make the patch again).
+# differs from its patch's stops the build (make the patch again). Done
+# again only when go.mod, go.sum or a patch changed ($(2)/.stamp).
 define patch-modules
-	@rm -rf $(2) && mkdir -p $(2) && cp $(1)/go.mod $(1)/go.sum $(2)/; \
+	@stamp=$$(cat $(1)/go.mod $(1)/go.sum $(3)/*.patch | sha256sum); \
+	[ "$$(cat $(2)/.stamp 2>/dev/null)" = "$$stamp" ] && exit 0; \
+	rm -rf $(2) && mkdir -p $(2) && cp $(1)/go.mod $(1)/go.sum $(2)/; \
 	for p in $(3)/*.patch; do \
 		f=$${p##*/}; f=$${f%.patch}; mod=$$(echo $${f%@*} | tr _ /); ver=$${f##*@}; \
 		set -- $$(cd $(1) && $(GO) list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}} {{.Dir}}' $$mod) || exit 1; \
@@ -52,7 +55,8 @@ define patch-modules
 		cp -r "$$2" $(2)/$$f && chmod -R u+w $(2)/$$f && \
 		git apply --unsafe-paths --directory=$(2)/$$f $$p && \
 		$(GO) mod edit -replace=$$mod=$(CURDIR)/$(2)/$$f $(2)/go.mod || exit 1; \
-	done
+	done; \
+	echo "$$stamp" > $(2)/.stamp
 endef
 
 # patched: the modules hepto links (third_party/patches), in bin/patched.
