@@ -35,13 +35,13 @@ func checkSharedShim(t *testing.T, cp, home *node) {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(filepath.Join(filepath.Dir(heptoBin), "ctr"), "--address", sock, "--namespace", "k8s.io",
-		"containers", "info", filepath.Base(cwd)).CombinedOutput()
+		"containers", "info", filepath.Base(cwd)).Output()
 	if err != nil {
-		t.Fatalf("ctr containers info %s: %v: %s", filepath.Base(cwd), err, out)
+		t.Fatalf("ctr containers info %s: %v", filepath.Base(cwd), err)
 	}
 	var info struct{ Labels map[string]string }
 	if err := json.Unmarshal(out, &info); err != nil {
-		t.Fatal(err)
+		t.Fatalf("ctr containers info %s: %v: %.300s", filepath.Base(cwd), err, out)
 	}
 	first, ns := info.Labels["io.kubernetes.pod.name"], info.Labels["io.kubernetes.pod.namespace"]
 	if first == "" {
