@@ -216,7 +216,7 @@ bench-k8s-build: patched
 # images the suite asks for are rebuilt from Debian packages and Go sources
 # (no registry is reachable). Results: docs/conformance.md. Heavy: e2e.test
 # is a Kubernetes-sized build, and the run takes the better part of an hour.
-.PHONY: conformance conformance-full conformance-build
+.PHONY: conformance conformance-full conformance-storage conformance-build
 CONFORMANCE := bin/conformance
 conformance-build: build e2e-images
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) test -c -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
@@ -230,6 +230,12 @@ conformance: deps conformance-build
 
 conformance-full: deps conformance-build
 	./bin/hepto-lab conformance --skip '' --doc docs/conformance.md
+
+# conformance-storage: the sig-storage conformance tests (ConfigMap, Secret,
+# projected, downward API and emptyDir volumes), for the kubelet's patched
+# volume manager.
+conformance-storage: deps conformance-build
+	./bin/hepto-lab conformance --focus '\[sig-storage\].*\[Conformance\]' --kind 'make conformance-storage' --doc docs/conformance.md
 
 demo: deps build
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/web ./lab/web

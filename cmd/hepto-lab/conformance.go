@@ -57,7 +57,7 @@ type conformanceOptions struct {
 	focus, skip              string
 	procs                    int
 	timeout                  time.Duration
-	report, doc              string
+	report, doc, kind        string
 	keep                     bool
 }
 
@@ -87,6 +87,7 @@ func conformanceCmd() *cobra.Command {
 	f.DurationVar(&o.timeout, "timeout", 3*time.Hour, "the suite's time limit")
 	f.StringVar(&o.report, "report", "bin/conformance/report", "where the JUnit report and the suite's log go")
 	f.StringVar(&o.doc, "doc", "", "markdown file whose results section gets the summary (docs/conformance.md)")
+	f.StringVar(&o.kind, "kind", "", "the document's results section (default: make conformance, or make conformance-full without the skip)")
 	f.BoolVar(&o.keep, "keep", false, "keep the nodes' directories (logs) and print where")
 	return cmd
 }
@@ -241,12 +242,9 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 	})
 	fmt.Fprintln(out, summary)
 	if o.doc != "" {
-		kind := "make conformance"
-		if o.skip != conformanceSkip {
-			kind = "make conformance-full"
-			if o.skip != "" {
-				kind = "skip " + o.skip
-			}
+		kind := o.kind
+		if kind == "" {
+			kind = runKind(o.skip)
 		}
 		if err := writeResults(o.doc, kind, summary); err != nil {
 			return err
@@ -361,4 +359,15 @@ func (m *peakMemory) perNode() map[string]float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.nodes)
+}
+
+// runKind names the results section of a run by its skip.
+func runKind(skip string) string {
+	switch skip {
+	case conformanceSkip:
+		return "make conformance"
+	case "":
+		return "make conformance-full"
+	}
+	return "skip " + skip
 }

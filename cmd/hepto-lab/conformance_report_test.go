@@ -65,3 +65,15 @@ func TestWriteResults(t *testing.T) {
 		t.Error("no error for a kind without markers")
 	}
 }
+
+func TestRunKind(t *testing.T) {
+	for skip, want := range map[string]string{
+		conformanceSkip: "make conformance",
+		"":              "make conformance-full",
+		`\[Slow\]`:      `skip \[Slow\]`,
+	} {
+		if got := runKind(skip); got != want {
+			t.Errorf("runKind(%q) = %q, want %q", skip, got, want)
+		}
+	}
+}
