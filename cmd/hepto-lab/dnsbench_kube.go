@@ -35,6 +35,7 @@ import (
 	"github.com/hepto-net/hepto/dns"
 	"github.com/hepto-net/hepto/dns/kubewatch"
 	"github.com/hepto-net/hepto/k8s/pki"
+	proxyflags "github.com/hepto-net/hepto/k8s/proxy/flags"
 	"github.com/hepto-net/hepto/lab"
 	"github.com/hepto-net/hepto/lab/cluster"
 )
@@ -887,7 +888,7 @@ func startRefProxy(ctx context.Context, l *lab.Lab, anchor *lab.Host, p *pki.PKI
 		return nil, nil, err
 	}
 	proc, err := h.Start(ctx, filepath.Join(dir, "kube-proxy.log"), bin,
-		refProxyArgs(conf, "kube-proxy-ref", h.IPv4.String(), "nftables", "10.78.0.0/16", h.IPv4.String()+"/32")...)
+		proxyflags.Args(conf, "kube-proxy-ref", h.IPv4.String(), "nftables", "10.78.0.0/16", h.IPv4.String()+"/32")...)
 	if err != nil {
 		return nil, nil, err
 	}

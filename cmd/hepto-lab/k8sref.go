@@ -17,6 +17,7 @@ import (
 	"github.com/hepto-net/hepto/k8s/containerd"
 	"github.com/hepto-net/hepto/k8s/images"
 	"github.com/hepto-net/hepto/k8s/pki"
+	proxyflags "github.com/hepto-net/hepto/k8s/proxy/flags"
 	"github.com/hepto-net/hepto/lab"
 	"github.com/hepto-net/hepto/lab/cluster"
 	"github.com/hepto-net/hepto/state"
@@ -504,7 +505,7 @@ func (r *refCluster) startNode(n *refNode) error {
 	if _, err := exec.LookPath("nft"); err == nil {
 		mode = "nftables"
 	}
-	if err := r.start(n, "kube-proxy", refProxyArgs(proxyConf, n.node.Name, n.ips[0].String(), mode,
+	if err := r.start(n, "kube-proxy", proxyflags.Args(proxyConf, n.node.Name, n.ips[0].String(), mode,
 		joinPrefixes(r.pods), joinPrefixes(r.overlay))...); err != nil {
 		return err
 	}
@@ -556,24 +557,4 @@ func (n *refNode) exited() error {
 		}
 	}
 	return nil
-}
-
-// refProxyArgs are the flags of an upstream kube-proxy run as hepto runs
-// its own (k8s/proxy, not imported here: it would link kube-proxy).
-func refProxyArgs(kubeconfig, name, bind, mode, clusterCIDR, nodePorts string) []string {
-	return []string{
-		"--kubeconfig=" + kubeconfig,
-		"--hostname-override=" + name,
-		"--bind-address=" + bind,
-		"--proxy-mode=" + mode,
-		"--cluster-cidr=" + clusterCIDR,
-		"--nodeport-addresses=" + nodePorts,
-		"--healthz-bind-address=127.0.0.1:10256",
-		"--metrics-bind-address=127.0.0.1:10249",
-		"--conntrack-max-per-core=0",
-		"--conntrack-tcp-timeout-established=0",
-		"--conntrack-tcp-timeout-close-wait=0",
-		"--oom-score-adj=0",
-		"--profiling=false",
-	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
+
+	"github.com/hepto-net/hepto/k8s/proxy/flags"
 )
 
 // Options configure a node's kube-proxy.
@@ -41,24 +43,7 @@ func Mode() string {
 
 // args are kube-proxy's flags for o.
 func args(o Options) []string {
-	return []string{
-		"--kubeconfig=" + o.Kubeconfig,
-		"--hostname-override=" + o.NodeName,
-		"--bind-address=" + o.NodeIP.String(),
-		"--proxy-mode=" + Mode(),
-		"--cluster-cidr=" + join(o.ClusterCIDRs),
-		"--nodeport-addresses=" + join(o.NodePorts),
-		// Health (externalTrafficPolicy: Local) and metrics on loopback.
-		"--healthz-bind-address=127.0.0.1:10256",
-		"--metrics-bind-address=127.0.0.1:10249",
-		// Leave the machine's conntrack sysctls alone: in a network
-		// namespace, or without CAP_SYS_RESOURCE, setting them fails.
-		"--conntrack-max-per-core=0",
-		"--conntrack-tcp-timeout-established=0",
-		"--conntrack-tcp-timeout-close-wait=0",
-		"--oom-score-adj=0",
-		"--profiling=false",
-	}
+	return flags.Args(o.Kubeconfig, o.NodeName, o.NodeIP.String(), Mode(), join(o.ClusterCIDRs), join(o.NodePorts))
 }
 
 func join(ps []netip.Prefix) string {
