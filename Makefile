@@ -42,15 +42,19 @@ build: containerd patched
 # (MODULE with _ for /) from the module cache into $(2), applies the
 # patch, and writes $(2)/go.mod: $(1)/go.mod with these copies as
 # replacements, for go build -modfile. A module whose version in go.mod
-# differs from its patch's stops the build (make the patch again). Done
-# again only when go.mod, go.sum or a patch changed ($(2)/.stamp).
+# differs from its patch's stops the build (make the patch again). The
+# module is downloaded first (an empty module cache has no directory to
+# copy). Done again only when go.mod, go.sum, a patch or the checkout's
+# path changed ($(2)/.stamp: the copies are named by absolute path).
 define patch-modules
-	@stamp=$$(cat $(1)/go.mod $(1)/go.sum $(3)/*.patch | sha256sum); \
+	@stamp=$$( (echo $(CURDIR); cat $(1)/go.mod $(1)/go.sum $(3)/*.patch) | sha256sum); \
 	[ "$$(cat $(2)/.stamp 2>/dev/null)" = "$$stamp" ] && exit 0; \
 	rm -rf $(2) && mkdir -p $(2) && cp $(1)/go.mod $(1)/go.sum $(2)/; \
 	for p in $(3)/*.patch; do \
 		f=$${p##*/}; f=$${f%.patch}; mod=$$(echo $${f%@*} | tr _ /); ver=$${f##*@}; \
+		(cd $(1) && $(GO) mod download $$mod) || exit 1; \
 		set -- $$(cd $(1) && $(GO) list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}} {{.Dir}}' $$mod) || exit 1; \
+		[ -n "$$2" ] || { echo "$$mod: not in the module cache after go mod download" >&2; exit 1; }; \
 		[ "$$1" = "$$ver" ] || { echo "$$p: $$mod is $$1 in $(1)/go.mod, the patch is for $$ver" >&2; exit 1; }; \
 		cp -r "$$2" $(2)/$$f && chmod -R u+w $(2)/$$f && \
 		git apply --unsafe-paths --directory=$(2)/$$f $$p && \
@@ -123,13 +127,18 @@ deps:
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 # test runs every test; the integration tests need root (they skip otherwise).
-# One package at a time: the lab's timings should not share two cores.
-# Then the packages that run without root again, under the race detector
-# (-short skips the tunnel's namespace tests).
+# The tests build against the patched modules hepto ships (HEPTO_GOFLAGS),
+# so they share the build's compiled packages. The test binaries are built
+# first, as many at a time as there are cores (-run '^$$' runs none of their
+# tests), then run one package at a time (go test -p 1 also builds one at a
+# time): the lab's timings should not share two cores. Then the packages
+# that run without root again, under the race detector (-short skips the
+# tunnel's namespace tests).
 RACE_PKGS := ./supervisor ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet ./k8s/nodecert ./k8s/containerd ./k8s/images ./k8s/component
 test: deps build conformance-build
-	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test -p 1 -count=1 -timeout 25m ./...
-	$(GO) test -race -short -p 1 -count=1 -timeout 10m $(RACE_PKGS)
+	$(GO) test $(HEPTO_GOFLAGS) -count=1 -run '^$$' ./... >/dev/null
+	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test $(HEPTO_GOFLAGS) -p 1 -count=1 -timeout 25m ./...
+	$(GO) test $(HEPTO_GOFLAGS) -race -short -p 1 -count=1 -timeout 10m $(RACE_PKGS)
 	# The kubelet's patched volume manager against its own upstream tests.
 	$(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 10m k8s.io/kubernetes/pkg/kubelet/volumemanager/...
 
@@ -141,6 +150,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test ./membership -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME)
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenMembership -fuzztime $(FUZZTIME)
+	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenSet -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./cni/netconf -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)
 	$(GO) test ./tunnel -run '^$$' -fuzz FuzzClassify -fuzztime $(FUZZTIME)

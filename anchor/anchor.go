@@ -7,6 +7,7 @@ package anchor
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -50,6 +51,7 @@ type Anchor struct {
 	mu     sync.Mutex
 	tokens *tokenBook
 	issued atomic.Pointer[[]issuedToken]
+	gone   atomic.Pointer[membership.Node] // removed, not yet told
 }
 
 // New loads the token book.
@@ -96,6 +98,11 @@ func (a *Anchor) IssueToken(name string, ttl time.Duration) (string, time.Time, 
 	c, m := a.cluster(), a.o.Store.Current()
 	if _, taken := m.Find(name); taken {
 		return "", time.Time{}, fmt.Errorf("node %q is already a member of the cluster", name)
+	}
+	if self, ok := m.Find(a.o.Self.Name); ok {
+		if _, err := m.FreeIndex(self.IndexRange(c.Networks).First, self.IndexRange(c.Networks).Last, time.Now()); err != nil {
+			return "", time.Time{}, fmt.Errorf("this anchor cannot admit another node: %w", err)
+		}
 	}
 	now := time.Now().UTC()
 	tok := membership.Token{
@@ -164,16 +171,19 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 				return control.JoinResponse{}, control.Refused("that WireGuard key already belongs to node %q", n.Name)
 			}
 		}
-		idx, err := m.FreeIndex(c.Networks)
+		if _, gone := m.RemovedKey(req.PublicKey); gone {
+			return control.JoinResponse{}, control.Refused("that WireGuard key belongs to a node removed from the cluster")
+		}
+		self, _ := m.Find(a.o.Self.Name)
+		r := self.IndexRange(c.Networks)
+		idx, err := m.FreeIndex(r.First, r.Last, now)
 		if err != nil {
 			return control.JoinResponse{}, control.Refused("%v", err)
 		}
 		if node, err = membership.NewNode(c.Networks, idx, tok.Name, req.PublicKey); err != nil {
 			return control.JoinResponse{}, control.Refused("%v", err)
 		}
-		next := m
-		next.Nodes = append(append([]membership.Node(nil), m.Nodes...), node)
-		if err := a.publish(next); err != nil {
+		if err := a.publish(node); err != nil {
 			return control.JoinResponse{}, control.Unavailable(err)
 		}
 	}
@@ -195,32 +205,81 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 	if resp.Cluster, err = membership.Sign(a.o.Signer, membership.KindCluster, c); err != nil {
 		return control.JoinResponse{}, control.Unavailable(err)
 	}
-	resp.Membership = a.o.Store.Signed()
+	resp.Membership = a.o.Store.Set()
 	a.log.Info("node admitted", "name", node.Name, "overlay", node.OverlayIPs)
 	return resp, nil
 }
 
-// publish signs m as the next version and adopts it (the store saves it).
-func (a *Anchor) publish(m membership.Membership) error {
-	m.Version = a.o.Store.Current().Version + 1
-	m.Issued = time.Now().UTC()
-	s, err := membership.SignMembership(a.o.Signer, m)
+// publish signs an entry (a record or a removal) and adopts it; the store
+// saves the union.
+func (a *Anchor) publish(v any) error {
+	kind := membership.KindNode
+	if _, ok := v.(membership.Tombstone); ok {
+		kind = membership.KindTombstone
+	}
+	s, err := membership.Sign(a.o.Signer, kind, v)
 	if err != nil {
 		return err
 	}
-	ok, err := a.o.Store.Adopt(s)
+	ok, err := a.o.Store.Adopt(membership.NewSet(s))
 	if err == nil && !ok {
-		err = fmt.Errorf("membership version %d was not newer", m.Version)
+		err = fmt.Errorf("the %s was already in the membership", kind)
 	}
 	return err
 }
 
-// push sends the current membership to every other node, retrying a
-// little: a node that misses it pulls it when it starts and periodically.
+// ErrSelf is Remove's refusal to remove the anchor it runs on.
+var ErrSelf = errors.New("an anchor cannot remove itself: run hepto remove on another anchor")
+
+// Remove takes a node out of the cluster: a signed tombstone joins the
+// membership and is pushed at once; every node drops the node's peer, its
+// key is refused from then on, its index stays unused for a day.
+func (a *Anchor) Remove(name string) (membership.Tombstone, error) {
+	m := a.o.Store.Current()
+	if name == a.o.Self.Name {
+		return membership.Tombstone{}, ErrSelf
+	}
+	n, ok := m.Find(name)
+	if !ok {
+		return membership.Tombstone{}, fmt.Errorf("%w: %q", ErrNoNode, name)
+	}
+	t := membership.Tombstone{Name: n.Name, Index: n.Index, PublicKey: n.PublicKey, Removed: time.Now().UTC().Truncate(time.Second), By: a.o.Self.Name}
+	a.mu.Lock()
+	err := a.publish(t)
+	a.mu.Unlock()
+	if err != nil {
+		return membership.Tombstone{}, err
+	}
+	a.log.Info("node removed", "name", n.Name, "index", n.Index)
+	a.gone.Store(&n) // it gets the news too, if it still listens
+	a.Kick()
+	return t, nil
+}
+
+// ErrNoNode is Remove's error for a name the membership does not hold.
+var ErrNoNode = errors.New("no such node in the cluster")
+
+// Kick asks for the membership to be pushed to every node.
+func (a *Anchor) Kick() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// push sends the current set to every other node, retrying a little: a
+// node that misses it pulls it when it starts and periodically. A node
+// that holds more (another anchor's admissions) answers with its union,
+// which this anchor merges. The node removed last gets it too: it learns
+// that it must stop.
 func (a *Anchor) push(ctx context.Context) {
-	s, m := a.o.Store.Signed(), a.o.Store.Current()
+	s, m := a.o.Store.Set(), a.o.Store.Current()
+	targets := slices.Clone(m.Nodes)
+	if g := a.gone.Swap(nil); g != nil {
+		targets = append(targets, *g)
+	}
 	var wg sync.WaitGroup
-	for _, n := range m.Nodes {
+	for _, n := range targets {
 		if n.Name == a.o.Self.Name {
 			continue
 		}
@@ -229,8 +288,14 @@ func (a *Anchor) push(ctx context.Context) {
 			defer wg.Done()
 			for attempt := 0; attempt < 3; attempt++ {
 				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := a.o.Client.Post(cctx, n.OverlayIPs[0], control.PathMembership, s, nil)
+				var theirs membership.Set
+				err := a.o.Client.Post(cctx, n.OverlayIPs[0], control.PathMembership, s, &theirs)
 				cancel()
+				if err == nil && len(theirs.Entries) > 0 {
+					if _, err := a.o.Store.Adopt(theirs); err != nil {
+						a.log.Warn("membership from a node refused", "node", n.Name, "err", err)
+					}
+				}
 				if err == nil || control.IsPermanent(err) {
 					return
 				}

@@ -25,9 +25,9 @@ func newAnchor(t *testing.T) (*Anchor, state.Dir) {
 	k, _ := key.NewPrivate()
 	self, _ := membership.NewNode(c.Networks, 1, "anchor", k.Public())
 	self.Roles, self.Endpoint = []string{membership.RoleAnchor}, "203.0.113.1:51820"
-	s, _ := membership.SignMembership(sk.PrivateKey, membership.Membership{Cluster: c.Name, Version: 1, Nodes: []membership.Node{self}})
+	s, _ := membership.Sign(sk.PrivateKey, membership.KindNode, self)
 	st := state.Dir(t.TempDir())
-	store, err := membership.NewStore(c, s, self, func(s membership.Signed) error { return st.Write(state.MembersFile, s, 0o644) })
+	store, err := membership.NewStore(c, membership.NewSet(s), self, func(s membership.Set) error { return st.Write(state.MembersFile, s, 0o644) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestAdmit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := membership.OpenMembership(resp.Membership, a.cluster())
+	m, err := membership.Open(resp.Membership, a.cluster())
 	if err != nil || m.Version != 2 {
 		t.Fatalf("membership v%d: %v", m.Version, err)
 	}
@@ -137,5 +137,54 @@ func TestAdmitDiskFailureIsTransient(t *testing.T) {
 	os.RemoveAll(st.Path(state.MembersFile))
 	if _, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k.Public()}, tok.JoinIP); err != nil {
 		t.Fatalf("retry once the disk works: %v", err)
+	}
+}
+
+// TestRemove: a removed node leaves the membership for good: its key
+// cannot join again, its index is not given out within the quarantine,
+// and the anchor cannot remove itself.
+func TestRemove(t *testing.T) {
+	a, st := newAnchor(t)
+	tok := issue(t, a, "home-a")
+	k, _ := key.NewPrivate()
+	if _, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k.Public()}, tok.JoinIP); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := a.Remove("home-a")
+	if err != nil || ts.Index != 2 || ts.PublicKey != k.Public() || ts.By != "anchor" {
+		t.Fatalf("remove: %+v %v", ts, err)
+	}
+	m := a.o.Store.Current()
+	if _, ok := m.Find("home-a"); ok {
+		t.Fatal("home-a still a member")
+	}
+	if _, err := a.Remove("home-a"); !errors.Is(err, ErrNoNode) {
+		t.Fatalf("second removal: %v", err)
+	}
+	if _, err := a.Remove("anchor"); !errors.Is(err, ErrSelf) {
+		t.Fatalf("self removal: %v", err)
+	}
+	// On disk: a restart of the anchor still has the tombstone.
+	var saved membership.Set
+	if err := st.Read(state.MembersFile, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if m2, err := membership.Open(saved, a.cluster()); err != nil || len(m2.Removed) != 1 {
+		t.Fatalf("saved set: %+v %v", m2, err)
+	}
+	// The same key with a fresh token: refused.
+	tok2 := issue(t, a, "home-a")
+	if _, err := a.Admit(control.JoinRequest{Token: tok2.Raw, PublicKey: k.Public()}, tok2.JoinIP); err == nil {
+		t.Fatal("a removed key joined again")
+	}
+	// A new key gets a new index: 2 is in quarantine.
+	k3, _ := key.NewPrivate()
+	resp, err := a.Admit(control.JoinRequest{Token: tok2.Raw, PublicKey: k3.Public()}, tok2.JoinIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := membership.OpenNode(resp.Node, a.cluster())
+	if err != nil || n.Index != 3 {
+		t.Fatalf("index after a removal: %d %v", n.Index, err)
 	}
 }

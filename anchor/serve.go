@@ -37,10 +37,7 @@ func (a *Anchor) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	control.WriteJSON(w, http.StatusOK, resp)
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
+	a.Kick()
 }
 
 // handleRelayICE passes a member's ICE message on to its peer.

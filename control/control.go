@@ -23,7 +23,7 @@ const Port = 51821
 // Paths of the protocol.
 const (
 	PathJoin       = "/v1/join"       // POST JoinRequest → JoinResponse (anchors)
-	PathMembership = "/v1/membership" // GET → Signed membership (anchors); POST Signed membership (every node)
+	PathMembership = "/v1/membership" // GET ?have=DIGEST → membership.Set, or 204 when unchanged; POST membership.Set → 204, or 200 and the union when the receiver held more (every node)
 )
 
 // MaxMessage bounds every message read, so a peer cannot make a node
@@ -41,7 +41,7 @@ type JoinRequest struct {
 type JoinResponse struct {
 	Cluster    membership.Signed `json:"cluster"`
 	Node       membership.Signed `json:"node"`
-	Membership membership.Signed `json:"membership"`
+	Membership membership.Set    `json:"membership"`
 }
 
 // Decode reads one JSON message of at most MaxMessage bytes, trailing

@@ -23,7 +23,9 @@ func RemoteAddr(r *http.Request) netip.Addr {
 // Server serves the control protocol on a node's overlay addresses. Other
 // parts register their routes on Mux before it starts.
 type Server struct {
-	Mux    *http.ServeMux
+	Mux *http.ServeMux
+	// Gate, when set, sees each request first: an error is the answer.
+	Gate   func(*http.Request) error
 	addrs  []netip.Addr
 	listen func(network string, addr netip.AddrPort) (net.Listener, error)
 	lns    []net.Listener
@@ -55,7 +57,17 @@ func (s *Server) Start(context.Context) error {
 
 // Run serves until ctx ends or a listener fails.
 func (s *Server) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: s.Mux, ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = s.Mux
+	if gate := s.Gate; gate != nil {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := gate(r); err != nil {
+				WriteError(w, err)
+				return
+			}
+			s.Mux.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()
 	errc := make(chan error, len(s.lns))

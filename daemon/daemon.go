@@ -129,12 +129,16 @@ func load(st state.Dir) (*node, error) {
 		return nil, fmt.Errorf("%s does not match the key in %s", st.Path(state.NodeFile), st.Path(state.NodeKeyFile))
 	}
 	n.self = self
-	var signedM membership.Signed
-	if err := st.Read(state.MembersFile, &signedM); err != nil {
+	var set membership.Set
+	if err := st.Read(state.MembersFile, &set); err != nil {
 		return nil, err
 	}
-	persist := func(s membership.Signed) error { return st.Write(state.MembersFile, s, 0o644) }
-	if n.store, err = membership.NewStore(n.cluster, signedM, self, persist); err != nil {
+	persist := func(s membership.Set) error { return st.Write(state.MembersFile, s, 0o644) }
+	if n.store, err = membership.NewStore(n.cluster, set, self, persist); err != nil {
+		var removed *membership.RemovedError
+		if errors.As(err, &removed) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%s: %w", st.Path(state.MembersFile), err)
 	}
 	if st.Has(state.ClusterKeyFile) {
@@ -211,6 +215,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			DNS:           names,
 			Overlay:       []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
 			Members:       func() []membership.Node { return n.store.Current().Nodes },
+			Membership:    n.store,
 			Client:        client,
 			Logger:        log,
 		})
@@ -238,7 +243,10 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			return errors.New("the WireGuard device stopped")
 		}
 	}), true)
+	// A membership that removes this node stops it.
+	sup.Add(supervisor.Func("membership", mh.Removed), true)
 	ctl := control.NewServer(n.self.OverlayIPs, tun.Listen)
+	ctl.Gate = mh.Gate
 	mh.Routes(ctl.Mux)
 	if !cfg.Userspace {
 		sup.Add(podnet.New(podnet.Options{

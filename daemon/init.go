@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
@@ -53,15 +52,11 @@ func Init(o InitOptions) error {
 	}
 	self.Roles = []string{membership.RoleAnchor}
 	self.Endpoint = o.Endpoint
-	m := membership.Membership{Cluster: c.Name, Version: 1, Issued: time.Now().UTC(), Nodes: []membership.Node{self}}
 	signedSelf, err := membership.Sign(sk.PrivateKey, membership.KindNode, self)
 	if err != nil {
 		return err
 	}
-	signedM, err := membership.SignMembership(sk.PrivateKey, m)
-	if err != nil {
-		return err
-	}
+	set := membership.NewSet(signedSelf)
 	// Secrets first: a node file without its key would be useless.
 	for _, f := range []struct {
 		name string
@@ -71,7 +66,7 @@ func Init(o InitOptions) error {
 		{state.ClusterKeyFile, sk, 0o600},
 		{state.NodeKeyFile, nodeKey{priv}, 0o600},
 		{state.ClusterFile, c, 0o644},
-		{state.MembersFile, signedM, 0o644},
+		{state.MembersFile, set, 0o644},
 		{state.NodeFile, signedSelf, 0o644},
 	} {
 		if err := st.Write(f.name, f.v, f.perm); err != nil {

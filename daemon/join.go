@@ -153,7 +153,7 @@ func saveJoin(st state.Dir, tok membership.Token, resp control.JoinResponse, pub
 	if self.PublicKey != pub || self.Name != tok.Name {
 		return errors.New("join answer: record is not this node's")
 	}
-	if _, err := membership.OpenMembership(resp.Membership, c); err != nil {
+	if _, err := membership.Open(resp.Membership, c); err != nil {
 		return fmt.Errorf("join answer: %w", err)
 	}
 	if err := st.Write(state.ClusterFile, c, 0o644); err != nil {

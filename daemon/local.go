@@ -59,6 +59,7 @@ func (l *localAPI) Run(ctx context.Context) error {
 	mux.HandleFunc("GET /v1/status", l.handleStatus)
 	mux.HandleFunc("POST /v1/token", l.handleToken)
 	mux.HandleFunc("POST /v1/ping", l.handlePing)
+	mux.HandleFunc("POST /v1/remove", l.handleRemove)
 	mux.HandleFunc("GET /v1/kubeconfig", l.handleKubeconfig)
 	mux.HandleFunc("POST /v1/images/import", l.handleImageImport)
 	mux.HandleFunc("GET /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +108,30 @@ func (l *localAPI) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	localapi.WriteJSON(w, http.StatusOK, localapi.TokenResponse{Token: tok, Expires: exp})
+}
+
+// handleRemove takes a node out of the cluster, on an anchor.
+func (l *localAPI) handleRemove(w http.ResponseWriter, r *http.Request) {
+	var req localapi.RemoveRequest
+	if err := control.Decode(r.Body, &req); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if l.anchor == nil {
+		localapi.WriteError(w, http.StatusBadRequest, errors.New("this node is not an anchor: nodes are removed on an anchor"))
+		return
+	}
+	t, err := l.anchor.Remove(req.Name)
+	switch {
+	case errors.Is(err, anchor.ErrNoNode):
+		localapi.WriteError(w, http.StatusNotFound, err)
+	case errors.Is(err, anchor.ErrSelf):
+		localapi.WriteError(w, http.StatusBadRequest, err)
+	case err != nil:
+		localapi.WriteError(w, http.StatusInternalServerError, err)
+	default:
+		localapi.WriteJSON(w, http.StatusOK, localapi.RemoveResponse{Name: t.Name, Removed: t.Removed})
+	}
 }
 
 // handlePing makes one round trip to a node and says how it went.

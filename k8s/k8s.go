@@ -69,8 +69,14 @@ type Options struct {
 	// Members is the current membership: the control-plane nodes to ask
 	// for certificates, and who asks.
 	Members func() []membership.Node
-	Client  *control.Client
-	Logger  *slog.Logger
+	// Membership is the membership itself, with its removals, and its
+	// changes (membership.Store's Current and Subscribe).
+	Membership interface {
+		Current() membership.Membership
+		Subscribe() (<-chan struct{}, func())
+	}
+	Client *control.Client
+	Logger *slog.Logger
 }
 
 // Layout is where a node's Kubernetes writes, under STATE/kubernetes.

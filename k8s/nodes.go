@@ -3,15 +3,19 @@ package k8s
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hepto-net/hepto/membership"
@@ -63,9 +67,50 @@ func (n *Node) runNodes(ctx context.Context) error {
 		return err
 	}
 	f.Start(ctx.Done())
-	<-ctx.Done()
-	f.Shutdown()
-	return nil
+	defer f.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) || n.o.Membership == nil {
+		<-ctx.Done()
+		return nil
+	}
+	changes, cancel := n.o.Membership.Subscribe()
+	defer cancel()
+	retry := time.NewTimer(0)
+	retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+		case <-retry.C:
+		}
+		if err := n.deleteRemoved(ctx, client, lister); err != nil {
+			n.log.Warn("removed nodes", "err", err)
+			retry.Reset(10 * time.Second)
+		}
+	}
+}
+
+// deleteRemoved deletes the Node of each node removed from the cluster
+// (hepto remove): its pods are then rescheduled elsewhere at once.
+func (n *Node) deleteRemoved(ctx context.Context, client kubernetes.Interface, lister corelisters.NodeLister) error {
+	mem := n.o.Membership.Current()
+	nodes, err := lister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, node := range nodes {
+		if _, member := mem.Find(node.Name); member || !slices.ContainsFunc(mem.Removed, func(t membership.Tombstone) bool { return t.Name == node.Name }) {
+			continue
+		}
+		err := client.CoreV1().Nodes().Delete(ctx, node.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		n.log.Info("node deleted: removed from the cluster", "node", node.Name)
+	}
+	return errors.Join(errs...)
 }
 
 func (n *Node) setNodeCIDRs(ctx context.Context, client kubernetes.Interface, node *corev1.Node) {

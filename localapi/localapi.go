@@ -69,6 +69,17 @@ type Kubeconfig struct {
 	Kubeconfig string `json:"kubeconfig"`
 }
 
+// RemoveRequest is the body of POST /v1/remove.
+type RemoveRequest struct {
+	Name string `json:"name"`
+}
+
+// RemoveResponse is the reply of POST /v1/remove.
+type RemoveResponse struct {
+	Name    string    `json:"name"`
+	Removed time.Time `json:"removed"`
+}
+
 // TokenRequest is the body of POST /v1/token.
 type TokenRequest struct {
 	Name string        `json:"name"`

@@ -243,3 +243,63 @@ func FuzzOpenMembership(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpenSet: a set as it comes off the wire opens only if each of its
+// node records and removals was signed by the cluster, and merging it with
+// itself or with the fixed sets never fails nor depends on the order.
+func FuzzOpenSet(f *testing.F) {
+	c, sk := fixedCluster(f)
+	signed := map[string]bool{}
+	var fixed []Signed
+	for _, s := range fixedMemberships(f) {
+		m, _ := OpenMembership(s, c)
+		for _, n := range m.Nodes {
+			e, err := Sign(sk.PrivateKey, KindNode, n)
+			if err != nil {
+				f.Fatal(err)
+			}
+			fixed = append(fixed, e)
+		}
+		if len(m.Nodes) > 1 {
+			t, err := SignTombstone(sk.PrivateKey, m.Nodes[1], "anchor", time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+			if err != nil {
+				f.Fatal(err)
+			}
+			fixed = append(fixed, t)
+		}
+		fixed = append(fixed, s)
+	}
+	for _, e := range fixed {
+		signed[string(e.Payload)+"\x00"+string(e.Sig)] = true
+		f.Add(mustJSON(f, NewSet(e)))
+	}
+	f.Add(mustJSON(f, NewSet(fixed...)))
+	f.Add([]byte(`{"entries":[{"kind":"tombstone","payload":"e30=","sig":""}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Set
+		if json.Unmarshal(b, &s) != nil {
+			return
+		}
+		m, err := Open(s, c)
+		if err != nil {
+			return
+		}
+		for _, e := range s.Entries {
+			known := e.Kind == KindNode || e.Kind == KindTombstone || e.Kind == KindMembership
+			if known && !signed[string(e.Payload)+"\x00"+string(e.Sig)] {
+				t.Fatalf("entry the cluster never signed accepted: %s", b)
+			}
+		}
+		m1, err1 := Open(Merge(s, NewSet(fixed...)), c)
+		m2, err2 := Open(Merge(NewSet(fixed...), s, s), c)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("merge of valid sets failed: %v %v", err1, err2)
+		}
+		if a, b := mustJSON(t, m1), mustJSON(t, m2); !bytes.Equal(a, b) {
+			t.Fatalf("merge depends on the order:\n%s\n%s", a, b)
+		}
+		if len(m.Nodes) > len(s.Entries)*2+2 {
+			t.Fatalf("more nodes than entries: %d", len(m.Nodes))
+		}
+	})
+}

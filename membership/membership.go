@@ -6,13 +6,16 @@ import (
 	"time"
 )
 
-// Membership is the list of nodes at one version. Anchors sign it; nodes
-// accept only a newer version than the one they hold.
+// Membership is the list of nodes. It is what a Set stands for (Open); the
+// form signed as a whole is the one membership.json held before sets, read
+// still as an entry of a set. Version counts the entries of the set: it
+// only grows.
 type Membership struct {
-	Cluster string    `json:"cluster"`
-	Version uint64    `json:"version"`
-	Issued  time.Time `json:"issued"`
-	Nodes   []Node    `json:"nodes"`
+	Cluster string      `json:"cluster"`
+	Version uint64      `json:"version"`
+	Issued  time.Time   `json:"issued"`
+	Nodes   []Node      `json:"nodes"`
+	Removed []Tombstone `json:"removed,omitempty"`
 }
 
 // Find returns the node with that name.
@@ -25,18 +28,24 @@ func (m Membership) Find(name string) (Node, bool) {
 	return Node{}, false
 }
 
-// FreeIndex is the smallest index in the address plan no node holds.
-func (m Membership) FreeIndex(nets Networks) (int, error) {
+// FreeIndex is the smallest index of [first, last] that no node holds and
+// no node removed less than Quarantine before now held.
+func (m Membership) FreeIndex(first, last int, now time.Time) (int, error) {
 	used := map[int]bool{}
 	for _, n := range m.Nodes {
 		used[n.Index] = true
 	}
-	for i := 1; i <= nets.MaxNodes(); i++ {
+	for _, t := range m.Removed {
+		if now.Sub(t.Removed) < Quarantine {
+			used[t.Index] = true
+		}
+	}
+	for i := first; i <= last; i++ {
 		if !used[i] {
 			return i, nil
 		}
 	}
-	return 0, fmt.Errorf("address plan full: %d nodes", nets.MaxNodes())
+	return 0, fmt.Errorf("no free index left in %d..%d (%d nodes, %d removed within a day)", first, last, len(m.Nodes), len(m.Removed))
 }
 
 // OpenMembership verifies a signed membership and every record in it.

@@ -23,6 +23,28 @@ type Node struct {
 	Roles      []string       `json:"roles,omitempty"`
 	Endpoint   string         `json:"endpoint,omitempty"` // anchors: public HOST:PORT (UDP)
 	Joined     time.Time      `json:"joined"`
+	// Revision orders the records of one key: an anchor that changes a
+	// record signs it again with the next revision.
+	Revision uint64 `json:"revision,omitempty"`
+	// Indexes is the part of the address plan an anchor gives out (first,
+	// last). Each anchor admits nodes from its own range only, so that two
+	// anchors admitting at once never pick one index. An anchor without a
+	// range is the only one, and owns the whole plan.
+	Indexes *IndexRange `json:"indexes,omitempty"`
+}
+
+// IndexRange is a range of indexes of the address plan, both ends included.
+type IndexRange struct {
+	First int `json:"first"`
+	Last  int `json:"last"`
+}
+
+// IndexRange is the part of the plan this anchor admits nodes into.
+func (n Node) IndexRange(nets Networks) IndexRange {
+	if n.Indexes != nil {
+		return *n.Indexes
+	}
+	return IndexRange{1, nets.MaxNodes()}
 }
 
 // NewNode makes the record of node index under the plan.
@@ -66,6 +88,9 @@ func (n Node) Validate(nets Networks) error {
 	}
 	if !slices.Equal(n.OverlayIPs, want.OverlayIPs) || !slices.Equal(n.PodCIDRs, want.PodCIDRs) {
 		return fmt.Errorf("node %s: addresses do not follow the cluster's address plan", n.Name)
+	}
+	if r := n.Indexes; r != nil && (r.First < 1 || r.First > r.Last || r.Last > nets.MaxNodes()) {
+		return fmt.Errorf("node %s: index range %d..%d outside the address plan", n.Name, r.First, r.Last)
 	}
 	return nil
 }

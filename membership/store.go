@@ -11,18 +11,18 @@ import (
 // was good, this node could not keep it.
 var ErrSave = errors.New("save membership")
 
-// ErrNotListed is Adopt's error for a membership that does not list this
-// node with its key.
+// ErrNotListed is the error for a membership that does not list this node
+// with its key (and does not say it was removed).
 var ErrNotListed = errors.New("membership does not list this node")
 
 // Store holds the node's current membership. Readers take a snapshot
-// (Current) and never wait on a writer; subscribers are told of each new
-// version. Adopt verifies and persists a newer membership: writers are
-// serialised among themselves only.
+// (Current) and never wait on a writer; subscribers are told of each
+// change. Adopt merges a set into the one held and persists the union:
+// writers are serialised among themselves only.
 type Store struct {
 	cluster Cluster
 	self    Node
-	persist func(Signed) error
+	persist func(Set) error
 
 	writeMu sync.Mutex // held by Adopt across the write to disk
 	cur     atomic.Pointer[snapshot]
@@ -32,27 +32,46 @@ type Store struct {
 }
 
 type snapshot struct {
-	m Membership
-	s Signed
+	m      Membership
+	s      Set
+	digest string
 }
 
-// NewStore opens the stored signed membership s of cluster c for the node
-// self; persist writes a newer one before it becomes current.
-func NewStore(c Cluster, s Signed, self Node, persist func(Signed) error) (*Store, error) {
-	m, err := OpenMembership(s, c)
+// NewStore opens the stored set s of cluster c for the node self; persist
+// writes a changed set before it becomes current. A set that says self was
+// removed is a *RemovedError.
+func NewStore(c Cluster, s Set, self Node, persist func(Set) error) (*Store, error) {
+	s = Merge(s)
+	m, err := Open(s, c)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSelf(m, self); err != nil {
+		return nil, err
+	}
 	st := &Store{cluster: c, self: self, persist: persist, subs: map[chan struct{}]struct{}{}}
-	st.cur.Store(&snapshot{m, s})
+	st.cur.Store(&snapshot{m, s, s.Digest()})
 	return st, nil
+}
+
+func checkSelf(m Membership, self Node) error {
+	if t, gone := m.RemovedKey(self.PublicKey); gone {
+		return &RemovedError{t}
+	}
+	if n, ok := m.Find(self.Name); !ok || n.PublicKey != self.PublicKey {
+		return ErrNotListed
+	}
+	return nil
 }
 
 // Current is the membership now.
 func (st *Store) Current() Membership { return st.cur.Load().m }
 
-// Signed is the current membership as signed, to pass on.
-func (st *Store) Signed() Signed { return st.cur.Load().s }
+// Set is the current set, to pass on.
+func (st *Store) Set() Set { return st.cur.Load().s }
+
+// Digest names the current set (Set.Digest).
+func (st *Store) Digest() string { return st.cur.Load().digest }
 
 // Cluster is the cluster the store belongs to.
 func (st *Store) Cluster() Cluster { return st.cluster }
@@ -74,31 +93,39 @@ func (st *Store) Subscribe() (<-chan struct{}, func()) {
 	}
 }
 
-// Adopt takes s if it verifies, is newer than the current membership and
-// lists this node with its key: it is persisted, becomes current, and
-// subscribers are told. It reports whether s was taken; an older or equal
-// version is not an error.
-func (st *Store) Adopt(s Signed) (bool, error) {
-	m, err := OpenMembership(s, st.cluster)
-	if err != nil {
+// Adopt merges s into the current set if every entry of s verifies. The
+// union is persisted, becomes current, and subscribers are told; Adopt
+// reports whether anything changed. A union that removes this node is
+// kept too (a restart must know it) and returned as a *RemovedError; one
+// that no longer lists it (it lost a conflict) is refused, ErrNotListed.
+func (st *Store) Adopt(s Set) (bool, error) {
+	if _, err := Open(s, st.cluster); err != nil {
 		return false, err
 	}
-	if self, ok := m.Find(st.self.Name); !ok || self.PublicKey != st.self.PublicKey {
-		return false, ErrNotListed
-	}
 	st.writeMu.Lock()
-	if m.Version <= st.Current().Version {
+	cur := st.cur.Load()
+	merged := Merge(cur.s, s)
+	if len(merged.Entries) == len(cur.s.Entries) {
 		st.writeMu.Unlock()
 		return false, nil
 	}
-	if err := st.persist(s); err != nil {
-		st.writeMu.Unlock()
-		return false, fmt.Errorf("%w: %w", ErrSave, err)
+	m, err := Open(merged, st.cluster)
+	if err == nil {
+		err = checkSelf(m, st.self)
 	}
-	st.cur.Store(&snapshot{m, s})
+	var removed *RemovedError
+	if err != nil && !errors.As(err, &removed) {
+		st.writeMu.Unlock()
+		return false, err
+	}
+	if perr := st.persist(merged); perr != nil {
+		st.writeMu.Unlock()
+		return false, fmt.Errorf("%w: %w", ErrSave, perr)
+	}
+	st.cur.Store(&snapshot{m, merged, merged.Digest()})
 	st.writeMu.Unlock()
 	st.notify()
-	return true, nil
+	return true, err
 }
 
 func (st *Store) notify() {

@@ -60,6 +60,12 @@ type Mesh struct {
 	pathChanges map[string]int
 	rtt         map[string]time.Duration // last round trip to each peer
 	turnCreds   control.TURNCredentials
+
+	quarantineEnd atomic.Pointer[time.Time] // anchors: when apply must run again
+
+	removedOnce sync.Once
+	removedCh   chan struct{} // closed when a membership removes this node
+	removedErr  error
 }
 
 // New returns a mesh; its services do the work.
@@ -71,7 +77,7 @@ func New(o Options) *Mesh {
 		o.JoinPeers = func(time.Time) []tunnel.Peer { return nil }
 	}
 	return &Mesh{
-		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1),
+		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1), removedCh: make(chan struct{}),
 		probes: probes{heard: map[string]time.Time{}, sent: map[string]time.Time{}, inFlight: map[string]chan struct{}{}},
 		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, rtt: map[string]time.Duration{},
 	}
@@ -118,12 +124,22 @@ func (m *Mesh) reconcile(ctx context.Context) error {
 	changes, cancel := m.store.Subscribe()
 	defer cancel()
 	for {
+		var expiry <-chan time.Time // a removed node leaves the quarantine
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		if until := m.quarantineEnd.Load(); until != nil {
+			timer.Reset(time.Until(*until) + time.Second)
+			expiry = timer.C
+		}
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
 		case <-changes:
 		case <-m.kick:
+		case <-expiry:
 		}
+		timer.Stop()
 		if err := m.apply(); err != nil {
 			return err
 		}
@@ -139,7 +155,18 @@ func (m *Mesh) apply() error {
 	if mgr != nil {
 		mgr.SetPeers(icePeers(mem, m.o.Self))
 	}
-	peers := append(wantPeers(mem, m.o.Self, paths, ResolveEndpoint), m.o.JoinPeers(time.Now())...)
+	now := time.Now()
+	peers := append(wantPeers(mem, m.o.Self, paths, ResolveEndpoint), m.o.JoinPeers(now)...)
+	if m.anchorSelf() {
+		qp, qa, until := quarantined(mem, m.store.Cluster().Networks, now)
+		peers = append(peers, qp...)
+		m.o.Tunnel.SetQuarantine(qa, control.Port)
+		if until.IsZero() {
+			m.quarantineEnd.Store(nil)
+		} else {
+			m.quarantineEnd.Store(&until)
+		}
+	}
 	return m.o.Tunnel.SetPeers(peers)
 }
 

@@ -100,3 +100,31 @@ func ResolveEndpoint(ep string) netip.AddrPort {
 	}
 	return ap
 }
+
+// quarantined are the nodes removed less than membership.Quarantine ago.
+// An anchor keeps them as peers, allowed their overlay addresses alone,
+// and the tunnel lets through only what they send to the control port
+// (tunnel.SetQuarantine): so a removed node that is still up, or starts
+// again within the day, hears that it was removed, and reaches nothing
+// else. until is when the next one leaves the quarantine.
+func quarantined(m membership.Membership, nets membership.Networks, now time.Time) (peers []tunnel.Peer, addrs []netip.Addr, until time.Time) {
+	for _, t := range m.Removed {
+		end := t.Removed.Add(membership.Quarantine)
+		if !now.Before(end) {
+			continue
+		}
+		ips, _, err := nets.Node(t.Index)
+		if err != nil {
+			continue
+		}
+		p := tunnel.Peer{PublicKey: t.PublicKey}
+		for _, a := range ips {
+			p.AllowedIPs = append(p.AllowedIPs, netip.PrefixFrom(a, a.BitLen()))
+		}
+		peers, addrs = append(peers, p), append(addrs, ips...)
+		if until.IsZero() || end.Before(until) {
+			until = end
+		}
+	}
+	return peers, addrs, until
+}

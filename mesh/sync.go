@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
+	"net/url"
+	"slices"
 	"time"
 
 	"github.com/hepto-net/hepto/control"
@@ -16,8 +17,11 @@ import (
 // in case it missed a push while away. Pushes carry changes at once.
 const syncInterval = 30 * time.Minute
 
+// handlePush merges a pushed set. When this node held entries that the
+// sender lacks, it answers with the union, so that the sender (another
+// anchor, say) converges too.
 func (m *Mesh) handlePush(w http.ResponseWriter, r *http.Request) {
-	var s membership.Signed
+	var s membership.Set
 	if err := control.Decode(r.Body, &s); err != nil {
 		control.WriteError(w, control.BadRequest(err))
 		return
@@ -27,20 +31,29 @@ func (m *Mesh) handlePush(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, err)
 		return
 	}
+	if held := m.store.Set(); !s.Contains(held) {
+		control.WriteJSON(w, http.StatusOK, held)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// adopt takes a newer membership; a disk failure is Unavailable, a
-// membership that does not verify is refused.
-func (m *Mesh) adopt(s membership.Signed) (bool, error) {
+// adopt merges a set; a disk failure is Unavailable, a set that does not
+// verify is refused. A set that removes this node is kept, and the node
+// stops (Removed).
+func (m *Mesh) adopt(s membership.Set) (bool, error) {
 	ok, err := m.store.Adopt(s)
 	var ce *control.Error
+	var removed *membership.RemovedError
 	switch {
 	case err == nil:
 		if ok {
 			mem := m.store.Current()
-			m.log.Info("membership updated", "version", mem.Version, "nodes", len(mem.Nodes))
+			m.log.Info("membership updated", "version", mem.Version, "nodes", len(mem.Nodes), "removed", len(mem.Removed))
 		}
+		return ok, nil
+	case errors.As(err, &removed):
+		m.removed(removed)
 		return ok, nil
 	case errors.As(err, &ce):
 		return false, err
@@ -50,14 +63,58 @@ func (m *Mesh) adopt(s membership.Signed) (bool, error) {
 	return false, control.Refused("%v", err)
 }
 
-// handlePull answers with the membership when it is newer than ?have=N.
+// removed records that this node was removed, once, and wakes Removed.
+func (m *Mesh) removed(err *membership.RemovedError) {
+	m.removedOnce.Do(func() {
+		m.removedErr = err
+		close(m.removedCh)
+	})
+}
+
+// Removed is a service that ends, with the removal as its error, when a
+// membership that removes this node arrives: the node must stop.
+func (m *Mesh) Removed(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-m.removedCh:
+		return m.removedErr
+	}
+}
+
+// Gate refuses every request from a removed node but the membership's
+// pull, which tells it that it was removed (see quarantined).
+func (m *Mesh) Gate(r *http.Request) error {
+	mem := m.store.Current()
+	if len(mem.Removed) == 0 {
+		return nil
+	}
+	from := control.RemoteAddr(r)
+	for _, n := range mem.Nodes {
+		if slices.Contains(n.OverlayIPs, from) {
+			return nil // a member (an index given out again after the quarantine)
+		}
+	}
+	nets := m.store.Cluster().Networks
+	for _, t := range mem.Removed {
+		if ips, _, err := nets.Node(t.Index); err != nil || !slices.Contains(ips, from) {
+			continue
+		}
+		if r.Method == http.MethodGet && r.URL.Path == control.PathMembership {
+			return nil
+		}
+		return control.Refused("node %s was removed from the cluster", t.Name)
+	}
+	return nil
+}
+
+// handlePull answers with the set when its digest is not ?have=DIGEST.
 func (m *Mesh) handlePull(w http.ResponseWriter, r *http.Request) {
-	have, _ := strconv.ParseUint(r.URL.Query().Get("have"), 10, 64)
-	if m.store.Current().Version <= have {
+	if r.URL.Query().Get("have") == m.store.Digest() {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	control.WriteJSON(w, http.StatusOK, m.store.Signed())
+	control.WriteJSON(w, http.StatusOK, m.store.Set())
 }
 
 // syncMembership pulls from the relay anchor: at start until it answers,
@@ -82,13 +139,13 @@ func (m *Mesh) syncMembership(ctx context.Context) error {
 }
 
 func (m *Mesh) pull(ctx context.Context) error {
-	mem := m.store.Current()
-	anchor, ok := relayAnchor(mem, m.o.Self.Name)
+	anchor, ok := relayAnchor(m.store.Current(), m.o.Self.Name)
 	if !ok {
 		return errors.New("no anchor in the membership")
 	}
-	var s membership.Signed
-	found, err := m.o.Client.Get(ctx, anchor.OverlayIPs[0], fmt.Sprintf("%s?have=%d", control.PathMembership, mem.Version), &s)
+	var s membership.Set
+	path := fmt.Sprintf("%s?have=%s", control.PathMembership, url.QueryEscape(m.store.Digest()))
+	found, err := m.o.Client.Get(ctx, anchor.OverlayIPs[0], path, &s)
 	if err != nil || !found {
 		return err
 	}

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"net/netip"
 	"reflect"
 	"unsafe"
 
@@ -71,6 +72,19 @@ var (
 type batchTUN struct {
 	tun.Device
 	ready <-chan struct{}
+	q     *quarantine // nil: none
+	own   []netip.Prefix
+}
+
+// Write hands the packets out of the tunnel to the TUN device (or the
+// netstack), less those a quarantine drops.
+func (t *batchTUN) Write(bufs [][]byte, offset int) (int, error) {
+	if t.q != nil {
+		if bufs = t.q.filter(bufs, offset, t.own); len(bufs) == 0 {
+			return 0, nil
+		}
+	}
+	return t.Device.Write(bufs, offset)
 }
 
 func (t *batchTUN) BatchSize() int {

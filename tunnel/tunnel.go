@@ -56,16 +56,17 @@ type PeerStats struct {
 
 // Tunnel is one WireGuard device with its interface or netstack.
 type Tunnel struct {
-	log   *slog.Logger
-	opts  Options
-	dev   *device.Device
-	bind  *sharedBind
-	tnet  *netstack.Net // netstack mode
-	link  *kernelLink   // TUN mode
-	done  chan struct{}
-	mu    sync.Mutex // serialises SetPeers and Close
-	shut  bool
-	close sync.Once
+	log        *slog.Logger
+	opts       Options
+	dev        *device.Device
+	bind       *sharedBind
+	tnet       *netstack.Net // netstack mode
+	link       *kernelLink   // TUN mode
+	done       chan struct{}
+	quarantine quarantine
+	mu         sync.Mutex // serialises SetPeers and Close
+	shut       bool
+	close      sync.Once
 }
 
 // New creates the device, sets its addresses, brings it up and listens.
@@ -116,7 +117,7 @@ func New(opts Options) (*Tunnel, error) {
 
 	ready := make(chan struct{})
 	t.bind = newBind(opts.OnPacket, log, ready)
-	t.dev = device.NewDevice(&batchTUN{Device: tdev, ready: ready}, t.bind, deviceLogger(log))
+	t.dev = device.NewDevice(&batchTUN{Device: tdev, ready: ready, q: &t.quarantine, own: opts.Addresses}, t.bind, deviceLogger(log))
 	var probe *poolProbe
 	if bufferCap > 0 {
 		if err := capPools(t.dev, bufferCap); err != nil {
