@@ -143,6 +143,39 @@ func TestRecoverAfterRenumbering(t *testing.T) {
 	t.Logf("home-a renumbered to %s: direct again after %s", renumbered, time.Since(start).Round(100*time.Millisecond))
 }
 
+// TestRecoverAfterRenumberingQuiet: the same on a quiet link, where the
+// only traffic is a status poll every 2 s on home-b: the pair must be back
+// within 5 s of the change all the same.
+func TestRecoverAfterRenumberingQuiet(t *testing.T) {
+	w := newWorld(t)
+	h := w.twoHomes("home-a", lab.EIM, "home-b", lab.EIM)
+	na, nb, ha := h.a, h.b, h.homeA
+	na.waitPath(30*time.Second, "home-b", "direct")
+	nb.waitPath(30*time.Second, "home-a", "direct")
+	time.Sleep(12 * time.Second) // quiet: keepalives alone
+	renumbered, err := ha.Renumber()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var took time.Duration
+	for took == 0 && time.Since(start) < 60*time.Second {
+		p := nb.waitPathOnce("home-a")
+		if p.Path == "direct" && p.Connected && endpointIP(t, p.Endpoint) == renumbered {
+			took = time.Since(start)
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if took == 0 {
+		t.Fatal("home-b → home-a not direct on the new address within 60 s")
+	}
+	t.Logf("home-a renumbered to %s on a quiet link: direct again after %s", renumbered, took.Round(100*time.Millisecond))
+	if took > 5*time.Second+2*time.Second { // one poll interval of slack
+		t.Errorf("back after %s, want ≤ 5 s", took.Round(100*time.Millisecond))
+	}
+}
+
 // waitPathOnce is the peer's status now.
 func (n *node) waitPathOnce(peerName string) localapi.PeerStatus {
 	st, _, err := n.status()

@@ -98,6 +98,7 @@ func (m *Mesh) onPath(peer string, p nat.Path) {
 		delete(m.paths, peer)
 	}
 	m.pathChanges[peer]++
+	m.pathSince[peer] = time.Now()
 	m.mu.Unlock()
 	m.probes.forget(peer)
 	if old.Send != nil && (p.Send == nil || p.Remote != old.Remote) {

@@ -58,6 +58,8 @@ type Mesh struct {
 	nat         *nat.Manager
 	paths       map[string]nat.Path // peers with a path of their own
 	pathChanges map[string]int
+	pathSince   map[string]time.Time     // when each peer's path last changed
+	suspects    map[string]bool          // peers whose path is being checked
 	rtt         map[string]time.Duration // last round trip to each peer
 	turnCreds   control.TURNCredentials
 
@@ -79,7 +81,8 @@ func New(o Options) *Mesh {
 	return &Mesh{
 		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1), removedCh: make(chan struct{}),
 		probes: probes{heard: map[string]time.Time{}, sent: map[string]time.Time{}, inFlight: map[string]chan struct{}{}},
-		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, rtt: map[string]time.Duration{},
+		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, pathSince: map[string]time.Time{}, suspects: map[string]bool{},
+		rtt: map[string]time.Duration{},
 	}
 }
 

@@ -37,6 +37,7 @@ func (m *Mesh) Ping(ctx context.Context, node string) (localapi.Pong, error) {
 	}
 	rtt, err := m.ping(ctx, n.OverlayIPs[0])
 	if err != nil {
+		m.unanswered(n.Name, n.OverlayIPs[0])
 		return localapi.Pong{}, fmt.Errorf("no answer from %s (%s): %w", n.Name, n.OverlayIPs[0], err)
 	}
 	m.recordRTT(n.Name, rtt)

@@ -54,6 +54,46 @@ func (p *probes) recent(peer string) bool {
 	return ok && time.Since(t) < answeredWithin
 }
 
+// settleTime is how long a new path is given before an unanswered echo
+// counts against it: during a switch an answer may come back the old way.
+const settleTime = 3 * time.Second
+
+// unanswered takes an echo to peer that went unanswered (status's, or a
+// ping's) as a sign that its direct path died: a box renumbered, a NAT
+// mapping lost. It checks with one more echo, and if that goes unanswered
+// too, drops the path and restarts ICE, as the path monitor does after its
+// silences: on a quiet link, the echo that found the path dead is the
+// first traffic after the change, and waiting for more costs seconds.
+func (m *Mesh) unanswered(peer string, ip netip.Addr) {
+	m.mu.Lock()
+	_, direct := m.paths[peer]
+	settled := time.Since(m.pathSince[peer]) >= settleTime
+	mgr := m.nat
+	busy := m.suspects[peer]
+	if !direct || !settled || mgr == nil || busy {
+		m.mu.Unlock()
+		return
+	}
+	m.suspects[peer] = true
+	m.mu.Unlock()
+	go func() {
+		defer func() {
+			m.mu.Lock()
+			delete(m.suspects, peer)
+			m.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		_, err := m.o.Tunnel.Ping(ctx, ip)
+		cancel()
+		if err == nil {
+			m.probes.answered(peer)
+			return
+		}
+		m.log.Info("direct path does not answer: restarting ICE", "peer", peer)
+		mgr.Restart(peer)
+	}()
+}
+
 // alive reports whether peer answers now: a recent answer, or one to a
 // ping sent to ip now.
 func (m *Mesh) alive(ctx context.Context, peer string, ip netip.Addr) bool {
@@ -71,6 +111,8 @@ func (m *Mesh) alive(ctx context.Context, peer string, ip netip.Addr) bool {
 			pctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 			if _, err := m.o.Tunnel.Ping(pctx, ip); err == nil {
 				p.answered(peer)
+			} else {
+				m.unanswered(peer, ip)
 			}
 			cancel()
 			p.mu.Lock()
