@@ -29,6 +29,7 @@ import (
 	"github.com/hepto-net/hepto/k8s/kubelet"
 	"github.com/hepto-net/hepto/k8s/nodecert"
 	"github.com/hepto-net/hepto/k8s/pki"
+	"github.com/hepto-net/hepto/k8s/proxy"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/state"
@@ -104,6 +105,12 @@ type Node struct {
 	// portMap: the portmap plugin is there, chained for hostPorts.
 	portMap bool
 
+	// runtime is containerd as the kubelet needs it (tests replace it).
+	runtime interface {
+		Ready(context.Context) error
+		Socket() string
+	}
+
 	states      component.States
 	certsReady  *component.Gate
 	imagesReady *component.Gate
@@ -166,6 +173,7 @@ func New(o Options) *Node {
 		n.ctrd = nil
 		return n
 	}
+	n.runtime = n.ctrd
 	for _, c := range []string{compContainerd, compKubelet, compProxy} {
 		n.states.Set(c, component.Starting)
 	}
@@ -245,36 +253,64 @@ func (n *Node) runKubelet(ctx context.Context) error {
 	if err := n.certsReady.Wait(ctx); err != nil {
 		return nil
 	}
-	if err := n.ctrd.Ready(ctx); err != nil {
+	if err := n.runtime.Ready(ctx); err != nil {
 		return nil
 	}
 	// The pause image first: a pod never waits for a pull of it.
 	if err := n.imagesReady.Wait(ctx); err != nil {
 		return nil
 	}
-	n.states.Set(compKubelet, component.Running)
-	err := kubelet.Run(ctx, kubelet.Options{
-		Dir:        n.layout.Kubelet,
-		PodLogsDir: n.layout.PodLogs,
-		NodeName:   n.o.NodeName,
-		NodeIPs:    n.o.Addresses,
-		Kubeconfig: nodecert.Dir(n.layout.Certs).Path(nodecert.KubeconfigFile),
-		ClientCA:   nodecert.Dir(n.layout.Certs).Path(nodecert.CAFile),
-		CertFile:   nodecert.Dir(n.layout.Certs).Path(nodecert.ServingCertFile),
-		KeyFile:    nodecert.Dir(n.layout.Certs).Path(nodecert.ServingKeyFile),
-		Runtime:    n.ctrd.Socket(),
-		CgroupRoot: CgroupRoot(n.o.StateDir, n.o.NodeName),
-		ClusterDNS: n.o.ClusterDNS,
-		Domain:     n.o.ClusterDomain,
+	return n.runOnce(ctx, compKubelet, func(ctx context.Context) error {
+		return kubeletRun(ctx, kubelet.Options{
+			Dir:        n.layout.Kubelet,
+			PodLogsDir: n.layout.PodLogs,
+			NodeName:   n.o.NodeName,
+			NodeIPs:    n.o.Addresses,
+			Kubeconfig: nodecert.Dir(n.layout.Certs).Path(nodecert.KubeconfigFile),
+			ClientCA:   nodecert.Dir(n.layout.Certs).Path(nodecert.CAFile),
+			CertFile:   nodecert.Dir(n.layout.Certs).Path(nodecert.ServingCertFile),
+			KeyFile:    nodecert.Dir(n.layout.Certs).Path(nodecert.ServingKeyFile),
+			Runtime:    n.runtime.Socket(),
+			CgroupRoot: CgroupRoot(n.o.StateDir, n.o.NodeName),
+			ClusterDNS: n.o.ClusterDNS,
+			Domain:     n.o.ClusterDomain,
+		})
 	})
+}
+
+// The kubelet's and kube-proxy's Run; tests replace them.
+var (
+	kubeletRun = kubelet.Run
+	proxyRun   = proxy.Run
+)
+
+// startWindow tells a component that failed to start from one that ran,
+// then stopped: the kubelet and kube-proxy fail to start (bad
+// configuration, cgroups, a port taken, nftables) within seconds.
+var startWindow = time.Minute
+
+// runOnce runs a component that cannot start again in this process once
+// it ran (the kubelet, kube-proxy: see kubelet.ErrRanOnce). One that ends
+// within startWindow failed to start: its state and one log line say so,
+// and the fabric goes on without it, as when Kubernetes cannot start at
+// all. One that ran longer, then stopped, ends hepto with a Fatal error
+// naming it, so that systemd starts hepto, and it, again.
+func (n *Node) runOnce(ctx context.Context, comp string, run func(context.Context) error) error {
+	n.states.Set(comp, component.Running)
+	began := time.Now()
+	err := run(ctx)
 	if ctx.Err() != nil {
-		n.states.Set(compKubelet, component.Stopped)
+		n.states.Set(comp, component.Stopped)
 		return nil
 	}
-	// Not restarted in this process (see kubelet.ErrRanOnce): the state
-	// says why, and the fabric goes on.
-	n.log.Error("the kubelet stopped; restart hepto to start it again", "err", err)
-	n.states.Set(compKubelet, "failed: "+err.Error())
+	if err == nil {
+		err = errors.New("stopped")
+	}
+	n.states.Set(comp, "failed: "+err.Error())
+	if ran := time.Since(began); ran >= startWindow {
+		return supervisor.Fatal(fmt.Errorf("stopped after running %s; exiting, as it cannot start again in this process: %w", ran.Round(time.Second), err))
+	}
+	n.log.Error(comp+" failed to start; the overlay runs without it: restart hepto to start it again", "err", err)
 	return nil
 }
 

@@ -15,28 +15,22 @@ import (
 )
 
 // runProxy runs kube-proxy once the node has its certificates. Like the
-// kubelet, it is not restarted in the same process.
+// kubelet, it is not restarted in the same process (runOnce).
 func (n *Node) runProxy(ctx context.Context) error {
 	if err := n.certsReady.Wait(ctx); err != nil {
 		n.states.Set(compProxy, component.Stopped)
 		return nil
 	}
-	n.states.Set(compProxy, component.Running)
 	n.log.Info("kube-proxy", "mode", proxy.Mode())
-	err := proxy.Run(ctx, proxy.Options{
-		Kubeconfig:   nodecert.Dir(n.layout.Certs).Path(nodecert.ProxyConfFile),
-		NodeName:     n.o.NodeName,
-		NodeIP:       n.o.Addresses[0],
-		ClusterCIDRs: n.o.PodCIDRs,
-		NodePorts:    n.o.Overlay,
+	return n.runOnce(ctx, compProxy, func(ctx context.Context) error {
+		return proxyRun(ctx, proxy.Options{
+			Kubeconfig:   nodecert.Dir(n.layout.Certs).Path(nodecert.ProxyConfFile),
+			NodeName:     n.o.NodeName,
+			NodeIP:       n.o.Addresses[0],
+			ClusterCIDRs: n.o.PodCIDRs,
+			NodePorts:    n.o.Overlay,
+		})
 	})
-	if ctx.Err() != nil {
-		n.states.Set(compProxy, component.Stopped)
-		return nil
-	}
-	n.log.Error("kube-proxy stopped; restart hepto to start it again", "err", err)
-	n.states.Set(compProxy, "failed: "+err.Error())
-	return nil
 }
 
 // runClusterDNS feeds the node's DNS server the names of the Kubernetes

@@ -1,7 +1,8 @@
 // Package supervisor runs a node's long-lived parts as services: it starts
 // them in order, restarts one that fails with back-off, and stops them all
-// within a bounded time. A failure at start, or the end of a critical
-// service, stops the supervisor with that error.
+// within a bounded time. A failure at start, the end of a critical
+// service, or a Fatal error of any service, stops the supervisor with that
+// error.
 package supervisor
 
 import (
@@ -27,6 +28,26 @@ type Service interface {
 type Starter interface {
 	Start(ctx context.Context) error
 }
+
+// Fatal marks a service's error as the end of the node: the supervisor
+// does not restart the service, stops the others and returns the error,
+// whether the service was added as critical or not. It is for a part that
+// may fail to start without stopping the node, but cannot run again in
+// this process once it ran (the kubelet, kube-proxy).
+func Fatal(err error) error {
+	if err == nil {
+		err = errors.New("stopped")
+	}
+	return fatalError{err}
+}
+
+type fatalError struct{ err error }
+
+func (f fatalError) Error() string { return f.err.Error() }
+func (f fatalError) Unwrap() error { return f.err }
+
+// IsFatal tells whether err was marked by Fatal.
+func IsFatal(err error) bool { return errors.As(err, new(fatalError)) }
 
 // Func makes a Service of a function.
 func Func(name string, run func(ctx context.Context) error) Service { return funcService{name, run} }
@@ -178,7 +199,7 @@ func (s *Supervisor) supervise(ctx context.Context, e *entry, fatal chan<- error
 		case ctx.Err() != nil:
 			s.set(e, Stopped, false)
 			return
-		case e.critical:
+		case e.critical || IsFatal(err):
 			if err == nil {
 				err = errors.New("stopped")
 			}

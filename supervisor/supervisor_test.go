@@ -160,3 +160,32 @@ func TestDoneIsNotRestarted(t *testing.T) {
 	cancel()
 	wait(t, c, time.Second)
 }
+
+// A Fatal error of a service that is not critical stops the supervisor
+// too, with the service's name; it is not restarted.
+func TestFatalErrorIsFatal(t *testing.T) {
+	s := New(nil)
+	s.Add(&svc{name: "tunnel"}, true)
+	stop := make(chan struct{})
+	kubelet := &svc{name: "kubelet", run: func(ctx context.Context) error {
+		select {
+		case <-stop:
+			return Fatal(errors.New("stopped after running 2h0m0s"))
+		case <-ctx.Done():
+			return nil
+		}
+	}}
+	s.Add(kubelet, false)
+	c := runAsync(s, context.Background())
+	close(stop)
+	err := wait(t, c, time.Second)
+	if err == nil || err.Error() != "kubelet: stopped after running 2h0m0s" || !IsFatal(err) {
+		t.Fatalf("err = %v", err)
+	}
+	if n := kubelet.runs.Load(); n != 1 {
+		t.Errorf("kubelet ran %d times, want once", n)
+	}
+	if st := s.States(); st[0].State != Stopped || !strings.HasPrefix(st[1].State, "failed: ") {
+		t.Errorf("states %+v", st)
+	}
+}
