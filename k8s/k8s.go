@@ -78,6 +78,9 @@ type Options struct {
 	}
 	Client *control.Client
 	Logger *slog.Logger
+	// ComponentLogLevel is the least level of the Kubernetes components'
+	// lines (klog's) that reach Logger; nil means Warn.
+	ComponentLogLevel slog.Leveler
 }
 
 // Layout is where a node's Kubernetes writes, under STATE/kubernetes.
@@ -123,6 +126,9 @@ func New(o Options) *Node {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	// The kubelet, kube-proxy, containerd's client and the control plane
+	// all log through klog: on every Kubernetes node, to hepto's log.
+	component.RouteKlog(o.Logger, o.ComponentLogLevel)
 	root := filepath.Join(o.StateDir, Dir)
 	n := &Node{
 		o: o, role: RoleWorker, log: o.Logger,
@@ -149,6 +155,7 @@ func New(o Options) *Node {
 			ServiceCIDRs:       o.ServiceCIDRs,
 			ClusterCIDRs:       o.PodCIDRs,
 			Logger:             o.Logger,
+			ComponentLogLevel:  o.ComponentLogLevel,
 		})
 		if err != nil {
 			n.fail(RoleControlPlane, err)

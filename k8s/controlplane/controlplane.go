@@ -96,7 +96,8 @@ func New(opts Options) (*ControlPlane, error) {
 		return nil, err
 	}
 	c.admin = restConfig(c.LocalURL(), c.pki.Cluster.CertPEM, admin)
-	setupLogging(opts.Logger, opts.ComponentLogLevel)
+	// Done already by k8s.New for a node; here for a control plane alone.
+	component.RouteKlog(opts.Logger, opts.ComponentLogLevel)
 	for _, name := range Components {
 		c.states.Set(name, component.Starting)
 	}

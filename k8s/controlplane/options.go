@@ -54,7 +54,7 @@ type Options struct {
 	SchedulerPort         int
 
 	// Logger gets the components' lines (through klog, process-wide, set
-	// by the first New).
+	// by the first component.RouteKlog: k8s.New's, or this New's).
 	Logger *slog.Logger
 	// ComponentLogLevel is the least level of the components' lines that
 	// reach Logger; nil means Warn: at Info the apiserver alone writes
