@@ -227,9 +227,13 @@ func (n *Node) Services() []supervisor.Service {
 	if n.ctrd != nil {
 		out = append(out,
 			n.tracked(compContainerd, func(ctx context.Context) error {
+				// The state follows this run only: a containerd that
+				// exits before it is ready leaves no waiter behind.
+				run, cancel := context.WithCancel(ctx)
+				defer cancel()
 				go func() {
-					if n.ctrd.Ready(ctx) == nil {
-						n.states.SetLive(ctx, compContainerd, component.Running)
+					if n.ctrd.Ready(run) == nil {
+						n.states.SetLive(run, compContainerd, component.Running)
 					}
 				}()
 				return n.ctrd.Run(ctx)

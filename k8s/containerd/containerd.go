@@ -15,12 +15,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/otel/trace/noop"
-	internalapi "k8s.io/cri-api/pkg/apis"
-	remote "k8s.io/cri-client/pkg"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hepto-net/hepto/k8s/component"
 )
@@ -151,7 +153,13 @@ func (c *Containerd) Run(ctx context.Context) error {
 	go logLines(stderr, c.o.Logger.With("component", "containerd"))
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	go c.waitSocket(ctx, exited)
+	// The readiness probe lives as long as this run: a containerd that
+	// exits, restarted by the supervisor, leaves no probe behind.
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	probing.Go(func() { c.waitSocket(probeCtx) })
+	defer probing.Wait()
+	defer stopProbe()
 
 	select {
 	case err := <-exited:
@@ -190,23 +198,31 @@ func (c *Containerd) WriteConfig() (string, error) {
 }
 
 // waitSocket opens the ready gate once the CRI answers with the
-// runtime's version (the kubelet refuses a runtime that does not).
-func (c *Containerd) waitSocket(ctx context.Context, exited <-chan error) {
+// runtime's version (the kubelet refuses a runtime that does not), or
+// returns when ctx ends. One gRPC client, closed on return, asks every
+// 100 ms; it connects again at most 1 s after a failure.
+func (c *Containerd) waitSocket(ctx context.Context) {
+	conn, err := grpc.NewClient("unix:"+c.o.Socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}))
+	if err != nil {
+		c.o.Logger.Error("containerd's readiness probe", "err", err)
+		return
+	}
+	defer conn.Close()
+	cri := runtimeapi.NewRuntimeServiceClient(conn)
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	var cri internalapi.RuntimeService
 	for {
-		if cri == nil {
-			cri, _ = remote.NewRemoteRuntimeService(ctx, "unix://"+c.o.Socket, 2*time.Second, noop.NewTracerProvider(), false)
-		}
-		if cri != nil {
-			vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			v, err := cri.Version(vctx, "v1")
-			cancel()
-			if err == nil && v.RuntimeVersion != "" {
-				c.ready.Open()
-				return
-			}
+		vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := cri.Version(vctx, &runtimeapi.VersionRequest{Version: "v1"})
+		cancel()
+		if err == nil && v.RuntimeVersion != "" {
+			c.ready.Open()
+			return
 		}
 		select {
 		case <-ctx.Done():
