@@ -332,23 +332,32 @@ func (n *Node) Status(ctx context.Context) localapi.KubernetesStatus {
 	if n == nil {
 		return localapi.KubernetesStatus{Role: RoleNone, Components: map[string]string{}}
 	}
-	st := localapi.KubernetesStatus{Role: n.role, Components: n.states.Snapshot()}
-	if st.Components == nil {
-		st.Components = map[string]string{}
+	return localapi.KubernetesStatus{Role: n.role, Components: n.components(), Ready: n.ready.get(ctx)}
+}
+
+// components is each component's state.
+func (n *Node) components() map[string]string {
+	out := n.states.Snapshot()
+	if out == nil {
+		out = map[string]string{}
 	}
 	if n.cp != nil {
 		for k, v := range n.cp.States() {
-			st.Components[k] = v
+			out[k] = v
 		}
 	}
-	st.Ready = n.ready.get(ctx)
-	return st
+	return out
 }
 
-// ComponentsUp tells, for hepto_component_up, which components run.
+// ComponentsUp tells, for hepto_component_up, which components run. It
+// reads the components' states only, never the apiserver: a scrape does
+// not wait on it, nor load it.
 func (n *Node) ComponentsUp() map[string]bool {
 	out := map[string]bool{}
-	for name, state := range n.Status(context.Background()).Components {
+	if n == nil {
+		return out
+	}
+	for name, state := range n.components() {
 		out[name] = state == component.Running
 	}
 	return out

@@ -28,7 +28,7 @@ type readyCache struct {
 }
 
 func (r *readyCache) get(ctx context.Context) bool {
-	if r.node.ctrd == nil {
+	if r.node.runtime == nil { // no kubelet runs here
 		return false
 	}
 	r.mu.Lock()
