@@ -157,12 +157,20 @@ func load(st state.Dir) (*node, error) {
 // serve opens the tunnel and runs the services on it.
 func serve(ctx context.Context, cfg Config, n *node) error {
 	log := cfg.Logger
-	port := cfg.Port
+	book, err := loadPaths(n.st)
+	if err != nil {
+		return err
+	}
+	// The port: --port, else an anchor's endpoint's, else the last run's.
+	port, saved := cfg.Port, false
 	if port == 0 && n.self.Endpoint != "" {
 		port, _ = endpointPort(n.self.Endpoint)
 	}
+	if port == 0 && book.Port != 0 {
+		port, saved = book.Port, true
+	}
 	var onPacket atomic.Pointer[mesh.Mesh] // the mesh, once made
-	tun, err := tunnel.New(tunnel.Options{
+	topts := tunnel.Options{
 		Netstack:   cfg.Userspace,
 		ListenPort: port,
 		PrivateKey: n.priv,
@@ -173,11 +181,25 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 				m.OnPacket(pkt, from)
 			}
 		},
-	})
+		OnHandshake: func() {
+			if m := onPacket.Load(); m != nil {
+				m.OnHandshake()
+			}
+		},
+	}
+	tun, err := tunnel.New(topts)
+	if err != nil && saved {
+		log.Warn("last run's UDP port is taken: another one", "port", port, "err", err)
+		topts.ListenPort = 0
+		tun, err = tunnel.New(topts)
+	}
 	if err != nil {
 		return err
 	}
 	defer tun.Close()
+	if err := book.setPort(tun.ListenPort()); err != nil {
+		log.Warn("UDP port not saved", "err", err)
+	}
 
 	var mh *mesh.Mesh
 	client := control.NewClient(tun.DialContext)
@@ -226,7 +248,8 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	}
 	mo := mesh.Options{
 		Tunnel: tun, Store: n.store, Self: n.self, Client: client, Metrics: m, RTTInterval: cfg.RTTInterval, Logger: log,
-		ICE: mesh.ICEOptions{STUN: cfg.STUN, TURN: cfg.TURN, TURNSecret: cfg.TURNSecret, Retry: cfg.DirectRetry},
+		ICE:        mesh.ICEOptions{STUN: cfg.STUN, TURN: cfg.TURN, TURNSecret: cfg.TURNSecret, Retry: cfg.DirectRetry},
+		Remembered: book.direct(), Remember: book.setDirect,
 	}
 	if an != nil {
 		mo.JoinPeers = an.JoinPeers

@@ -205,7 +205,7 @@ func TestOverlayClosedToTheLAN(t *testing.T) {
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"kind":"membership"`) {
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"kind":"node"`) {
 			t.Fatalf("anchor → %s: %s %v %.200q", url, resp.Status, err, body)
 		}
 	}

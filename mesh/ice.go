@@ -73,6 +73,7 @@ func (s *iceService) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	m.Kick()
 	go m.watchAddresses(ctx)
+	go m.learnPaths(ctx)
 	m.monitorPaths(ctx)
 	return nil
 }

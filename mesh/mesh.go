@@ -34,7 +34,11 @@ type Options struct {
 	// RTTInterval is the time between round-trip measurements; 0: none.
 	RTTInterval time.Duration
 	ICE         ICEOptions
-	Logger      *slog.Logger
+	// Remembered are the direct paths' endpoints of the last run, by node
+	// name; Remember saves them when they change (nil: not kept).
+	Remembered map[string]netip.AddrPort
+	Remember   func(map[string]netip.AddrPort) error
+	Logger     *slog.Logger
 }
 
 // ICEOptions are the extra STUN and TURN servers, beside the anchors'.
@@ -65,6 +69,9 @@ type Mesh struct {
 
 	quarantineEnd atomic.Pointer[time.Time] // anchors: when apply must run again
 
+	handshakes  chan struct{}             // a handshake arrived (OnHandshake)
+	savedDirect map[string]netip.AddrPort // as last saved; the peers service's own
+
 	removedOnce sync.Once
 	removedCh   chan struct{} // closed when a membership removes this node
 	removedErr  error
@@ -78,12 +85,15 @@ func New(o Options) *Mesh {
 	if o.JoinPeers == nil {
 		o.JoinPeers = func(time.Time) []tunnel.Peer { return nil }
 	}
-	return &Mesh{
-		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1), removedCh: make(chan struct{}),
+	m := &Mesh{
+		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1), removedCh: make(chan struct{}), handshakes: make(chan struct{}, 1),
 		probes: probes{heard: map[string]time.Time{}, sent: map[string]time.Time{}, inFlight: map[string]chan struct{}{}},
 		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, pathSince: map[string]time.Time{}, suspects: map[string]bool{},
 		rtt: map[string]time.Duration{},
 	}
+	m.seedRemembered(o.Remembered)
+	m.savedDirect = o.Remembered
+	return m
 }
 
 func (m *Mesh) anchorSelf() bool { return m.o.Self.IsAnchor() }
@@ -159,6 +169,7 @@ func (m *Mesh) apply() error {
 		mgr.SetPeers(icePeers(mem, m.o.Self))
 	}
 	now := time.Now()
+	m.rememberDirect(paths)
 	peers := append(wantPeers(mem, m.o.Self, paths, ResolveEndpoint), m.o.JoinPeers(now)...)
 	if m.anchorSelf() {
 		qp, qa, until := quarantined(mem, m.store.Cluster().Networks, now)

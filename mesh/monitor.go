@@ -46,7 +46,6 @@ func (m *Mesh) monitorPaths(ctx context.Context) {
 		}
 		mem := m.store.Current()
 		m.mu.Lock()
-		mgr := m.nat
 		type watched struct {
 			name string
 			ip   netip.Addr
@@ -97,8 +96,8 @@ func (m *Mesh) monitorPaths(ctx context.Context) {
 				if err == nil {
 					return // alive after all; its answer shows in rx
 				}
-				if mgr != nil && ctx.Err() == nil {
-					mgr.Restart(name)
+				if ctx.Err() == nil {
+					m.pathLost(name)
 				}
 			}(w.name, w.ip)
 			// Let the probe and the restart run before looking again.

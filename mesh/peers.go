@@ -52,8 +52,9 @@ func wantPeers(m membership.Membership, self membership.Node, paths map[string]n
 			}
 			p := tunnel.Peer{PublicKey: n.PublicKey, Endpoint: path.Remote, AllowedIPs: n.Prefixes()}
 			// One end's keepalives hold both NAT mappings open, and only
-			// one end starting the handshake avoids two crossing ones.
-			if n.PublicKey.Less(self.PublicKey) {
+			// one end starting the handshake avoids two crossing ones. A
+			// path ICE did not select is tried from both ends.
+			if n.PublicKey.Less(self.PublicKey) || unselected(path) {
 				p.Keepalive = Keepalive
 			}
 			peers = append(peers, p)

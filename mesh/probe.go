@@ -68,9 +68,8 @@ func (m *Mesh) unanswered(peer string, ip netip.Addr) {
 	m.mu.Lock()
 	_, direct := m.paths[peer]
 	settled := time.Since(m.pathSince[peer]) >= settleTime
-	mgr := m.nat
 	busy := m.suspects[peer]
-	if !direct || !settled || mgr == nil || busy {
+	if !direct || !settled || busy {
 		m.mu.Unlock()
 		return
 	}
@@ -90,7 +89,7 @@ func (m *Mesh) unanswered(peer string, ip netip.Addr) {
 			return
 		}
 		m.log.Info("direct path does not answer: restarting ICE", "peer", peer)
-		mgr.Restart(peer)
+		m.pathLost(peer)
 	}()
 }
 

@@ -22,6 +22,7 @@ const (
 	NodeFile       = "node.json"       // this node's signed record
 	MembersFile    = "membership.json" // last signed membership seen
 	AnchorFile     = "anchor.json"     // join tokens issued by this anchor
+	PathsFile      = "paths.json"      // UDP port, direct paths' endpoints
 	SocketFile     = "hepto.sock"      // local command socket
 )
 

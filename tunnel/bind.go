@@ -18,12 +18,15 @@ import (
 type sharedBind struct {
 	inner    conn.Bind
 	onPacket func(pkt []byte, from netip.AddrPort)
-	log      *slog.Logger
-	ready    <-chan struct{} // closed once the device's pools are capped
-	port     atomic.Uint32
-	dropped  atomic.Uint64 // neither WireGuard, STUN nor ChannelData
-	relays   relays
-	closed   chan struct{} // of the current Open
+	// onHandshake, when set, is called (it must not block) when a
+	// handshake initiation arrives on the socket.
+	onHandshake func()
+	log         *slog.Logger
+	ready       <-chan struct{} // closed once the device's pools are capped
+	port        atomic.Uint32
+	dropped     atomic.Uint64 // neither WireGuard, STUN nor ChannelData
+	relays      relays
+	closed      chan struct{} // of the current Open
 }
 
 var _ conn.Bind = (*sharedBind)(nil)
@@ -196,6 +199,9 @@ func (r *receiver) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int
 			pkt := r.bufs[i][:size]
 			switch classify(pkt) {
 			case kindWireGuard:
+				if pkt[0] == wgHandshakeInitiation && r.bind.onHandshake != nil {
+					r.bind.onHandshake()
+				}
 				if out == len(bufs) {
 					r.pending = append(r.pending, i)
 					continue

@@ -26,6 +26,9 @@ func (k packetKind) String() string {
 
 const stunMagicCookie = 0x2112A442
 
+// wgHandshakeInitiation is WireGuard's first message type.
+const wgHandshakeInitiation = 1
+
 // classify tells WireGuard from STUN and TURN ChannelData. WireGuard is tested
 // first: its message type (1..4) is a little-endian uint32, so bytes 1..3 are
 // zero, which no real STUN message has (it would mean a zero-length message

@@ -38,6 +38,10 @@ type Options struct {
 	// path, possibly from two goroutines at once (IPv4 and IPv6 sockets):
 	// it must not block, and pkt is only valid during the call.
 	OnPacket func(pkt []byte, from netip.AddrPort)
+	// OnHandshake, when set, is told that a WireGuard handshake initiation
+	// arrived on the socket (a peer reaching us directly); it must not
+	// block.
+	OnHandshake func()
 }
 
 type Peer struct {
@@ -117,6 +121,7 @@ func New(opts Options) (*Tunnel, error) {
 
 	ready := make(chan struct{})
 	t.bind = newBind(opts.OnPacket, log, ready)
+	t.bind.onHandshake = opts.OnHandshake
 	t.dev = device.NewDevice(&batchTUN{Device: tdev, ready: ready, q: &t.quarantine, own: opts.Addresses}, t.bind, deviceLogger(log))
 	var probe *poolProbe
 	if bufferCap > 0 {
