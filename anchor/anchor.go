@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -47,6 +48,8 @@ type Anchor struct {
 	o    Options
 	log  *slog.Logger
 	kick chan struct{} // a new membership to push
+	// tokensChanged: the token book changed, to send to the other anchors.
+	tokensChanged chan struct{}
 
 	mu     sync.Mutex
 	tokens *tokenBook
@@ -66,7 +69,7 @@ func New(o Options) (*Anchor, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Anchor{o: o, log: o.Logger, tokens: tb, kick: make(chan struct{}, 1)}
+	a := &Anchor{o: o, log: o.Logger, tokens: tb, kick: make(chan struct{}, 1), tokensChanged: make(chan struct{}, 1)}
 	a.snapshot()
 	return a, nil
 }
@@ -79,10 +82,38 @@ func (a *Anchor) snapshot() {
 
 func (a *Anchor) cluster() membership.Cluster { return a.o.Store.Cluster() }
 
+// TokenOptions say what a token admits.
+type TokenOptions struct {
+	Name string
+	TTL  time.Duration // 0: DefaultTokenTTL
+	// Anchor admits the node as a further anchor, reachable at Endpoint
+	// (HOST:PORT, UDP).
+	Anchor   bool
+	Endpoint string
+	// ControlPlane admits a control-plane node.
+	ControlPlane bool
+}
+
+// ErrControlPlaneTokens: the control plane runs on the node made by
+// `hepto init` alone, for now.
+var ErrControlPlaneTokens = errors.New("a cluster has one control-plane node for now (the node made by hepto init): --control-plane tokens are not available yet")
+
 // IssueToken signs a token for a new node and opens its join peer.
-func (a *Anchor) IssueToken(name string, ttl time.Duration) (string, time.Time, error) {
+func (a *Anchor) IssueToken(o TokenOptions) (string, time.Time, error) {
+	name, ttl := o.Name, o.TTL
 	if err := membership.CheckName("node", name); err != nil {
 		return "", time.Time{}, err
+	}
+	if o.ControlPlane {
+		return "", time.Time{}, ErrControlPlaneTokens
+	}
+	if o.Anchor != (o.Endpoint != "") {
+		return "", time.Time{}, errors.New("an anchor's token needs --endpoint HOST:PORT (its public UDP endpoint), and only an anchor's")
+	}
+	if o.Anchor {
+		if _, _, err := net.SplitHostPort(o.Endpoint); err != nil {
+			return "", time.Time{}, fmt.Errorf("invalid endpoint %q: want HOST:PORT", o.Endpoint)
+		}
 	}
 	if ttl <= 0 {
 		ttl = DefaultTokenTTL
@@ -99,20 +130,26 @@ func (a *Anchor) IssueToken(name string, ttl time.Duration) (string, time.Time, 
 	if _, taken := m.Find(name); taken {
 		return "", time.Time{}, fmt.Errorf("node %q is already a member of the cluster", name)
 	}
-	if self, ok := m.Find(a.o.Self.Name); ok {
-		if _, err := m.FreeIndex(self.IndexRange(c.Networks).First, self.IndexRange(c.Networks).Last, time.Now()); err != nil {
-			return "", time.Time{}, fmt.Errorf("this anchor cannot admit another node: %w", err)
-		}
+	self := a.self()
+	r := self.IndexRange(c.Networks)
+	if _, err := m.FreeIndex(r.First, r.Last, time.Now()); err != nil {
+		return "", time.Time{}, fmt.Errorf("this anchor cannot admit another node: %w", err)
+	}
+	if _, _, ok := r.Split(); o.Anchor && !ok {
+		return "", time.Time{}, fmt.Errorf("this anchor's index range %d..%d is too small to share with another anchor", r.First, r.Last)
 	}
 	now := time.Now().UTC()
 	tok := membership.Token{
 		ID: id, Cluster: c.Name, ClusterKey: c.PublicKey, Name: name,
 		Expires: now.Add(ttl).Truncate(time.Second), JoinKey: joinKey, JoinIP: c.Networks.JoinAddr(jid),
 	}
-	for _, n := range m.Nodes {
-		if n.IsAnchor() {
-			tok.Anchors = append(tok.Anchors, membership.Anchor{Name: n.Name, Endpoint: n.Endpoint, PublicKey: n.PublicKey, OverlayIPs: n.OverlayIPs})
-		}
+	if o.Anchor {
+		tok.Roles, tok.Endpoint = []string{membership.RoleAnchor}, o.Endpoint
+	}
+	// This anchor first: the new node tries the anchors in this order.
+	anchors := slices.DeleteFunc(slices.Clone(m.Nodes), func(n membership.Node) bool { return !n.IsAnchor() || n.Name == self.Name })
+	for _, n := range append([]membership.Node{self}, anchors...) {
+		tok.Anchors = append(tok.Anchors, membership.Anchor{Name: n.Name, Endpoint: n.Endpoint, PublicKey: n.PublicKey, OverlayIPs: n.OverlayIPs})
 	}
 	s, err := tok.Encode(a.o.Signer)
 	if err != nil {
@@ -127,7 +164,8 @@ func (a *Anchor) IssueToken(name string, ttl time.Duration) (string, time.Time, 
 		return "", time.Time{}, err
 	}
 	a.o.JoinPeersChanged()
-	a.log.Info("join token issued", "name", name, "expires", tok.Expires)
+	a.tokensChangedNow()
+	a.log.Info("join token issued", "name", name, "expires", tok.Expires, "roles", tok.Roles)
 	return s, tok.Expires, nil
 }
 
@@ -174,7 +212,7 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 		if _, gone := m.RemovedKey(req.PublicKey); gone {
 			return control.JoinResponse{}, control.Refused("that WireGuard key belongs to a node removed from the cluster")
 		}
-		self, _ := m.Find(a.o.Self.Name)
+		self := a.self()
 		r := self.IndexRange(c.Networks)
 		idx, err := m.FreeIndex(r.First, r.Last, now)
 		if err != nil {
@@ -183,7 +221,21 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 		if node, err = membership.NewNode(c.Networks, idx, tok.Name, req.PublicKey); err != nil {
 			return control.JoinResponse{}, control.Refused("%v", err)
 		}
-		if err := a.publish(node); err != nil {
+		node.Roles, node.Endpoint = tok.Roles, tok.Endpoint
+		entries := []any{node}
+		if node.IsAnchor() {
+			// The new anchor admits nodes from the upper half of this
+			// anchor's range; this anchor keeps the lower half (its record's
+			// next revision), so that they never give out one index twice.
+			keep, give, ok := r.Split()
+			if !ok {
+				return control.JoinResponse{}, control.Refused("this anchor's index range %d..%d is too small to share with another anchor", r.First, r.Last)
+			}
+			node.Indexes = &give
+			self.Indexes, self.Revision = &keep, self.Revision+1
+			entries = []any{self, node}
+		}
+		if err := a.publish(entries...); err != nil {
 			return control.JoinResponse{}, control.Unavailable(err)
 		}
 	}
@@ -197,6 +249,7 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 		if err != nil {
 			return control.JoinResponse{}, control.Unavailable(err)
 		}
+		a.tokensChangedNow()
 	}
 	var resp control.JoinResponse
 	if resp.Node, err = membership.Sign(a.o.Signer, membership.KindNode, node); err != nil {
@@ -206,24 +259,40 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 		return control.JoinResponse{}, control.Unavailable(err)
 	}
 	resp.Membership = a.o.Store.Set()
-	a.log.Info("node admitted", "name", node.Name, "overlay", node.OverlayIPs)
+	if node.IsAnchor() {
+		resp.SigningKey = &membership.SigningKey{PrivateKey: a.o.Signer}
+	}
+	a.log.Info("node admitted", "name", node.Name, "overlay", node.OverlayIPs, "roles", node.Roles)
 	return resp, nil
 }
 
-// publish signs an entry (a record or a removal) and adopts it; the store
-// saves the union.
-func (a *Anchor) publish(v any) error {
-	kind := membership.KindNode
-	if _, ok := v.(membership.Tombstone); ok {
-		kind = membership.KindTombstone
+// self is this anchor's record as the membership has it now (its latest
+// revision).
+func (a *Anchor) self() membership.Node {
+	if n, ok := a.o.Store.Current().Find(a.o.Self.Name); ok && n.PublicKey == a.o.Self.PublicKey {
+		return n
 	}
-	s, err := membership.Sign(a.o.Signer, kind, v)
-	if err != nil {
-		return err
+	return a.o.Self
+}
+
+// publish signs entries (records, removals) and adopts them at once; the
+// store saves the union.
+func (a *Anchor) publish(vs ...any) error {
+	var es []membership.Signed
+	for _, v := range vs {
+		kind := membership.KindNode
+		if _, ok := v.(membership.Tombstone); ok {
+			kind = membership.KindTombstone
+		}
+		s, err := membership.Sign(a.o.Signer, kind, v)
+		if err != nil {
+			return err
+		}
+		es = append(es, s)
 	}
-	ok, err := a.o.Store.Adopt(membership.NewSet(s))
+	ok, err := a.o.Store.Adopt(membership.NewSet(es...))
 	if err == nil && !ok {
-		err = fmt.Errorf("the %s was already in the membership", kind)
+		err = errors.New("the entries were already in the membership")
 	}
 	return err
 }

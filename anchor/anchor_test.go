@@ -46,7 +46,7 @@ type issued struct {
 
 func issue(t *testing.T, a *Anchor, name string) issued {
 	t.Helper()
-	s, _, err := a.IssueToken(name, time.Hour)
+	s, _, err := a.IssueToken(TokenOptions{Name: name, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,5 +186,103 @@ func TestRemove(t *testing.T) {
 	n, err := membership.OpenNode(resp.Node, a.cluster())
 	if err != nil || n.Index != 3 {
 		t.Fatalf("index after a removal: %d %v", n.Index, err)
+	}
+}
+
+// TestAdmitAnchor: a node admitted as an anchor gets the cluster key and
+// the upper half of the admitting anchor's index range; the two then admit
+// at once without a shared index, and their memberships converge.
+func TestAdmitAnchor(t *testing.T) {
+	a, _ := newAnchor(t)
+	if _, _, err := a.IssueToken(TokenOptions{Name: "vps2", Anchor: true}); err == nil {
+		t.Fatal("anchor token without an endpoint")
+	}
+	if _, _, err := a.IssueToken(TokenOptions{Name: "cp2", ControlPlane: true}); !errors.Is(err, ErrControlPlaneTokens) {
+		t.Fatalf("control-plane token: %v", err)
+	}
+	s, _, err := a.IssueToken(TokenOptions{Name: "vps2", Anchor: true, Endpoint: "203.0.113.9:51820", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := membership.ParseToken(s)
+	if err != nil || tok.Endpoint != "203.0.113.9:51820" || tok.Anchors[0].Name != "anchor" {
+		t.Fatalf("token %+v: %v", tok, err)
+	}
+	k2, _ := key.NewPrivate()
+	resp, err := a.Admit(control.JoinRequest{Token: s, PublicKey: k2.Public()}, tok.JoinIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.SigningKey == nil || !resp.SigningKey.PrivateKey.Equal(a.o.Signer) {
+		t.Fatal("no signing key for the new anchor")
+	}
+	c := a.cluster()
+	vps2, err := membership.OpenNode(resp.Node, c)
+	if err != nil || !vps2.IsAnchor() || vps2.Endpoint != "203.0.113.9:51820" || vps2.Indexes == nil || *vps2.Indexes != (membership.IndexRange{First: 128, Last: 254}) {
+		t.Fatalf("new anchor's record %+v: %v", vps2, err)
+	}
+	if r := a.self().IndexRange(c.Networks); r != (membership.IndexRange{First: 1, Last: 127}) {
+		t.Fatalf("admitting anchor's range %v", r)
+	}
+
+	// The second anchor, as it starts from the join's answer.
+	st2 := state.Dir(t.TempDir())
+	store2, err := membership.NewStore(c, resp.Membership, vps2, func(s membership.Set) error { return st2.Write(state.MembersFile, s, 0o644) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{State: st2, Store: store2, Self: vps2, Signer: resp.SigningKey.PrivateKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both admit at once.
+	admit := func(x *Anchor, name string) membership.Node {
+		tk := issue(t, x, name)
+		k, _ := key.NewPrivate()
+		r, err := x.Admit(control.JoinRequest{Token: tk.Raw, PublicKey: k.Public()}, tk.JoinIP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := membership.OpenNode(r.Node, c)
+		return n
+	}
+	na, nb := admit(a, "home-a"), admit(b, "home-b")
+	if na.Index != 3 || nb.Index != 128 {
+		t.Fatalf("indexes %d and %d", na.Index, nb.Index)
+	}
+	if _, err := a.o.Store.Adopt(b.o.Store.Set()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.o.Store.Adopt(a.o.Store.Set()); err != nil {
+		t.Fatal(err)
+	}
+	if a.o.Store.Digest() != b.o.Store.Digest() {
+		t.Fatal("the anchors' sets differ after an exchange")
+	}
+	m := a.o.Store.Current()
+	if len(m.Nodes) != 4 {
+		t.Fatalf("merged membership %+v", m.Nodes)
+	}
+	if got := a.self().IndexRange(c.Networks); got.Last != 127 {
+		t.Fatalf("range after the merge %v", got)
+	}
+}
+
+// TestMergeTokens: books merge by ID, the earliest use wins, and a
+// merge that adds nothing says so.
+func TestMergeTokens(t *testing.T) {
+	t1, t2 := time.Now(), time.Now().Add(time.Minute)
+	k1, _ := key.NewPrivate()
+	k2, _ := key.NewPrivate()
+	ours := []issuedToken{{ID: "a"}, {ID: "b", UsedAt: &t2, UsedBy: k2.Public()}}
+	theirs := []issuedToken{{ID: "b", UsedAt: &t1, UsedBy: k1.Public()}, {ID: "c"}}
+	if !mergeTokens(&ours, theirs) {
+		t.Fatal("merge reported no change")
+	}
+	if len(ours) != 3 || ours[1].UsedBy != k1.Public() || !ours[1].UsedAt.Equal(t1) {
+		t.Fatalf("merged %+v", ours)
+	}
+	if mergeTokens(&ours, theirs) || mergeTokens(&ours, []issuedToken{{ID: "b", UsedAt: &t2, UsedBy: k2.Public()}}) {
+		t.Fatal("a merge that adds nothing changed the book")
 	}
 }

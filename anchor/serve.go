@@ -22,6 +22,7 @@ func (a *Anchor) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+control.PathJoin, a.handleJoin)
 	mux.HandleFunc("POST "+control.PathRelayICE, a.handleRelayICE)
 	mux.HandleFunc("GET "+control.PathTURN, a.handleTURN)
+	mux.HandleFunc("POST "+control.PathTokens, a.handleTokens)
 }
 
 func (a *Anchor) handleJoin(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +99,7 @@ func (a *Anchor) Services(tm *metrics.TURN, resolve func(string) netip.AddrPort)
 	return []supervisor.Service{
 		supervisor.Func("membership-push", a.pushLoop),
 		supervisor.Func("join-tokens", a.expireTokens),
+		supervisor.Func("token-sync", a.syncTokens),
 		&turnServer{a: a, metrics: tm, resolve: resolve},
 	}
 }

@@ -42,6 +42,8 @@ type JoinResponse struct {
 	Cluster    membership.Signed `json:"cluster"`
 	Node       membership.Signed `json:"node"`
 	Membership membership.Set    `json:"membership"`
+	// SigningKey is the cluster's key, for a node admitted as an anchor.
+	SigningKey *membership.SigningKey `json:"signing_key,omitempty"`
 }
 
 // Decode reads one JSON message of at most MaxMessage bytes, trailing
@@ -93,6 +95,10 @@ type RelayedICE struct {
 // PathTURN gives a member STUN and TURN servers with fresh credentials:
 // GET → TURNCredentials (anchors).
 const PathTURN = "/v1/turn"
+
+// PathTokens is how anchors share their token books (anchors only): POST
+// the sender's book → the receiver's, merged.
+const PathTokens = "/v1/tokens"
 
 // TURNCredentials let a member use the anchors' TURN servers until they
 // expire. They follow the TURN REST scheme (user "EXPIRY:NAME", password

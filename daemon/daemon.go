@@ -141,6 +141,11 @@ func load(st state.Dir) (*node, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", st.Path(state.MembersFile), err)
 	}
+	// The latest revision of this node's record (an anchor's index range
+	// changes when it admits another anchor).
+	if cur, ok := n.store.Current().Find(self.Name); ok && cur.PublicKey == self.PublicKey {
+		n.self = cur
+	}
 	if st.Has(state.ClusterKeyFile) {
 		var sk membership.SigningKey
 		if err := st.Read(state.ClusterKeyFile, &sk); err != nil {
@@ -227,9 +232,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		}
 		kube = k8s.New(k8s.Options{
 			StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
-			// The node made by `hepto init` holds the cluster key: it runs the
-			// control plane.
-			ControlPlane:  n.signer != nil,
+			ControlPlane:  n.self.IsControlPlane(),
 			ServiceCIDRs:  n.cluster.Networks.Services(),
 			PodCIDRs:      []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
 			ClusterDNS:    clusterDNS,

@@ -50,7 +50,7 @@ func Init(o InitOptions) error {
 	if err != nil {
 		return err
 	}
-	self.Roles = []string{membership.RoleAnchor}
+	self.Roles = []string{membership.RoleAnchor, membership.RoleControlPlane}
 	self.Endpoint = o.Endpoint
 	signedSelf, err := membership.Sign(sk.PrivateKey, membership.KindNode, self)
 	if err != nil {

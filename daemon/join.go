@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -61,9 +62,15 @@ func join(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	// With several anchors, one that does not answer is given less time:
+	// the next may.
+	wait := JoinTimeout
+	if len(tok.Anchors) > 1 {
+		wait = JoinTimeout / 3
+	}
 	var lastErr error
 	for _, a := range tok.Anchors {
-		resp, err := joinVia(ctx, cfg, tok, a, nk.PrivateKey.Public())
+		resp, err := joinVia(ctx, cfg, tok, a, nk.PrivateKey.Public(), wait)
 		if err == nil {
 			return saveJoin(st, tok, resp, nk.PrivateKey.Public())
 		}
@@ -75,7 +82,7 @@ func join(ctx context.Context, cfg Config) error {
 	return fmt.Errorf("--join: %w", lastErr)
 }
 
-func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership.Anchor, pub key.Public) (control.JoinResponse, error) {
+func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership.Anchor, pub key.Public, wait time.Duration) (control.JoinResponse, error) {
 	ep := mesh.ResolveEndpoint(a.Endpoint)
 	if !ep.IsValid() {
 		return control.JoinResponse{}, fmt.Errorf("cannot resolve anchor endpoint %q", a.Endpoint)
@@ -108,7 +115,7 @@ func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership
 	cfg.Logger.Debug("joining", "cluster", tok.Cluster, "name", tok.Name, "anchor", a.Name, "endpoint", ep)
 	client := control.NewClient(t.DialContext)
 	req := control.JoinRequest{Token: cfg.Join, PublicKey: pub}
-	deadline := time.Now().Add(JoinTimeout)
+	deadline := time.Now().Add(wait)
 	for {
 		var resp control.JoinResponse
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -122,9 +129,9 @@ func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership
 		answered := errors.As(err, &ce)
 		switch {
 		case time.Now().After(deadline) && answered:
-			return control.JoinResponse{}, fmt.Errorf("anchor %s could not admit this node within %s: %w", a.Name, JoinTimeout, err)
+			return control.JoinResponse{}, fmt.Errorf("anchor %s could not admit this node within %s: %w", a.Name, wait, err)
 		case time.Now().After(deadline):
-			return control.JoinResponse{}, fmt.Errorf("no answer from anchor %s at %s within %s: is it running and reachable over UDP? (an anchor that did not issue the token does not answer either)", a.Name, ep, JoinTimeout)
+			return control.JoinResponse{}, fmt.Errorf("no answer from anchor %s at %s within %s: is it running and reachable over UDP? (an anchor that does not know the token does not answer either)", a.Name, ep, wait)
 		case answered:
 			cfg.Logger.Warn("join: the anchor cannot admit this node now; retrying", "anchor", a.Name, "err", err)
 		}
@@ -155,6 +162,16 @@ func saveJoin(st state.Dir, tok membership.Token, resp control.JoinResponse, pub
 	}
 	if _, err := membership.Open(resp.Membership, c); err != nil {
 		return fmt.Errorf("join answer: %w", err)
+	}
+	if self.IsAnchor() {
+		// An anchor gets the cluster's key: it admits and signs too.
+		sk := resp.SigningKey
+		if sk == nil || len(sk.PrivateKey) != ed25519.PrivateKeySize || !sk.PrivateKey.Public().(ed25519.PublicKey).Equal(c.PublicKey) {
+			return errors.New("join answer: an anchor's answer without the cluster's signing key")
+		}
+		if err := st.Write(state.ClusterKeyFile, sk, 0o600); err != nil {
+			return err
+		}
 	}
 	if err := st.Write(state.ClusterFile, c, 0o644); err != nil {
 		return err

@@ -407,9 +407,9 @@ func apiServerURL(a netip.Addr) string {
 	return "https://" + net.JoinHostPort(a.String(), strconv.Itoa(controlplane.DefaultAPIServerPort))
 }
 
-// isControlPlane tells the members that run the control plane: the node
-// made by `hepto init` (an anchor) for now.
-func isControlPlane(m membership.Node) bool { return m.IsAnchor() }
+// isControlPlane tells the members that run the control plane: those with
+// the role (the node made by `hepto init`).
+func isControlPlane(m membership.Node) bool { return m.IsControlPlane() }
 
 // controlPlanes are the members that run the control plane.
 func controlPlanes(members []membership.Node) []membership.Node {

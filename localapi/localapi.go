@@ -84,6 +84,10 @@ type RemoveResponse struct {
 type TokenRequest struct {
 	Name string        `json:"name"`
 	TTL  time.Duration `json:"ttl"`
+	// Anchor: the node joins as a further anchor, reachable at Endpoint.
+	Anchor       bool   `json:"anchor,omitempty"`
+	Endpoint     string `json:"endpoint,omitempty"`
+	ControlPlane bool   `json:"control_plane,omitempty"`
 }
 
 // TokenResponse is the reply of POST /v1/token.

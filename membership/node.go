@@ -9,9 +9,14 @@ import (
 	"github.com/hepto-net/hepto/key"
 )
 
-// RoleAnchor marks a node reachable from the Internet: it admits nodes,
-// relays traffic and signalling.
-const RoleAnchor = "anchor"
+// Roles of a node.
+const (
+	// RoleAnchor marks a node reachable from the Internet: it holds the
+	// cluster key, admits nodes, relays traffic and signalling.
+	RoleAnchor = "anchor"
+	// RoleControlPlane marks a node that runs the Kubernetes control plane.
+	RoleControlPlane = "control-plane"
+)
 
 // Node is a node's record, signed for the cluster by an anchor.
 type Node struct {
@@ -61,6 +66,23 @@ func NewNode(nets Networks, index int, name string, pub key.Public) (Node, error
 
 // IsAnchor reports whether the node has the anchor role.
 func (n Node) IsAnchor() bool { return slices.Contains(n.Roles, RoleAnchor) }
+
+// IsControlPlane reports whether the node runs the control plane. Nodes
+// made by `hepto init` before the role existed carry the anchor role
+// alone, at index 1: they are the control plane.
+func (n Node) IsControlPlane() bool {
+	return slices.Contains(n.Roles, RoleControlPlane) || (n.Index == 1 && len(n.Roles) == 1 && n.IsAnchor())
+}
+
+// Split gives away the upper half of an anchor's index range: what it
+// keeps and what it gives. A range of one index cannot be split.
+func (r IndexRange) Split() (keep, give IndexRange, ok bool) {
+	if r.Last <= r.First {
+		return r, IndexRange{}, false
+	}
+	mid := r.First + (r.Last-r.First)/2
+	return IndexRange{r.First, mid}, IndexRange{mid + 1, r.Last}, true
+}
 
 // HostPrefixes are the node's overlay addresses as host prefixes.
 func (n Node) HostPrefixes() []netip.Prefix {

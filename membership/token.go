@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,9 @@ type Token struct {
 	JoinKey    key.Private       `json:"join_key"`
 	JoinIP     netip.Addr        `json:"join_ip"`
 	Anchors    []Anchor          `json:"anchors"`
+	// Roles the node gets; an anchor also has its public Endpoint.
+	Roles    []string `json:"roles,omitempty"`
+	Endpoint string   `json:"endpoint,omitempty"`
 }
 
 // Anchor is how a joining node reaches an anchor.
@@ -110,6 +114,14 @@ func (t Token) validate() error {
 		if a.PublicKey.IsZero() || a.Endpoint == "" || len(a.OverlayIPs) == 0 {
 			return fmt.Errorf("anchor %q incomplete", a.Name)
 		}
+	}
+	for _, r := range t.Roles {
+		if r != RoleAnchor && r != RoleControlPlane {
+			return fmt.Errorf("unknown role %q", r)
+		}
+	}
+	if slices.Contains(t.Roles, RoleAnchor) != (t.Endpoint != "") {
+		return errors.New("an anchor's token needs its endpoint, and only an anchor's")
 	}
 	return nil
 }

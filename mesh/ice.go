@@ -74,6 +74,7 @@ func (s *iceService) Run(ctx context.Context) error {
 	m.Kick()
 	go m.watchAddresses(ctx)
 	go m.learnPaths(ctx)
+	go m.watchAnchors(ctx)
 	m.monitorPaths(ctx)
 	return nil
 }
@@ -120,7 +121,7 @@ func (m *Mesh) sendICE(ctx context.Context, peer string, msg control.ICEMessage)
 	if !ok {
 		return fmt.Errorf("no node %q", peer)
 	}
-	if anchor, ok := relayAnchor(mem, m.o.Self.Name); ok {
+	for _, anchor := range m.anchorOrder(mem) {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := m.o.Client.Post(actx, anchor.OverlayIPs[0], control.PathRelayICE, control.RelayedICE{To: peer, Message: msg}, nil)
 		cancel()

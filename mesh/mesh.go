@@ -64,6 +64,7 @@ type Mesh struct {
 	pathChanges map[string]int
 	pathSince   map[string]time.Time     // when each peer's path last changed
 	suspects    map[string]bool          // peers whose path is being checked
+	anchorsDown map[string]bool          // anchors that stopped answering (watchAnchors)
 	rtt         map[string]time.Duration // last round trip to each peer
 	turnCreds   control.TURNCredentials
 
@@ -88,7 +89,7 @@ func New(o Options) *Mesh {
 	m := &Mesh{
 		o: o, log: o.Logger, store: o.Store, kick: make(chan struct{}, 1), removedCh: make(chan struct{}), handshakes: make(chan struct{}, 1),
 		probes: probes{heard: map[string]time.Time{}, sent: map[string]time.Time{}, inFlight: map[string]chan struct{}{}},
-		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, pathSince: map[string]time.Time{}, suspects: map[string]bool{},
+		paths:  map[string]nat.Path{}, pathChanges: map[string]int{}, pathSince: map[string]time.Time{}, suspects: map[string]bool{}, anchorsDown: map[string]bool{},
 		rtt: map[string]time.Duration{},
 	}
 	m.seedRemembered(o.Remembered)
@@ -163,6 +164,7 @@ func (m *Mesh) apply() error {
 	mem := m.store.Current()
 	m.mu.Lock()
 	paths := maps.Clone(m.paths)
+	down := maps.Clone(m.anchorsDown)
 	mgr := m.nat
 	m.mu.Unlock()
 	if mgr != nil {
@@ -170,7 +172,7 @@ func (m *Mesh) apply() error {
 	}
 	now := time.Now()
 	m.rememberDirect(paths)
-	peers := append(wantPeers(mem, m.o.Self, paths, ResolveEndpoint), m.o.JoinPeers(now)...)
+	peers := append(wantPeers(mem, m.o.Self, paths, down, ResolveEndpoint), m.o.JoinPeers(now)...)
 	if m.anchorSelf() {
 		qp, qa, until := quarantined(mem, m.store.Cluster().Networks, now)
 		peers = append(peers, qp...)

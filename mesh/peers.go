@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"time"
@@ -16,16 +17,54 @@ import (
 const Keepalive = 25 * time.Second
 
 // relayAnchor is the anchor that carries traffic between nodes that have
-// no direct path: the anchor with the lowest index, other than self.
-func relayAnchor(m membership.Membership, self string) (membership.Node, bool) {
-	var best membership.Node
-	found := false
-	for _, n := range m.Nodes {
-		if n.IsAnchor() && n.Name != self && (!found || n.Index < best.Index) {
-			best, found = n, true
+// no direct path: the anchor with the lowest index, other than self, that
+// is not down (or the lowest, if all are).
+func relayAnchor(m membership.Membership, self string, down map[string]bool) (membership.Node, bool) {
+	anchors := anchorsByIndex(m, self)
+	for _, n := range anchors {
+		if !down[n.Name] {
+			return n, true
 		}
 	}
-	return best, found
+	if len(anchors) > 0 {
+		return anchors[0], true
+	}
+	return membership.Node{}, false
+}
+
+// anchorsByIndex are the anchors other than self, lowest index first.
+func anchorsByIndex(m membership.Membership, self string) []membership.Node {
+	var out []membership.Node
+	for _, n := range m.Nodes { // sorted by index
+		if n.IsAnchor() && n.Name != self {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// relay is relayAnchor with what this node knows of the anchors now.
+func (m *Mesh) relay(mem membership.Membership) (membership.Node, bool) {
+	m.mu.Lock()
+	down := maps.Clone(m.anchorsDown)
+	m.mu.Unlock()
+	return relayAnchor(mem, m.o.Self.Name, down)
+}
+
+// anchorOrder is the anchors to ask something of: the relay anchor first,
+// then the others.
+func (m *Mesh) anchorOrder(mem membership.Membership) []membership.Node {
+	first, ok := m.relay(mem)
+	if !ok {
+		return nil
+	}
+	out := []membership.Node{first}
+	for _, n := range anchorsByIndex(mem, m.o.Self.Name) {
+		if n.Name != first.Name {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // wantPeers computes the WireGuard peers for a membership. An anchor peers
@@ -34,9 +73,9 @@ func relayAnchor(m membership.Membership, self string) (membership.Node, bool) {
 // anchor's allowed IPs cover the others, whose traffic it forwards. A peer
 // without allowed IPs can still complete a handshake, so that the two ends
 // of a new path need not switch at the same instant.
-func wantPeers(m membership.Membership, self membership.Node, paths map[string]nat.Path, resolve func(string) netip.AddrPort) []tunnel.Peer {
+func wantPeers(m membership.Membership, self membership.Node, paths map[string]nat.Path, down map[string]bool, resolve func(string) netip.AddrPort) []tunnel.Peer {
 	var peers []tunnel.Peer
-	relay, haveRelay := relayAnchor(m, self.Name)
+	relay, haveRelay := relayAnchor(m, self.Name, down)
 	anchorSelf := self.IsAnchor()
 	var relayed []netip.Prefix
 	for _, n := range m.Nodes {

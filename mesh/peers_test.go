@@ -50,7 +50,7 @@ func TestWantPeers(t *testing.T) {
 	m, n := testMembership(t)
 	b := netip.MustParseAddrPort("198.51.100.2:40000")
 	paths := map[string]nat.Path{"home-b": {Up: true, Remote: b}}
-	peers := wantPeers(m, n["home-a"], paths, resolveLiteral)
+	peers := wantPeers(m, n["home-a"], paths, nil, resolveLiteral)
 	if len(peers) != 3 {
 		t.Fatalf("home-a has %d peers, want every other node", len(peers))
 	}
@@ -77,14 +77,14 @@ func TestWantPeers(t *testing.T) {
 			t.Errorf("home-b's %v still routed through the anchor", p)
 		}
 	}
-	back := wantPeers(m, n["home-b"], map[string]nat.Path{"home-a": {Up: true, Remote: b}}, resolveLiteral)
+	back := wantPeers(m, n["home-b"], map[string]nat.Path{"home-a": {Up: true, Remote: b}}, nil, resolveLiteral)
 	pa, _ := peerOf(back, n["home-a"].PublicKey)
 	if (pb.Keepalive == 0) == (pa.Keepalive == 0) {
 		t.Errorf("keepalives on both ends or neither: %v %v", pb.Keepalive, pa.Keepalive)
 	}
 
 	// An anchor peers with every node, on its own link, with no keepalive.
-	for _, p := range wantPeers(m, n["anchor"], nil, resolveLiteral) {
+	for _, p := range wantPeers(m, n["anchor"], nil, nil, resolveLiteral) {
 		if p.Keepalive != 0 || len(p.AllowedIPs) != 4 {
 			t.Errorf("anchor's peer %+v", p)
 		}
@@ -129,5 +129,39 @@ func TestRTTChanged(t *testing.T) {
 		if got := changed(c.prev, c.now); got != c.want {
 			t.Errorf("changed(%v, %v) = %v", c.prev, c.now, got)
 		}
+	}
+}
+
+// TestRelayFailover: with two anchors, the lower index relays; once it is
+// down, the other carries the pathless homes' prefixes; with both down,
+// the lower again (nothing better to try).
+func TestRelayFailover(t *testing.T) {
+	m, n := testMembership(t)
+	second := n["home-c"]
+	second.Roles, second.Endpoint = []string{membership.RoleAnchor}, "203.0.113.4:51820"
+	m.Nodes[3] = second
+	relayedBy := func(down map[string]bool) string {
+		t.Helper()
+		peers := wantPeers(m, n["home-a"], nil, down, resolveLiteral)
+		var by string
+		for _, name := range []string{"anchor", "home-c"} {
+			p, _ := peerOf(peers, n[name].PublicKey)
+			if slices.Contains(p.AllowedIPs, n["home-b"].PodCIDRs[0]) {
+				if by != "" {
+					t.Fatalf("two anchors relay: %s and %s", by, name)
+				}
+				by = name
+			}
+		}
+		return by
+	}
+	if by := relayedBy(nil); by != "anchor" {
+		t.Fatalf("relay %q with both anchors up", by)
+	}
+	if by := relayedBy(map[string]bool{"anchor": true}); by != "home-c" {
+		t.Fatalf("relay %q with the first anchor down", by)
+	}
+	if by := relayedBy(map[string]bool{"anchor": true, "home-c": true}); by != "anchor" {
+		t.Fatalf("relay %q with both down", by)
 	}
 }

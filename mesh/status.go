@@ -48,7 +48,7 @@ func (m *Mesh) peers(ctx context.Context, probe bool) ([]localapi.PeerStatus, er
 	}
 	m.mu.Unlock()
 	self := m.o.Self
-	relay, haveRelay := relayAnchor(mem, self.Name)
+	relay, haveRelay := m.relay(mem)
 	now := time.Now()
 	out := []localapi.PeerStatus{}
 	// Peers whose link is up, by their place in out: do they answer?

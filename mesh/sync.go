@@ -139,16 +139,21 @@ func (m *Mesh) syncMembership(ctx context.Context) error {
 }
 
 func (m *Mesh) pull(ctx context.Context) error {
-	anchor, ok := relayAnchor(m.store.Current(), m.o.Self.Name)
-	if !ok {
-		return errors.New("no anchor in the membership")
-	}
-	var s membership.Set
-	path := fmt.Sprintf("%s?have=%s", control.PathMembership, url.QueryEscape(m.store.Digest()))
-	found, err := m.o.Client.Get(ctx, anchor.OverlayIPs[0], path, &s)
-	if err != nil || !found {
+	err := errors.New("no anchor in the membership")
+	for _, anchor := range m.anchorOrder(m.store.Current()) {
+		var s membership.Set
+		path := fmt.Sprintf("%s?have=%s", control.PathMembership, url.QueryEscape(m.store.Digest()))
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var found bool
+		found, err = m.o.Client.Get(actx, anchor.OverlayIPs[0], path, &s)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if found {
+			_, err = m.adopt(s)
+		}
 		return err
 	}
-	_, err = m.adopt(s)
 	return err
 }

@@ -80,15 +80,21 @@ func (m *Mesh) refreshTURN(ctx context.Context, first chan struct{}) {
 	}
 }
 
+// fetchTURN asks the anchors, the relay anchor first, for credentials.
 func (m *Mesh) fetchTURN(ctx context.Context) (control.TURNCredentials, error) {
-	anchor, ok := relayAnchor(m.store.Current(), m.o.Self.Name)
-	if !ok {
-		return control.TURNCredentials{}, errors.New("no anchor")
+	err := errors.New("no anchor")
+	for _, anchor := range m.anchorOrder(m.store.Current()) {
+		var c control.TURNCredentials
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var found bool
+		found, err = m.o.Client.Get(actx, anchor.OverlayIPs[0], control.PathTURN, &c)
+		cancel()
+		if err == nil && !found {
+			err = errors.New("anchor sent no credentials")
+		}
+		if err == nil {
+			return c, nil
+		}
 	}
-	var c control.TURNCredentials
-	found, err := m.o.Client.Get(ctx, anchor.OverlayIPs[0], control.PathTURN, &c)
-	if err == nil && !found {
-		err = errors.New("anchor sent no credentials")
-	}
-	return c, err
+	return control.TURNCredentials{}, err
 }

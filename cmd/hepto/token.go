@@ -13,7 +13,7 @@ import (
 func tokenCmd() *cobra.Command {
 	var req localapi.TokenRequest
 	cmd := &cobra.Command{
-		Use:   "token --name NODE [--ttl DURATION]",
+		Use:   "token --name NODE [--ttl DURATION] [--anchor --endpoint HOST:PORT] [--control-plane]",
 		Short: "Print a join token for a new node (on an anchor, daemon running)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -28,6 +28,9 @@ func tokenCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&req.Name, "name", "", "name of the node the token admits")
 	cmd.Flags().DurationVar(&req.TTL, "ttl", anchor.DefaultTokenTTL, "how long the token stays valid")
+	cmd.Flags().BoolVar(&req.Anchor, "anchor", false, "the node joins as a further anchor (it needs a public UDP endpoint, --endpoint)")
+	cmd.Flags().StringVar(&req.Endpoint, "endpoint", "", "the new anchor's public HOST:PORT (UDP)")
+	cmd.Flags().BoolVar(&req.ControlPlane, "control-plane", false, "the node joins as a control-plane node")
 	cmd.MarkFlagRequired("name")
 	return cmd
 }

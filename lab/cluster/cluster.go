@@ -81,6 +81,21 @@ func (c *Cluster) Join(name string, h *lab.Host, anchor *Node, flags ...string) 
 	if err != nil {
 		return nil, err
 	}
+	return c.JoinWith(name, h, tok, flags...)
+}
+
+// JoinAnchor starts a public host as a further anchor (UDP port 51820),
+// with a token from anchor.
+func (c *Cluster) JoinAnchor(name string, h *lab.Host, anchor *Node, flags ...string) (*Node, error) {
+	tok, err := anchor.Token(name, "--anchor", "--endpoint", h.IPv4.String()+":51820")
+	if err != nil {
+		return nil, err
+	}
+	return c.JoinWith(name, h, tok, flags...)
+}
+
+// JoinWith starts a node with the token given.
+func (c *Cluster) JoinWith(name string, h *lab.Host, tok string, flags ...string) (*Node, error) {
 	n := c.Node(name, h)
 	if err := n.Start(append([]string{"--join", tok}, flags...)...); err != nil {
 		return nil, err
