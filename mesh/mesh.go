@@ -102,9 +102,11 @@ func (m *Mesh) anchorSelf() bool { return m.o.Self.IsAnchor() }
 // Services are the mesh's long-lived parts, in start order. Homes also run
 // ICE and pull the membership from their anchor.
 func (m *Mesh) Services() []supervisor.Service {
-	out := []supervisor.Service{peersService{m}}
+	// Anchors pull from the other anchors too: one that was away catches
+	// up on what they admitted.
+	out := []supervisor.Service{peersService{m}, supervisor.Func("membership-sync", m.syncMembership)}
 	if !m.anchorSelf() {
-		out = append(out, supervisor.Func("membership-sync", m.syncMembership), &iceService{m: m})
+		out = append(out, &iceService{m: m})
 	}
 	return append(out, supervisor.Func("rtt", m.measureRTT))
 }
