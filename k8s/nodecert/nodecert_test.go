@@ -5,11 +5,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,8 +54,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for _, f := range []string{ClientKeyFile, ServingKeyFile, ProxyKeyFile, DNSKeyFile} {
 		fi, err := os.Stat(d.Path(f))
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v, mode %v, want 0600", f, err, fi.Mode())
+		if err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f, fi.Mode())
 		}
 	}
 	certs, err := is.Issue(kitchen, req)
@@ -94,26 +98,42 @@ func TestRoundTrip(t *testing.T) {
 func TestStoreRefusesForeignCertificates(t *testing.T) {
 	is := newIssuer(t)
 	d, other := Dir(t.TempDir()), Dir(t.TempDir())
-	req, _ := d.Request()
-	otherReq, _ := other.Request()
+	req, err := d.Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherReq, err := other.Request()
+	if err != nil {
+		t.Fatal(err)
+	}
 	foreign, err := is.Issue(kitchen, otherReq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Store(foreign); err == nil {
-		t.Error("certificates for another node's keys stored")
+	// Each refusal for its own reason.
+	if err := d.Store(foreign); err == nil || !strings.Contains(err.Error(), "private key does not match public key") {
+		t.Errorf("certificates for another node's keys: %v, want a key mismatch", err)
 	}
-	mine, _ := is.Issue(kitchen, req)
+	mine, err := is.Issue(kitchen, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := mine
 	mine.CA = newIssuer(t).PKI.Cluster.CertPEM
-	if err := d.Store(mine); err == nil {
-		t.Error("certificates verified against another CA")
+	if err := d.Store(mine); !errors.As(err, new(x509.UnknownAuthorityError)) {
+		t.Errorf("certificates of another CA: %v, want an unknown authority", err)
 	}
 	mine.CA, mine.APIServers = is.PKI.Cluster.CertPEM, nil
-	if err := d.Store(mine); err == nil {
-		t.Error("certificates without an apiserver stored")
+	if err := d.Store(mine); err == nil || !strings.Contains(err.Error(), "no apiserver") {
+		t.Errorf("certificates without an apiserver: %v, want a refusal naming the apiserver", err)
 	}
 	if _, err := os.Stat(d.Path(ClientCertFile)); !os.IsNotExist(err) {
 		t.Errorf("a refused answer left %s: %v", ClientCertFile, err)
+	}
+	// The same answer, untouched, is stored: the refusals above were for
+	// what each changed.
+	if err := d.Store(good); err != nil {
+		t.Errorf("the node's own certificates: %v", err)
 	}
 }
 
@@ -122,8 +142,14 @@ func TestIssuerRoutes(t *testing.T) {
 	is := newIssuer(t)
 	mux := http.NewServeMux()
 	is.Routes(mux)
-	req, _ := Dir(t.TempDir()).Request()
-	body, _ := json.Marshal(req)
+	req, err := Dir(t.TempDir()).Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, from string
 		body       []byte
@@ -149,8 +175,14 @@ func TestIssuerRoutes(t *testing.T) {
 // makes the issuer panic.
 func FuzzIssue(f *testing.F) {
 	is := newIssuer(f)
-	req, _ := Dir(f.TempDir()).Request()
-	good, _ := json.Marshal(req)
+	req, err := Dir(f.TempDir()).Request()
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := json.Marshal(req)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(good)
 	f.Add([]byte(`{"client_key":"","serving_key":""}`))
 	f.Add([]byte(`{}`))
