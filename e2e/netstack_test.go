@@ -75,7 +75,7 @@ func TestNetstackMember(t *testing.T) {
 			}
 			return nil
 		})
-		if !strings.Contains(body, `"kind":"membership"`) {
+		if !strings.Contains(body, `"kind":"node"`) {
 			t.Fatalf("%s answered %q", target, body)
 		}
 	}
