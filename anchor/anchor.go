@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,12 @@ type Options struct {
 	// JoinPeersChanged is called when the set of join peers changes (a
 	// token issued or expired), for the tunnel to follow.
 	JoinPeersChanged func()
-	Logger           *slog.Logger
+	// Restored: the state was restored from a backup (STATE/restored).
+	// The anchor admits nodes only once it has compared its membership
+	// with another node's: nodes admitted after the backup must be known
+	// first, or their indexes could be given out again.
+	Restored bool
+	Logger   *slog.Logger
 }
 
 // Anchor is an anchor's state. mu serialises the writers of its token
@@ -55,6 +61,8 @@ type Anchor struct {
 	tokens *tokenBook
 	issued atomic.Pointer[[]issuedToken]
 	gone   atomic.Pointer[membership.Node] // removed, not yet told
+
+	restored atomic.Bool // see Options.Restored
 }
 
 // New loads the token book.
@@ -71,7 +79,24 @@ func New(o Options) (*Anchor, error) {
 	}
 	a := &Anchor{o: o, log: o.Logger, tokens: tb, kick: make(chan struct{}, 1), tokensChanged: make(chan struct{}, 1)}
 	a.snapshot()
+	if o.Restored {
+		a.restored.Store(true)
+		a.Kick() // push the set: the answers bring what was admitted since
+	}
 	return a, nil
+}
+
+// ErrRestored is the refusal of a restored anchor that has not yet heard
+// from the cluster.
+var ErrRestored = errors.New("this anchor was restored from a backup and has not yet compared its membership with another node's; it admits nodes once it has (it is asking them now)")
+
+// HeardFromCluster tells a restored anchor that its membership met
+// another node's: it may admit nodes again.
+func (a *Anchor) HeardFromCluster() {
+	if a.restored.CompareAndSwap(true, false) {
+		os.Remove(a.o.State.Path(state.RestoredFile))
+		a.log.Info("restored anchor: membership compared with the cluster's; admitting nodes again")
+	}
 }
 
 // snapshot publishes the token book to readers; callers hold mu.
@@ -106,6 +131,9 @@ func (a *Anchor) IssueToken(o TokenOptions) (string, time.Time, error) {
 	}
 	if o.ControlPlane {
 		return "", time.Time{}, ErrControlPlaneTokens
+	}
+	if a.restored.Load() {
+		return "", time.Time{}, ErrRestored
 	}
 	if o.Anchor != (o.Endpoint != "") {
 		return "", time.Time{}, errors.New("an anchor's token needs --endpoint HOST:PORT (its public UDP endpoint), and only an anchor's")
@@ -184,6 +212,9 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 	now := time.Now().UTC()
 	if err := tok.Check(c, now); err != nil {
 		return control.JoinResponse{}, control.Refused("%v", err)
+	}
+	if a.restored.Load() {
+		return control.JoinResponse{}, control.Unavailable(ErrRestored)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -364,6 +395,9 @@ func (a *Anchor) push(ctx context.Context) {
 					if _, err := a.o.Store.Adopt(theirs); err != nil {
 						a.log.Warn("membership from a node refused", "node", n.Name, "err", err)
 					}
+				}
+				if err == nil {
+					a.HeardFromCluster()
 				}
 				if err == nil || control.IsPermanent(err) {
 					return

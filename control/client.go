@@ -39,6 +39,12 @@ func (c *Client) Post(ctx context.Context, node netip.Addr, path string, in, out
 	return err
 }
 
+// PostBytes sends raw bytes to path on node.
+func (c *Client) PostBytes(ctx context.Context, node netip.Addr, path string, b []byte) error {
+	_, err := c.do(ctx, http.MethodPost, URL(node, path), bytes.NewReader(b), nil)
+	return err
+}
+
 // Get fetches path (with its query) from node into out; it reports false
 // when the node had nothing to send (204).
 func (c *Client) Get(ctx context.Context, node netip.Addr, path string, out any) (bool, error) {

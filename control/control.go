@@ -100,6 +100,10 @@ const PathTURN = "/v1/turn"
 // the sender's book → the receiver's, merged.
 const PathTokens = "/v1/tokens"
 
+// PathBackups takes a copy of a control-plane node's sealed backup (POST,
+// the file's bytes), kept in STATE/backups, the latest from each.
+const PathBackups = "/v1/backups"
+
 // TURNCredentials let a member use the anchors' TURN servers until they
 // expire. They follow the TURN REST scheme (user "EXPIRY:NAME", password
 // the base64 HMAC-SHA1 of it under a shared secret), which coturn also

@@ -44,6 +44,9 @@ type Config struct {
 	// direct (then doubling); 0: the default, 30 s.
 	DirectRetry time.Duration
 	Metrics     string // Prometheus metrics address; empty: none
+	// BackupInterval is the time between scheduled backups on a
+	// control-plane anchor; 0: none.
+	BackupInterval time.Duration
 	// RTTInterval is the time between round-trip measurements; 0: none.
 	RTTInterval time.Duration
 	DNS         DNSConfig // the node's DNS server; see dns.go
@@ -214,6 +217,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		an, err = anchor.New(anchor.Options{
 			State: n.st, Store: n.store, Self: n.self, Signer: n.signer, Client: client,
 			JoinPeersChanged: func() { mh.Kick() }, Logger: log,
+			Restored: n.st.Has(state.RestoredFile),
 		})
 		if err != nil {
 			return err
@@ -255,6 +259,9 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		Remembered: book.direct(), Remember: book.setDirect,
 	}
 	if an != nil {
+		mo.Synced = an.HeardFromCluster
+	}
+	if an != nil {
 		mo.JoinPeers = an.JoinPeers
 	}
 	mh = mesh.New(mo)
@@ -290,6 +297,10 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		}
 	}
 	kube.Routes(ctl.Mux)
+	ctl.Mux.HandleFunc("POST "+control.PathBackups, handleBackupCopy(n.st, n.store))
+	if an != nil && kube != nil && n.self.IsControlPlane() && cfg.BackupInterval > 0 {
+		sup.Add(&backupService{st: n.st, kube: kube, store: n.store, self: n.self.Name, client: client, interval: cfg.BackupInterval, log: log}, false)
+	}
 	sup.Add(ctl, false)
 	sup.Add(&localAPI{st: n.st, node: n, tun: tun, mesh: mh, anchor: an, kube: kube, sup: sup}, false)
 	sup.Add(dnsSvc, false)

@@ -60,6 +60,7 @@ func (l *localAPI) Run(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/token", l.handleToken)
 	mux.HandleFunc("POST /v1/ping", l.handlePing)
 	mux.HandleFunc("POST /v1/remove", l.handleRemove)
+	mux.HandleFunc("POST /v1/backup", l.handleBackup)
 	mux.HandleFunc("GET /v1/kubeconfig", l.handleKubeconfig)
 	mux.HandleFunc("POST /v1/images/import", l.handleImageImport)
 	mux.HandleFunc("GET /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
@@ -108,6 +109,32 @@ func (l *localAPI) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	localapi.WriteJSON(w, http.StatusOK, localapi.TokenResponse{Token: tok, Expires: exp})
+}
+
+// handleBackup seals a backup of this control-plane anchor into a file.
+func (l *localAPI) handleBackup(w http.ResponseWriter, r *http.Request) {
+	var req localapi.BackupRequest
+	if err := control.Decode(r.Body, &req); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !filepath.IsAbs(req.Path) {
+		localapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("%q: the backup's path must be absolute", req.Path))
+		return
+	}
+	if l.anchor == nil {
+		localapi.WriteError(w, http.StatusBadRequest, errors.New("backups are taken on a control-plane anchor"))
+		return
+	}
+	size, err := takeBackup(r.Context(), l.st, l.kube, req.Path)
+	switch {
+	case errors.Is(err, k8s.ErrNotControlPlane):
+		localapi.WriteError(w, http.StatusBadRequest, err)
+	case err != nil:
+		localapi.WriteError(w, http.StatusInternalServerError, err)
+	default:
+		localapi.WriteJSON(w, http.StatusOK, localapi.BackupResponse{Path: req.Path, Size: size, KeyFile: l.st.Path(state.BackupKeyFile)})
+	}
 }
 
 // handleRemove takes a node out of the cluster, on an anchor.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -369,6 +370,14 @@ var ErrNotControlPlane = errors.New("this node does not run the Kubernetes contr
 
 // ErrNoRuntime is the answer to an image import where no containerd runs.
 var ErrNoRuntime = errors.New("no container runtime runs on this node")
+
+// Snapshot writes a snapshot of the control plane's etcd to w.
+func (n *Node) Snapshot(ctx context.Context, w io.Writer) error {
+	if n == nil || n.cp == nil {
+		return ErrNotControlPlane
+	}
+	return n.cp.Snapshot(ctx, w)
+}
 
 // AdminKubeconfig is an admin kubeconfig whose server is the node's first
 // overlay address, for kubectl anywhere in the cluster.

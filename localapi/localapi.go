@@ -69,6 +69,19 @@ type Kubeconfig struct {
 	Kubeconfig string `json:"kubeconfig"`
 }
 
+// BackupRequest is the body of POST /v1/backup: where the daemon writes
+// the backup (an absolute path).
+type BackupRequest struct {
+	Path string `json:"path"`
+}
+
+// BackupResponse is the reply of POST /v1/backup.
+type BackupResponse struct {
+	Path    string `json:"path"`
+	Size    int    `json:"size"`
+	KeyFile string `json:"key_file"` // the key that opens it
+}
+
 // RemoveRequest is the body of POST /v1/remove.
 type RemoveRequest struct {
 	Name string `json:"name"`

@@ -38,7 +38,10 @@ type Options struct {
 	// name; Remember saves them when they change (nil: not kept).
 	Remembered map[string]netip.AddrPort
 	Remember   func(map[string]netip.AddrPort) error
-	Logger     *slog.Logger
+	// Synced, when set, is called when this node's membership met another
+	// node's (a push merged, a pull found them equal).
+	Synced func()
+	Logger *slog.Logger
 }
 
 // ICEOptions are the extra STUN and TURN servers, beside the anchors'.

@@ -31,6 +31,9 @@ func (m *Mesh) handlePush(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, err)
 		return
 	}
+	if m.o.Synced != nil {
+		m.o.Synced()
+	}
 	if held := m.store.Set(); !s.Contains(held) {
 		control.WriteJSON(w, http.StatusOK, held)
 		return
@@ -111,6 +114,9 @@ func (m *Mesh) Gate(r *http.Request) error {
 // handlePull answers with the set when its digest is not ?have=DIGEST.
 func (m *Mesh) handlePull(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("have") == m.store.Digest() {
+		if m.o.Synced != nil {
+			m.o.Synced()
+		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -151,7 +157,13 @@ func (m *Mesh) pull(ctx context.Context) error {
 			continue
 		}
 		if found {
-			_, err = m.adopt(s)
+			if _, err = m.adopt(s); err == nil && !s.Contains(m.store.Set()) {
+				// The anchor lacks entries we hold (it was restored from a
+				// backup, or away): give them back.
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err = m.o.Client.Post(pctx, anchor.OverlayIPs[0], control.PathMembership, m.store.Set(), nil)
+				cancel()
+			}
 		}
 		return err
 	}

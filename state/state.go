@@ -23,6 +23,8 @@ const (
 	MembersFile    = "membership.json" // last signed membership seen
 	AnchorFile     = "anchor.json"     // join tokens issued by this anchor
 	PathsFile      = "paths.json"      // UDP port, direct paths' endpoints
+	BackupKeyFile  = "backup.key"      // control-plane anchors: the key that seals backups
+	RestoredFile   = "restored"        // made by hepto restore, until the anchor hears from the cluster
 	SocketFile     = "hepto.sock"      // local command socket
 )
 

@@ -67,7 +67,7 @@ func New(opts Options) (*ControlPlane, error) {
 		opts: opts,
 		layout: Layout{
 			PKI:         opts.PKIDir,
-			Etcd:        filepath.Join(opts.DataDir, "etcd"),
+			Etcd:        etcdDir(opts.DataDir),
 			Certs:       filepath.Join(opts.DataDir, "certs"),
 			Kubeconfigs: filepath.Join(opts.DataDir, "kubeconfig"),
 		},
@@ -169,3 +169,6 @@ func (c *ControlPlane) componentCredentials(name string, client func() (*pki.Key
 	cert, key, err = serving.Write(c.layout.Certs, name+"-serving")
 	return kubeconfig, cert, key, err
 }
+
+// etcdDir is etcd's data directory under the control plane's.
+func etcdDir(dataDir string) string { return filepath.Join(dataDir, "etcd") }
