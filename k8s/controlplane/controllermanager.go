@@ -32,6 +32,13 @@ func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []str
 		"--allocate-node-cidrs=false",
 		"--configure-cloud-routes=false",
 		"--controllers=*,-node-ipam-controller",
+		// A node whose lease is not renewed for this long is NotReady, and
+		// its pods leave their Services' endpoints (kubelets renew every
+		// 10 s). When every node seems gone at once (the control plane's
+		// own uplink is down), the node lifecycle controller evicts
+		// nothing: clusters under 50 nodes stop evictions when a zone is
+		// fully disrupted.
+		"--node-monitor-grace-period=" + NodeMonitorGrace.String(),
 		"--use-service-account-credentials=true",
 		"--root-ca-file=" + c.pki.Path("ca.crt"),
 		"--service-account-private-key-file=" + c.pki.Path(pki.SAKeyFile),

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"time"
 )
 
 // Default ports. The apiserver's is Kubernetes' usual one; the others are
@@ -61,6 +62,14 @@ type Options struct {
 	// hundreds of lines at each start.
 	ComponentLogLevel slog.Leveler
 }
+
+// Eviction timings, chosen for homes (docs/architecture.md, "A home goes
+// dark"): endpoints of a dark home leave within a minute, its pods run
+// elsewhere within three.
+const (
+	NodeMonitorGrace = 40 * time.Second
+	PodEvictionAfter = 2 * time.Minute
+)
 
 // withDefaults fills in defaults and checks the options.
 func (o Options) withDefaults() (Options, error) {
