@@ -2,7 +2,6 @@ package anchor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,7 +19,6 @@ import (
 // Routes registers the anchor's control routes.
 func (a *Anchor) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+control.PathJoin, a.handleJoin)
-	mux.HandleFunc("POST "+control.PathRelayICE, a.handleRelayICE)
 	mux.HandleFunc("GET "+control.PathTURN, a.handleTURN)
 	mux.HandleFunc("POST "+control.PathTokens, a.handleTokens)
 }
@@ -39,33 +37,6 @@ func (a *Anchor) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	control.WriteJSON(w, http.StatusOK, resp)
 	a.Kick()
-}
-
-// handleRelayICE passes a member's ICE message on to its peer.
-func (a *Anchor) handleRelayICE(w http.ResponseWriter, r *http.Request) {
-	var rel control.RelayedICE
-	if err := control.Decode(r.Body, &rel); err != nil {
-		control.WriteError(w, control.BadRequest(err))
-		return
-	}
-	m := a.o.Store.Current()
-	from, okFrom := m.Find(rel.Message.From)
-	to, okTo := m.Find(rel.To)
-	if !okFrom || !okTo || !slices.Contains(from.OverlayIPs, control.RemoteAddr(r)) {
-		control.WriteError(w, control.Refused("not relayed: unknown nodes, or not from the sender"))
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	if err := a.o.Client.Post(ctx, to.OverlayIPs[0], control.PathICE, rel.Message, nil); err != nil {
-		var ce *control.Error
-		if !errors.As(err, &ce) {
-			err = &control.Error{Status: http.StatusBadGateway, Code: control.CodeUnavailable, Message: err.Error()}
-		}
-		control.WriteError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // handleTURN gives a member credentials for every anchor's TURN server.

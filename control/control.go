@@ -127,6 +127,10 @@ type ICEMessage struct {
 	Pwd        string   `json:"pwd,omitempty"`
 	Candidates []string `json:"candidates,omitempty"`
 	Restart    bool     `json:"restart,omitempty"`
+	// MAC authenticates the message to its recipient when a node that is
+	// not an anchor passes it on: HMAC-SHA256 of the message (MAC unset)
+	// under a key of the pair's static Diffie-Hellman secret.
+	MAC []byte `json:"mac,omitempty"`
 }
 
 // maxCandidates bounds one message; a node has a handful of addresses.

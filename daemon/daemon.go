@@ -254,7 +254,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	mo := mesh.Options{
-		Tunnel: tun, Store: n.store, Self: n.self, Client: client, Metrics: m, RTTInterval: cfg.RTTInterval, Logger: log,
+		Tunnel: tun, Store: n.store, Self: n.self, PrivateKey: n.priv, Client: client, Metrics: m, RTTInterval: cfg.RTTInterval, Logger: log,
 		ICE:        mesh.ICEOptions{STUN: cfg.STUN, TURN: cfg.TURN, TURNSecret: cfg.TURNSecret, Retry: cfg.DirectRetry},
 		Remembered: book.direct(), Remember: book.setDirect,
 	}

@@ -85,3 +85,16 @@ func parse(b []byte, dst *[Len]byte) error {
 	copy(dst[:], raw)
 	return nil
 }
+
+// Shared is the static Diffie-Hellman secret of k and p, which only the two
+// key holders can compute: what two nodes MAC their messages with when a
+// third passes them on.
+func (k Private) Shared(p Public) ([Len]byte, error) {
+	var out [Len]byte
+	s, err := curve25519.X25519(k[:], p[:])
+	if err != nil {
+		return out, fmt.Errorf("shared key: %w", err)
+	}
+	copy(out[:], s)
+	return out, nil
+}

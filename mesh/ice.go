@@ -121,6 +121,9 @@ func (m *Mesh) sendICE(ctx context.Context, peer string, msg control.ICEMessage)
 	if !ok {
 		return fmt.Errorf("no node %q", peer)
 	}
+	if mac, err := m.iceMAC(msg, n.PublicKey); err == nil {
+		msg.MAC = mac
+	}
 	for _, anchor := range m.anchorOrder(mem) {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := m.o.Client.Post(actx, anchor.OverlayIPs[0], control.PathRelayICE, control.RelayedICE{To: peer, Message: msg}, nil)
@@ -130,8 +133,68 @@ func (m *Mesh) sendICE(ctx context.Context, peer string, msg control.ICEMessage)
 		}
 	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := m.o.Client.Post(dctx, n.OverlayIPs[0], control.PathICE, msg, nil)
+	cancel()
+	if err == nil || control.IsPermanent(err) {
+		return err
+	}
+	// No anchor answers and the peer is not reachable directly: through a
+	// node we have a path of our own to, which may have one to the peer.
+	tried := 0
+	for _, via := range m.directPeers(mem) {
+		if via.Name == peer || tried == 3 {
+			continue
+		}
+		tried++
+		vctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		verr := m.o.Client.Post(vctx, via.OverlayIPs[0], control.PathRelayICE, control.RelayedICE{To: peer, Message: msg}, nil)
+		cancel()
+		if verr == nil || control.IsPermanent(verr) {
+			return verr
+		}
+	}
+	return err
+}
+
+// directPeers are the members we have a path of our own to.
+func (m *Mesh) directPeers(mem membership.Membership) []membership.Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []membership.Node
+	for _, n := range mem.Nodes {
+		if p, ok := m.paths[n.Name]; ok && p.Up {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// handleRelayICE passes a member's ICE message on to its peer. Anchors do
+// it for every pair; any node does it when no anchor answers.
+func (m *Mesh) handleRelayICE(w http.ResponseWriter, r *http.Request) {
+	var rel control.RelayedICE
+	if err := control.Decode(r.Body, &rel); err != nil {
+		control.WriteError(w, control.BadRequest(err))
+		return
+	}
+	mem := m.store.Current()
+	from, okFrom := mem.Find(rel.Message.From)
+	to, okTo := mem.Find(rel.To)
+	if !okFrom || !okTo || to.Name == m.o.Self.Name || !slices.Contains(from.OverlayIPs, control.RemoteAddr(r)) {
+		control.WriteError(w, control.Refused("not relayed: unknown nodes, or not from the sender"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	return m.o.Client.Post(dctx, n.OverlayIPs[0], control.PathICE, msg, nil)
+	if err := m.o.Client.Post(ctx, to.OverlayIPs[0], control.PathICE, rel.Message, nil); err != nil {
+		var ce *control.Error
+		if !errors.As(err, &ce) {
+			err = &control.Error{Status: http.StatusBadGateway, Code: control.CodeUnavailable, Message: err.Error()}
+		}
+		control.WriteError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (m *Mesh) handleICE(w http.ResponseWriter, r *http.Request) {
@@ -143,8 +206,13 @@ func (m *Mesh) handleICE(w http.ResponseWriter, r *http.Request) {
 	mem := m.store.Current()
 	from := control.RemoteAddr(r)
 	n, ok := mem.Find(msg.From)
-	if !ok || !(slices.Contains(n.OverlayIPs, from) || isAnchorAddr(mem, from)) {
-		control.WriteError(w, control.Refused("ICE message not from its sender's overlay address"))
+	switch {
+	case !ok:
+		control.WriteError(w, control.Refused("ICE message from an unknown node"))
+		return
+	case slices.Contains(n.OverlayIPs, from) || isAnchorAddr(mem, from):
+	case !isMemberAddr(mem, from) || !m.checkICEMAC(msg, n.PublicKey):
+		control.WriteError(w, control.Refused("ICE message not from its sender, nor passed on by an anchor, nor authenticated"))
 		return
 	}
 	m.mu.Lock()
@@ -165,10 +233,22 @@ func (m *Mesh) handleICE(w http.ResponseWriter, r *http.Request) {
 }
 
 // isAnchorAddr reports whether a is an anchor's overlay address: anchors
-// pass signalling on.
+// pass signalling on, and are trusted to.
 func isAnchorAddr(mem membership.Membership, a netip.Addr) bool {
 	for _, n := range mem.Nodes {
 		if n.IsAnchor() && slices.Contains(n.OverlayIPs, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// isMemberAddr reports whether a is a member's overlay address: members
+// pass signalling on when no anchor answers; what they pass must carry the
+// sender's MAC.
+func isMemberAddr(mem membership.Membership, a netip.Addr) bool {
+	for _, n := range mem.Nodes {
+		if slices.Contains(n.OverlayIPs, a) {
 			return true
 		}
 	}

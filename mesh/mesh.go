@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/metrics"
 	"github.com/hepto-net/hepto/nat"
@@ -28,6 +29,9 @@ type Options struct {
 	Store  *membership.Store
 	Self   membership.Node
 	Client *control.Client // calls to other nodes, through the overlay
+	// PrivateKey is the node's WireGuard key: it authenticates signalling
+	// that other members pass on (icemac.go).
+	PrivateKey key.Private
 	// JoinPeers are extra WireGuard peers (an anchor's join peers).
 	JoinPeers func(now time.Time) []tunnel.Peer
 	Metrics   *metrics.Metrics
@@ -119,6 +123,7 @@ func (m *Mesh) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+control.PathMembership, m.handlePush)
 	mux.HandleFunc("GET "+control.PathMembership, m.handlePull)
 	mux.HandleFunc("POST "+control.PathICE, m.handleICE)
+	mux.HandleFunc("POST "+control.PathRelayICE, m.handleRelayICE)
 }
 
 // Kick asks for the tunnel's peers to be computed again.
