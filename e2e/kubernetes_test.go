@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -163,8 +164,7 @@ func TestKubernetes(t *testing.T) {
 		restarted := time.Now()
 		b.start()
 		b.waitSocket()
-		// The new kubelet is back once it renews its node's lease; it has
-		// synced its pods a few seconds later.
+		// The new kubelet is back once it renews its node's lease.
 		eventually(t, 2*time.Minute, func() error {
 			out, err := kubectlErr(an, "get", "lease", "-n", "kube-node-lease", "home-b", "-o", "jsonpath={.spec.renewTime}")
 			if err != nil {
@@ -176,13 +176,26 @@ func TestKubernetes(t *testing.T) {
 			}
 			return nil
 		})
-		time.Sleep(10 * time.Second)
+		// Then it has synced the node's pods: a pod worker's first sync is
+		// where a container would be started again.
+		synced := kubeletSynced(t, an, "home-b", before)
+		t.Logf("home-b's new kubelet: %v pod syncs %.1fs after the restart", synced.syncs, time.Since(restarted).Seconds())
+		if synced.started > 0 {
+			t.Errorf("home-b's new kubelet started %v containers after %v, want none (adopted)", synced.started, sig)
+		}
 		if after := containerIDs(t, an, "home-b"); !maps.Equal(before, after) {
 			t.Errorf("containers on home-b after %v and a new start: before %v, after %v", sig, before, after)
 		}
-		if st, _, err := b.status(); err != nil || !st.Kubernetes.Ready || st.Kubernetes.Components["kubelet"] != "running" {
-			t.Errorf("home-b after %v: kubernetes %+v (%v)", sig, st.Kubernetes, err)
-		}
+		eventually(t, 30*time.Second, func() error {
+			st, _, err := b.status()
+			if err != nil {
+				return err
+			}
+			if !st.Kubernetes.Ready || st.Kubernetes.Components["kubelet"] != "running" {
+				return fmt.Errorf("home-b after %v: kubernetes %+v", sig, st.Kubernetes)
+			}
+			return nil
+		})
 	}
 
 	// Kubernetes refused (no runc on PATH): one clear error, the overlay
@@ -449,6 +462,59 @@ func containerIDs(t *testing.T, cp *node, nodeName string) map[string]string {
 		t.Fatalf("no containers on %s", nodeName)
 	}
 	return ids
+}
+
+// kubeletSync is what a kubelet's metrics say of its work since it
+// started.
+type kubeletSync struct {
+	syncs   float64 // pod workers' syncs (kubelet_pod_worker_duration_seconds_count)
+	started float64 // containers and sandboxes it started (kubelet_started_containers_total)
+}
+
+// kubeletSynced waits (1 min) until nodeName's kubelet has synced as many
+// times as the node has pods (the containers of ids, pod/container), every
+// pod being synced at the kubelet's start, and returns what its metrics
+// say then. The metrics are the new kubelet's: they start at zero with its
+// process.
+func kubeletSynced(t *testing.T, cp *node, nodeName string, ids map[string]string) kubeletSync {
+	t.Helper()
+	pods := map[string]bool{}
+	for id := range ids {
+		pod, _, _ := strings.Cut(id, "/")
+		pods[pod] = true
+	}
+	var got kubeletSync
+	eventually(t, time.Minute, func() error {
+		out, err := kubectlErr(cp, "get", "--raw", "/api/v1/nodes/"+nodeName+"/proxy/metrics")
+		if err != nil {
+			return err
+		}
+		got = kubeletSync{}
+		for _, line := range strings.Split(out, "\n") {
+			name, rest, _ := strings.Cut(line, "{")
+			if name != "kubelet_pod_worker_duration_seconds_count" && name != "kubelet_started_containers_total" {
+				continue
+			}
+			f := strings.Fields(rest)
+			if len(f) < 2 {
+				continue
+			}
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				return fmt.Errorf("%s: %w", line, err)
+			}
+			if name == "kubelet_started_containers_total" {
+				got.started += v
+			} else {
+				got.syncs += v
+			}
+		}
+		if got.syncs < float64(len(pods)) {
+			return fmt.Errorf("%s's kubelet synced pods %v times, for %d pods", nodeName, got.syncs, len(pods))
+		}
+		return nil
+	})
+	return got
 }
 
 // checkPortForward: `kubectl port-forward` on the anchor to the pod in
