@@ -2,7 +2,8 @@
 // answers with its host name (the pod's name), and a client.
 //
 //	web serve [ADDR]      serve on ADDR (default :8080); GET /ready answers 503 once /unready was asked
-//	web get URL           print the body of URL; https trusts the pod's service-account CA and token
+//	web get URL [N]       print the body of URL, N times (default 1), each on a new connection;
+//	                      https trusts the pod's service-account CA and token
 //	web echo WORDS...     print WORDS
 //	web cat FILE          print FILE
 //	web write FILE WORDS  write WORDS to FILE, made if missing
@@ -18,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -29,7 +31,7 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount/"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: web serve [ADDR] | get URL | echo WORDS... | cat FILE | write FILE WORDS... | dig TYPE NAME")
+		fmt.Fprintln(os.Stderr, "usage: web serve [ADDR] | get URL [N] | echo WORDS... | cat FILE | write FILE WORDS... | dig TYPE NAME")
 		os.Exit(2)
 	}
 	var err error
@@ -41,7 +43,15 @@ func main() {
 		}
 		err = serve(addr)
 	case "get":
-		err = get(arg(2))
+		n := 1
+		if len(os.Args) > 3 {
+			if n, err = strconv.Atoi(os.Args[3]); err != nil {
+				break
+			}
+		}
+		for i := 0; i < n && err == nil; i++ {
+			err = get(arg(2))
+		}
 	case "echo":
 		fmt.Println(strings.Join(os.Args[2:], " "))
 	case "cat":
@@ -91,8 +101,11 @@ func serve(addr string) error {
 	return http.ListenAndServe(addr, nil)
 }
 
+// get fetches url on a connection of its own (a new source port each
+// time: Services balance each call anew, unless sticky).
 func get(url string) error {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return err
