@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,8 +134,12 @@ func rssMB(t *testing.T) float64 {
 
 // listeningAddrs lists the addresses this process listens on (TCP).
 func listeningAddrs(t *testing.T) []netip.AddrPort {
+	t.Helper()
 	inodes := map[string]bool{}
-	fds, _ := os.ReadDir("/proc/self/fd")
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, fd := range fds {
 		if l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
 			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
@@ -143,8 +148,11 @@ func listeningAddrs(t *testing.T) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
 		f, err := os.Open(file)
+		if os.IsNotExist(err) && strings.HasSuffix(file, "6") {
+			continue // no IPv6 in this kernel
+		}
 		if err != nil {
-			continue
+			t.Fatal(err)
 		}
 		sc := bufio.NewScanner(f)
 		sc.Scan() // header
@@ -293,7 +301,15 @@ func TestControlPlane(t *testing.T) {
 
 	checkNodeRestriction(ctx, t, r.cp, client)
 
-	for _, ap := range listeningAddrs(t) {
+	// Every component's port is among the sockets read (an empty list
+	// would pass the check below), and each listens on loopback only.
+	listening := listeningAddrs(t)
+	for _, p := range ports {
+		if !slices.ContainsFunc(listening, func(ap netip.AddrPort) bool { return int(ap.Port()) == p }) {
+			t.Errorf("nothing found listening on port %d among %v", p, listening)
+		}
+	}
+	for _, ap := range listening {
 		if !ap.Addr().IsLoopback() {
 			t.Errorf("listening on %v, not loopback", ap)
 		}
@@ -397,5 +413,19 @@ func TestPortTaken(t *testing.T) {
 			t.Fatalf("states %v, want the apiserver failed on its port", st)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// listeningAddrs finds this process's listening sockets, so that the
+// control plane's check of its addresses checks something.
+func TestListeningAddrs(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	want := netip.MustParseAddrPort(l.Addr().String())
+	if got := listeningAddrs(t); !slices.Contains(got, want) {
+		t.Errorf("listening sockets %v, want %v among them", got, want)
 	}
 }
