@@ -44,6 +44,9 @@ type Config struct {
 	// direct (then doubling); 0: the default, 30 s.
 	DirectRetry time.Duration
 	Metrics     string // Prometheus metrics address; empty: none
+	// CertValidity shortens the Kubernetes certificates' life (0: a year),
+	// for the lab to see them renewed.
+	CertValidity time.Duration
 	// BackupInterval is the time between scheduled backups on a
 	// control-plane anchor; 0: none.
 	BackupInterval time.Duration
@@ -245,6 +248,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			Overlay:       []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
 			Members:       func() []membership.Node { return n.store.Current().Nodes },
 			Membership:    n.store,
+			CertValidity:  cfg.CertValidity,
 			Client:        client,
 			Logger:        log,
 		})

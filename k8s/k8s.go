@@ -82,6 +82,9 @@ type Options struct {
 	// ComponentLogLevel is the least level of the Kubernetes components'
 	// lines (klog's) that reach Logger; nil means Warn.
 	ComponentLogLevel slog.Leveler
+	// CertValidity is how long the control plane's and the nodes'
+	// certificates last (0: a year); the lab shortens it.
+	CertValidity time.Duration
 }
 
 // Layout is where a node's Kubernetes writes, under STATE/kubernetes.
@@ -157,6 +160,7 @@ func New(o Options) *Node {
 			ClusterCIDRs:       o.PodCIDRs,
 			Logger:             o.Logger,
 			ComponentLogLevel:  o.ComponentLogLevel,
+			LeafValidity:       o.CertValidity,
 		})
 		if err != nil {
 			n.fail(RoleControlPlane, err)
@@ -474,7 +478,10 @@ func (n *Node) runCerts(ctx context.Context) error {
 		} else {
 			n.log.Info("kubelet certificates issued", "renew", dir.RenewAt().Format(time.RFC3339))
 			backoff = time.Second
-			continue
+			// Never again at once: certificates due as soon as issued
+			// (a clock far off) would make this a busy loop.
+			wait = max(time.Until(dir.RenewAt()), 10*time.Second)
+			n.certsReady.Open()
 		}
 		select {
 		case <-ctx.Done():

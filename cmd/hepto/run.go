@@ -52,6 +52,8 @@ func runCmd() *cobra.Command {
 	f.StringVar(&cfg.CNIConfDir, "cni-conf-dir", daemon.DefaultCNIConfDir, "where the pod network configuration (10-hepto.conflist) goes; \"\" for none; not with --userspace-networking")
 	f.StringVar(&cfg.Metrics, "metrics", metrics.DefaultAddr, "serve Prometheus metrics at http://ADDR/metrics (overlay:PORT: this node's overlay IPv4 address, the usual choice in a cluster; empty: off)")
 	f.DurationVar(&cfg.RTTInterval, "rtt-interval", daemon.DefaultRTTInterval, "how often each link's round-trip time is measured (0: never)")
+	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "how long Kubernetes certificates last (0: a year); for tests")
+	f.MarkHidden("cert-validity")
 	f.DurationVar(&cfg.BackupInterval, "backup-interval", daemon.DefaultBackupInterval, "on the control-plane anchor: how often a backup is taken and copied to two other nodes (0: never)")
 	f.DurationVar(&cfg.DirectRetry, "direct-retry", 0, "first direct attempt of a relayed pair after this, then at doubling intervals (default 30s)")
 	f.MarkHidden("direct-retry")

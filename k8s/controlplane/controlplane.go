@@ -88,14 +88,18 @@ func New(opts Options) (*ControlPlane, error) {
 	if c.pki, err = pki.LoadOrCreate(opts.PKIDir); err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
-	admin, err := c.pki.Admin()
+	if opts.LeafValidity > 0 {
+		c.pki.SetLeafValidity(opts.LeafValidity)
+	}
+	certFile, keyFile, err := c.adminCert()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := writeKubeconfig(c.layout.Kubeconfigs, "admin.conf", c.LocalURL(), c.pki.Cluster.CertPEM, admin, pki.AdminUser); err != nil {
+	if _, err := writeKubeconfigFiles(c.layout.Kubeconfigs, "admin.conf", c.LocalURL(), c.pki.Path("ca.crt"), certFile, keyFile, pki.AdminUser); err != nil {
 		return nil, err
 	}
-	c.admin = restConfig(c.LocalURL(), c.pki.Cluster.CertPEM, admin)
+	// Files, not data: the client reloads them when they are renewed.
+	c.admin = &rest.Config{Host: c.LocalURL(), TLSClientConfig: rest.TLSClientConfig{CAData: c.pki.Cluster.CertPEM, CertFile: certFile, KeyFile: keyFile}}
 	// Done already by k8s.New for a node; here for a control plane alone.
 	component.RouteKlog(opts.Logger, opts.ComponentLogLevel)
 	for _, name := range Components {
@@ -138,7 +142,7 @@ func (c *ControlPlane) Services() []supervisor.Service {
 		compControllerManager: c.runControllerManager,
 		compScheduler:         c.runScheduler,
 	}
-	var out []supervisor.Service
+	out := []supervisor.Service{supervisor.Func("control-plane-certs", c.renewCerts)}
 	for _, name := range Components {
 		run := runs[name]
 		out = append(out, supervisor.Func(name, func(ctx context.Context) error {
@@ -158,7 +162,13 @@ func (c *ControlPlane) componentCredentials(name string, client func() (*pki.Key
 	if err != nil {
 		return "", "", "", err
 	}
-	kubeconfig, err = writeKubeconfig(c.layout.Kubeconfigs, name+".conf", c.LocalURL(), c.pki.Cluster.CertPEM, kp, user)
+	clientCert, clientKey, err := kp.Write(c.layout.Certs, name+"-client")
+	if err != nil {
+		return "", "", "", err
+	}
+	// The kubeconfig names the files: the component reloads them when
+	// they are renewed (renewCerts).
+	kubeconfig, err = writeKubeconfigFiles(c.layout.Kubeconfigs, name+".conf", c.LocalURL(), c.pki.Path("ca.crt"), clientCert, clientKey, user)
 	if err != nil {
 		return "", "", "", err
 	}

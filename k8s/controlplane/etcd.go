@@ -27,12 +27,17 @@ func (c *ControlPlane) etcdURL() string {
 	return (&url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.EtcdClientPort))}).String()
 }
 
-func (c *ControlPlane) runEtcd(ctx context.Context) error {
+// etcdServerCert issues etcd's certificate into its files.
+func (c *ControlPlane) etcdServerCert() (certFile, keyFile string, err error) {
 	kp, err := c.pki.EtcdServer(c.opts.NodeName, nil)
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	certFile, keyFile, err := kp.Write(c.layout.Certs, "etcd-server")
+	return kp.Write(c.layout.Certs, "etcd-server")
+}
+
+func (c *ControlPlane) runEtcd(ctx context.Context) error {
+	certFile, keyFile, err := c.etcdServerCert()
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,24 @@ func writeKubeconfig(dir, name, server string, caPEM []byte, kp *pki.KeyPair, us
 	return filepath.Join(dir, name), nil
 }
 
+// writeKubeconfigFiles writes a kubeconfig that names the CA, certificate
+// and key files rather than holding them, and returns its path.
+func writeKubeconfigFiles(dir, name, server, caFile, certFile, keyFile, user string) (string, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["hepto"] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificate: certFile, ClientKey: keyFile}
+	cfg.Contexts["hepto"] = &clientcmdapi.Context{Cluster: "hepto", AuthInfo: user}
+	cfg.CurrentContext = "hepto"
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return "", fmt.Errorf("kubeconfig for %s: %w", user, err)
+	}
+	if err := state.Dir(dir).WriteBytes(name, b, 0o600); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
+}
+
 // restConfig is a client configuration with a client certificate.
 func restConfig(server string, caPEM []byte, kp *pki.KeyPair) *rest.Config {
 	return &rest.Config{

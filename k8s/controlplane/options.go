@@ -61,6 +61,9 @@ type Options struct {
 	// reach Logger; nil means Warn: at Info the apiserver alone writes
 	// hundreds of lines at each start.
 	ComponentLogLevel slog.Leveler
+	// LeafValidity is how long the components' certificates last (0:
+	// pki.LeafValidity, a year); they are issued again every third of it.
+	LeafValidity time.Duration
 }
 
 // Eviction timings, chosen for homes (docs/architecture.md, "A home goes

@@ -187,7 +187,10 @@ func (d Dir) RenewAt() time.Time {
 			}
 		}
 		c := kp.Leaf
-		due := c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 2 / 3)
+		// Two thirds of the life from its issuance, not from its
+		// backdated NotBefore (which, for a short life, is most of it).
+		issued := c.NotBefore.Add(pki.Backdate)
+		due := issued.Add(c.NotAfter.Sub(issued) * 2 / 3)
 		if at.IsZero() || due.Before(at) {
 			at = due
 		}

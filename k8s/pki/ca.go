@@ -26,8 +26,9 @@ import (
 const (
 	CAValidity   = 10 * 365 * 24 * time.Hour
 	LeafValidity = 365 * 24 * time.Hour
-	// backdate covers clocks of other nodes that run a little behind.
-	backdate = 5 * time.Minute
+	// Backdate covers clocks of other nodes that run a little behind: a
+	// certificate's NotBefore is this long before its issuance.
+	Backdate = 5 * time.Minute
 )
 
 // CA is a certificate authority: its certificate and signing key.
@@ -35,6 +36,9 @@ type CA struct {
 	Cert    *x509.Certificate
 	CertPEM []byte
 	Key     crypto.Signer
+	// LeafValidity is what its certificates are issued for when the
+	// request says nothing (0: the package's LeafValidity).
+	LeafValidity time.Duration
 }
 
 // Pool is a pool holding the CA alone, for verifying its certificates.
@@ -58,7 +62,7 @@ func newCA(name string) (*CA, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             now.Add(-backdate),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              now.Add(CAValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,

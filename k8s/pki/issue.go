@@ -65,6 +65,9 @@ func (ca *CA) Sign(req Request, pub crypto.PublicKey) (*x509.Certificate, error)
 	}
 	validity := req.Validity
 	if validity == 0 {
+		validity = ca.LeafValidity
+	}
+	if validity == 0 {
 		validity = LeafValidity
 	}
 	now := time.Now()
@@ -76,7 +79,7 @@ func (ca *CA) Sign(req Request, pub crypto.PublicKey) (*x509.Certificate, error)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
-		NotBefore:             now.Add(-backdate),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,

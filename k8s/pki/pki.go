@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hepto-net/hepto/state"
 )
@@ -30,6 +31,14 @@ type PKI struct {
 	FrontProxy *CA
 	Etcd       *CA
 	SAKey      crypto.Signer
+}
+
+// SetLeafValidity sets how long the certificates of every CA last (the
+// lab shortens it, to see them renewed).
+func (p *PKI) SetLeafValidity(d time.Duration) {
+	for _, ca := range []*CA{p.Cluster, p.FrontProxy, p.Etcd} {
+		ca.LeafValidity = d
+	}
 }
 
 // LoadOrCreate reads the cluster's authorities from dir, making those that
