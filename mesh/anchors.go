@@ -14,11 +14,7 @@ import (
 const anchorRecheck = 30 * time.Second
 
 func (m *Mesh) watchAnchors(ctx context.Context) {
-	type seen struct {
-		rx, tx     uint64
-		rxAt, txAt time.Time
-	}
-	last := map[string]*seen{}
+	last := map[string]*counters{}
 	nextRecheck := time.Now().Add(anchorRecheck)
 	tick := time.NewTicker(monitorInterval)
 	defer tick.Stop()
@@ -45,18 +41,12 @@ func (m *Mesh) watchAnchors(ctx context.Context) {
 			}
 			l := last[relay.Name]
 			if l == nil {
-				l = &seen{rx: s.RxBytes, tx: s.TxBytes, rxAt: now, txAt: now}
+				l = &counters{}
 				last[relay.Name] = l
 			}
-			if s.RxBytes != l.rx {
-				l.rx, l.rxAt = s.RxBytes, now
-			}
-			if s.TxBytes-l.tx > keepaliveBytes {
-				l.txAt = now
-			}
-			l.tx = s.TxBytes
-			if l.txAt.After(l.rxAt) && now.Sub(l.rxAt) > silentWhileBusy {
-				l.rxAt, l.txAt = now, now
+			l.update(s, now, func(grew uint64) bool { return grew > keepaliveBytes })
+			if l.busyAndSilent(now) {
+				l.wait(now)
 				go m.checkAnchor(ctx, relay.Name)
 			}
 		}

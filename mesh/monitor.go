@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/hepto-net/hepto/tunnel"
 )
 
 // Path monitoring: a path that stops answering while we send is lost; so
@@ -18,14 +20,41 @@ const (
 	keepaliveBytes  = 32 // a WireGuard keepalive message
 )
 
+// counters follows one peer's WireGuard byte counters: when something
+// last came from it, and when we last sent it traffic.
+type counters struct {
+	rx, tx     uint64
+	rxAt, txAt time.Time
+}
+
+// update takes a reading; traffic tells whether what was sent since the
+// last one counts as traffic (keepalives do not).
+func (c *counters) update(s tunnel.PeerStats, now time.Time, traffic func(grew uint64) bool) {
+	if c.rxAt.IsZero() {
+		*c = counters{rx: s.RxBytes, tx: s.TxBytes, rxAt: now, txAt: now}
+		return
+	}
+	if s.RxBytes != c.rx {
+		c.rx, c.rxAt = s.RxBytes, now
+	}
+	if traffic(s.TxBytes - c.tx) {
+		c.txAt = now
+	}
+	c.tx = s.TxBytes
+}
+
+// busyAndSilent: we sent traffic, and nothing came back for
+// silentWhileBusy.
+func (c *counters) busyAndSilent(now time.Time) bool {
+	return c.txAt.After(c.rxAt) && now.Sub(c.rxAt) > silentWhileBusy
+}
+
+// wait lets a probe run before the next look.
+func (c *counters) wait(now time.Time) { c.rxAt, c.txAt = now, now }
+
 // monitorPaths restarts ICE for a direct path that stopped answering.
 func (m *Mesh) monitorPaths(ctx context.Context) {
-	type seen struct {
-		rx, tx     uint64
-		rxAt, txAt time.Time
-		probing    bool
-	}
-	last := map[string]*seen{}
+	last := map[string]*counters{}
 	tick := time.NewTicker(monitorInterval)
 	defer tick.Stop()
 	for {
@@ -52,41 +81,42 @@ func (m *Mesh) monitorPaths(ctx context.Context) {
 			idle bool // keepalives come from the other end
 		}
 		byKey := map[string]watched{}
+		withPath := map[string]bool{}
 		for _, n := range mem.Nodes {
 			if _, up := m.paths[n.Name]; up {
 				byKey[n.PublicKey.String()] = watched{n.Name, n.OverlayIPs[0], m.o.Self.PublicKey.Less(n.PublicKey)}
+				withPath[n.Name] = true
 			}
 		}
 		m.mu.Unlock()
+		// A pair without a path now starts afresh when it has one again.
+		for name := range last {
+			if !withPath[name] {
+				delete(last, name)
+			}
+		}
 		now := time.Now()
 		for _, s := range stats {
 			w, ok := byKey[s.PublicKey.String()]
 			if !ok {
-				delete(last, s.PublicKey.String())
 				continue
 			}
 			l := last[w.name]
 			if l == nil {
-				l = &seen{rx: s.RxBytes, tx: s.TxBytes, rxAt: now, txAt: now}
+				l = &counters{}
 				last[w.name] = l
-			}
-			if s.RxBytes != l.rx {
-				l.rx, l.rxAt = s.RxBytes, now
 			}
 			// A keepalive (32 bytes) is not traffic: WireGuard sends one
 			// 10 s after receiving anything, and would keep us probing.
 			// Nor is status's echo: during a path switch its answer may
 			// come back the old way and be dropped, which would make the
 			// new path look dead.
-			grew := s.TxBytes - l.tx
-			statusEcho := grew <= probeBytes && m.probes.sentSince(w.name, now.Add(-2*monitorInterval))
-			if grew > keepaliveBytes && !statusEcho {
-				l.txAt = now
-			}
-			l.tx = s.TxBytes
-			busyAndSilent := l.txAt.After(l.rxAt) && now.Sub(l.rxAt) > silentWhileBusy
+			l.update(s, now, func(grew uint64) bool {
+				statusEcho := grew <= probeBytes && m.probes.sentSince(w.name, now.Add(-2*monitorInterval))
+				return grew > keepaliveBytes && !statusEcho
+			})
 			silent := w.idle && now.Sub(l.rxAt) > silentIdle
-			if !busyAndSilent && !silent {
+			if !l.busyAndSilent(now) && !silent {
 				continue
 			}
 			go func(name string, ip netip.Addr) {
@@ -101,7 +131,7 @@ func (m *Mesh) monitorPaths(ctx context.Context) {
 				}
 			}(w.name, w.ip)
 			// Let the probe and the restart run before looking again.
-			l.rxAt, l.txAt = now, now
+			l.wait(now)
 		}
 	}
 }
