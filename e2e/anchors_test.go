@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,15 +61,19 @@ func TestSeveralAnchors(t *testing.T) {
 	a1.waitConnected(60*time.Second, "anchor2", "home-eim", "home-sym", "home-late")
 
 	// The anchor that carries the relayed pair (its TURN server, or its
-	// forwarding) goes for good, while home-eim pings home-sym.
+	// forwarding) goes for good, while home-eim pings home-sym. Which
+	// one: the one whose TURN server relays bytes while they ping.
 	p := ns.waitPath(60*time.Second, "home-eim", "relay")
-	carrier := map[string]*node{"anchor": a1, "anchor2": a2}[p.Via]
-	if p.Via == "turn" {
-		for _, a := range []*node{a1, a2} {
-			if endpointIP(t, p.Endpoint) == a.Host.IPv4 {
-				carrier = a
-			}
+	before := map[*node]float64{a1: turnRelayed(t, a1), a2: turnRelayed(t, a2)}
+	ne.Host.Run(w.ctx, "ping", "-q", "-c", "20", "-i", "0.1", stS.OverlayIPs[0])
+	var carrier *node
+	for _, a := range []*node{a1, a2} {
+		if grew := turnRelayed(t, a) - before[a]; grew > 20*84 {
+			carrier = a
 		}
+	}
+	if carrier == nil {
+		carrier = map[string]*node{"anchor": a1, "anchor2": a2}[p.Via]
 	}
 	if carrier == nil {
 		t.Fatalf("home-sym → home-eim relayed by no anchor: %+v", p)
@@ -117,4 +125,30 @@ func longestGap(t *testing.T, out string, since time.Time) time.Duration {
 		t.Fatalf("no reply after %s:\n%s", since.Format(time.TimeOnly), out)
 	}
 	return gap
+}
+
+// turnRelayed is the bytes an anchor's TURN server relayed, from its
+// metrics (on its loopback).
+func turnRelayed(t *testing.T, n *node) float64 {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return n.Host.DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err := client.Get("http://127.0.0.1:9469/metrics")
+	if err != nil {
+		t.Fatalf("%s metrics: %v", n.Name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "hepto_turn_relayed_bytes_total{") {
+			var v float64
+			fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v)
+			sum += v
+		}
+	}
+	return sum
 }
