@@ -263,6 +263,9 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 				return control.JoinResponse{}, control.Refused("this anchor's index range %d..%d is too small to share with another anchor", r.First, r.Last)
 			}
 			node.Indexes = &give
+			if self.IsControlPlane() && !slices.Contains(self.Roles, membership.RoleControlPlane) {
+				self.Roles = append(slices.Clone(self.Roles), membership.RoleControlPlane)
+			}
 			self.Indexes, self.Revision = &keep, self.Revision+1
 			entries = []any{self, node}
 		}

@@ -224,6 +224,11 @@ func TestAdmitAnchor(t *testing.T) {
 	if r := a.self().IndexRange(c.Networks); r != (membership.IndexRange{First: 1, Last: 127}) {
 		t.Fatalf("admitting anchor's range %v", r)
 	}
+	// The fixture's anchor is a record of before the control-plane role:
+	// it keeps the control plane through its next revision.
+	if !a.self().IsControlPlane() || vps2.IsControlPlane() {
+		t.Fatalf("control plane: admitting anchor %v, new anchor %v", a.self().IsControlPlane(), vps2.IsControlPlane())
+	}
 
 	// The second anchor, as it starts from the join's answer.
 	st2 := state.Dir(t.TempDir())

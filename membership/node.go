@@ -67,11 +67,12 @@ func NewNode(nets Networks, index int, name string, pub key.Public) (Node, error
 // IsAnchor reports whether the node has the anchor role.
 func (n Node) IsAnchor() bool { return slices.Contains(n.Roles, RoleAnchor) }
 
-// IsControlPlane reports whether the node runs the control plane. Nodes
-// made by `hepto init` before the role existed carry the anchor role
-// alone, at index 1: they are the control plane.
+// IsControlPlane reports whether the node runs the control plane. A node
+// made by `hepto init` before the role existed carries the anchor role
+// alone, at index 1, with no index range: it is the control plane (its
+// record gets the role when it is signed again).
 func (n Node) IsControlPlane() bool {
-	return slices.Contains(n.Roles, RoleControlPlane) || (n.Index == 1 && len(n.Roles) == 1 && n.IsAnchor())
+	return slices.Contains(n.Roles, RoleControlPlane) || (n.Index == 1 && len(n.Roles) == 1 && n.IsAnchor() && n.Indexes == nil)
 }
 
 // Split gives away the upper half of an anchor's index range: what it
