@@ -43,7 +43,11 @@ type Options struct {
 	// with another node's: nodes admitted after the backup must be known
 	// first, or their indexes could be given out again.
 	Restored bool
-	Logger   *slog.Logger
+	// BeforeRemove is called before a node is removed: a control-plane
+	// node's etcd member goes first, and its error (etcd's quorum would
+	// be lost) stops the removal. nil: nothing to do.
+	BeforeRemove func(ctx context.Context, n membership.Node) error
+	Logger       *slog.Logger
 }
 
 // Anchor is an anchor's state. mu serialises the writers of its token
@@ -119,18 +123,11 @@ type TokenOptions struct {
 	ControlPlane bool
 }
 
-// ErrControlPlaneTokens: the control plane runs on the node made by
-// `hepto init` alone, for now.
-var ErrControlPlaneTokens = errors.New("a cluster has one control-plane node for now (the node made by hepto init): --control-plane tokens are not available yet")
-
 // IssueToken signs a token for a new node and opens its join peer.
 func (a *Anchor) IssueToken(o TokenOptions) (string, time.Time, error) {
 	name, ttl := o.Name, o.TTL
 	if err := membership.CheckName("node", name); err != nil {
 		return "", time.Time{}, err
-	}
-	if o.ControlPlane {
-		return "", time.Time{}, ErrControlPlaneTokens
 	}
 	if a.restored.Load() {
 		return "", time.Time{}, ErrRestored
@@ -173,6 +170,9 @@ func (a *Anchor) IssueToken(o TokenOptions) (string, time.Time, error) {
 	}
 	if o.Anchor {
 		tok.Roles, tok.Endpoint = []string{membership.RoleAnchor}, o.Endpoint
+	}
+	if o.ControlPlane {
+		tok.Roles = append(tok.Roles, membership.RoleControlPlane)
 	}
 	// This anchor first: the new node tries the anchors in this order.
 	anchors := slices.DeleteFunc(slices.Clone(m.Nodes), func(n membership.Node) bool { return !n.IsAnchor() || n.Name == self.Name })
@@ -337,7 +337,7 @@ var ErrSelf = errors.New("an anchor cannot remove itself: run hepto remove on an
 // Remove takes a node out of the cluster: a signed tombstone joins the
 // membership and is pushed at once; every node drops the node's peer, its
 // key is refused from then on, its index stays unused for a day.
-func (a *Anchor) Remove(name string) (membership.Tombstone, error) {
+func (a *Anchor) Remove(ctx context.Context, name string) (membership.Tombstone, error) {
 	m := a.o.Store.Current()
 	if name == a.o.Self.Name {
 		return membership.Tombstone{}, ErrSelf
@@ -345,6 +345,11 @@ func (a *Anchor) Remove(name string) (membership.Tombstone, error) {
 	n, ok := m.Find(name)
 	if !ok {
 		return membership.Tombstone{}, fmt.Errorf("%w: %q", ErrNoNode, name)
+	}
+	if a.o.BeforeRemove != nil {
+		if err := a.o.BeforeRemove(ctx, n); err != nil {
+			return membership.Tombstone{}, fmt.Errorf("%w: %w", ErrRemoveRefused, err)
+		}
 	}
 	t := membership.Tombstone{Name: n.Name, Index: n.Index, PublicKey: n.PublicKey, Removed: time.Now().UTC().Truncate(time.Second), By: a.o.Self.Name}
 	a.mu.Lock()
@@ -358,6 +363,10 @@ func (a *Anchor) Remove(name string) (membership.Tombstone, error) {
 	a.Kick()
 	return t, nil
 }
+
+// ErrRemoveRefused is Remove's error when the node's removal would harm
+// the cluster (its etcd member's removal was refused).
+var ErrRemoveRefused = errors.New("removal refused")
 
 // ErrNoNode is Remove's error for a name the membership does not hold.
 var ErrNoNode = errors.New("no such node in the cluster")

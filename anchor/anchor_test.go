@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,7 +151,7 @@ func TestRemove(t *testing.T) {
 	if _, err := a.Admit(control.JoinRequest{Token: tok.Raw, PublicKey: k.Public()}, tok.JoinIP); err != nil {
 		t.Fatal(err)
 	}
-	ts, err := a.Remove("home-a")
+	ts, err := a.Remove(t.Context(), "home-a")
 	if err != nil || ts.Index != 2 || ts.PublicKey != k.Public() || ts.By != "anchor" {
 		t.Fatalf("remove: %+v %v", ts, err)
 	}
@@ -158,10 +159,10 @@ func TestRemove(t *testing.T) {
 	if _, ok := m.Find("home-a"); ok {
 		t.Fatal("home-a still a member")
 	}
-	if _, err := a.Remove("home-a"); !errors.Is(err, ErrNoNode) {
+	if _, err := a.Remove(t.Context(), "home-a"); !errors.Is(err, ErrNoNode) {
 		t.Fatalf("second removal: %v", err)
 	}
-	if _, err := a.Remove("anchor"); !errors.Is(err, ErrSelf) {
+	if _, err := a.Remove(t.Context(), "anchor"); !errors.Is(err, ErrSelf) {
 		t.Fatalf("self removal: %v", err)
 	}
 	// On disk: a restart of the anchor still has the tombstone.
@@ -189,6 +190,28 @@ func TestRemove(t *testing.T) {
 	}
 }
 
+// TestControlPlaneToken: a --control-plane token admits a node with the
+// control-plane role, and no other.
+func TestControlPlaneToken(t *testing.T) {
+	a, _ := newAnchor(t)
+	s, _, err := a.IssueToken(TokenOptions{Name: "cp2", ControlPlane: true, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := membership.ParseToken(s)
+	if err != nil || !slices.Equal(tok.Roles, []string{membership.RoleControlPlane}) {
+		t.Fatalf("token %+v: %v", tok, err)
+	}
+	k, _ := key.NewPrivate()
+	if _, err := a.Admit(control.JoinRequest{Token: s, PublicKey: k.Public()}, tok.JoinIP); err != nil {
+		t.Fatal(err)
+	}
+	n, ok := a.o.Store.Current().Find("cp2")
+	if !ok || !n.IsControlPlane() || n.IsAnchor() {
+		t.Fatalf("admitted %+v (found %v): want a control-plane node, not an anchor", n, ok)
+	}
+}
+
 // TestAdmitAnchor: a node admitted as an anchor gets the cluster key and
 // the upper half of the admitting anchor's index range; the two then admit
 // at once without a shared index, and their memberships converge.
@@ -196,9 +219,6 @@ func TestAdmitAnchor(t *testing.T) {
 	a, _ := newAnchor(t)
 	if _, _, err := a.IssueToken(TokenOptions{Name: "vps2", Anchor: true}); err == nil {
 		t.Fatal("anchor token without an endpoint")
-	}
-	if _, _, err := a.IssueToken(TokenOptions{Name: "cp2", ControlPlane: true}); !errors.Is(err, ErrControlPlaneTokens) {
-		t.Fatalf("control-plane token: %v", err)
 	}
 	s, _, err := a.IssueToken(TokenOptions{Name: "vps2", Anchor: true, Endpoint: "203.0.113.9:51820", TTL: time.Hour})
 	if err != nil {

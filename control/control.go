@@ -181,3 +181,32 @@ type NodeCerts struct {
 	DNS        []byte   `json:"dns"`
 	APIServers []string `json:"api_servers"` // https://ADDR:PORT
 }
+
+// PathControlPlaneJoin admits a node with the control-plane role into the
+// control plane (served by control-plane nodes, to members with that role
+// only): POST ControlPlaneJoinRequest → ControlPlaneJoin. The asking
+// node's etcd member is added as a learner, promoted once it caught up.
+const PathControlPlaneJoin = "/v1/kubernetes/control-plane/join"
+
+// ControlPlaneJoinRequest gives the joining node's etcd peer URL.
+type ControlPlaneJoinRequest struct {
+	PeerURL string `json:"peer_url"`
+}
+
+// ControlPlaneJoin is what a joining control-plane node needs: the
+// cluster's CAs and service-account key (file name → PEM) and etcd's
+// membership to start with (NAME=PEER_URL,…).
+type ControlPlaneJoin struct {
+	PKI            map[string][]byte `json:"pki"`
+	InitialCluster string            `json:"initial_cluster"`
+}
+
+// PathEtcdRemove removes a node's etcd member (served by control-plane
+// nodes, to anchors and control-plane nodes): POST EtcdRemoveRequest → 204;
+// refused, saying why, when the removal would lose etcd's quorum.
+const PathEtcdRemove = "/v1/kubernetes/control-plane/remove"
+
+// EtcdRemoveRequest names the node whose member goes.
+type EtcdRemoveRequest struct {
+	Name string `json:"name"`
+}

@@ -221,6 +221,9 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			State: n.st, Store: n.store, Self: n.self, Signer: n.signer, Client: client,
 			JoinPeersChanged: func() { mh.Kick() }, Logger: log,
 			Restored: n.st.Has(state.RestoredFile),
+			BeforeRemove: func(ctx context.Context, node membership.Node) error {
+				return k8s.RemoveEtcdMember(ctx, client, n.store.Current().Nodes, node)
+			},
 		})
 		if err != nil {
 			return err

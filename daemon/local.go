@@ -148,8 +148,10 @@ func (l *localAPI) handleRemove(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteError(w, http.StatusBadRequest, errors.New("this node is not an anchor: nodes are removed on an anchor"))
 		return
 	}
-	t, err := l.anchor.Remove(req.Name)
+	t, err := l.anchor.Remove(r.Context(), req.Name)
 	switch {
+	case errors.Is(err, anchor.ErrRemoveRefused):
+		localapi.WriteError(w, http.StatusConflict, err)
 	case errors.Is(err, anchor.ErrNoNode):
 		localapi.WriteError(w, http.StatusNotFound, err)
 	case errors.Is(err, anchor.ErrSelf):

@@ -240,6 +240,9 @@ type kubeOptions struct {
 	flags func(*world) []string
 	// swap turns swap on first, as home machines often have it.
 	swap bool
+	// controlPlanes: the homes join as control-plane nodes too, so that
+	// the control plane is three nodes (the anchor, home-a, home-b).
+	controlPlanes bool
 }
 
 func startKube(t *testing.T, o kubeOptions) *kubeCluster {
@@ -282,7 +285,11 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 		}
 		*h = w.node(name, host)
 		prepare(*h)
-		(*h).start(append(flags, "--join", k.an.token(name))...)
+		var tokenFlags []string
+		if o.controlPlanes {
+			tokenFlags = []string{"--control-plane"}
+		}
+		(*h).start(append(flags, "--join", k.an.token(name, tokenFlags...))...)
 		(*h).waitSocket()
 	}
 	start := time.Now()

@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/dns/kubewatch"
 	"github.com/hepto-net/hepto/k8s/component"
@@ -118,6 +120,8 @@ type Node struct {
 		Socket() string
 	}
 
+	endpoint endpointRef // the node-local apiserver endpoint, while it runs
+
 	states      component.States
 	certsReady  *component.Gate
 	imagesReady *component.Gate
@@ -161,13 +165,14 @@ func New(o Options) *Node {
 			Logger:             o.Logger,
 			ComponentLogLevel:  o.ComponentLogLevel,
 			LeafValidity:       o.CertValidity,
+			Join:               n.joinControlPlane,
 		})
 		if err != nil {
 			n.fail(RoleControlPlane, err)
 			return n
 		}
 		n.cp = cp
-		n.issuer = &nodecert.Issuer{PKI: cp.PKI(), Lookup: n.member, APIServers: n.apiServers}
+		n.issuer = &nodecert.Issuer{PKI: cp.PKI, Lookup: n.member, APIServers: n.apiServers}
 	}
 	cniDirs, err := n.cniBinDirs()
 	if err == nil {
@@ -212,10 +217,13 @@ func (n *Node) CNIConfDir() string {
 	return n.layout.CNIConf
 }
 
-// Routes registers the control-plane's certificate issuer.
+// Routes registers the control-plane's certificate issuer, and its
+// answers to joining and removed control-plane nodes.
 func (n *Node) Routes(mux *http.ServeMux) {
 	if n != nil && n.issuer != nil {
 		n.issuer.Routes(mux)
+		mux.HandleFunc("POST "+control.PathControlPlaneJoin, n.handleControlPlaneJoin)
+		mux.HandleFunc("POST "+control.PathEtcdRemove, n.handleEtcdRemove)
 	}
 }
 
@@ -244,6 +252,7 @@ func (n *Node) Services() []supervisor.Service {
 				return n.ctrd.Run(ctx)
 			}),
 			supervisor.Func("kubelet-certs", n.runCerts),
+			supervisor.Func("apiserver-endpoint", n.runEndpoint),
 			supervisor.Func("images", n.runImages),
 			supervisor.Func(compKubelet, n.runKubelet),
 			supervisor.Func(compProxy, n.runProxy),
@@ -337,7 +346,7 @@ func (n *Node) Status(ctx context.Context) localapi.KubernetesStatus {
 	if n == nil {
 		return localapi.KubernetesStatus{Role: RoleNone, Components: map[string]string{}}
 	}
-	return localapi.KubernetesStatus{Role: n.role, Components: n.components(), Ready: n.ready.get(ctx)}
+	return localapi.KubernetesStatus{Role: n.role, Components: n.components(), Ready: n.ready.get(ctx), ControlPlane: n.controlPlaneStatus(), APIServer: n.endpointStatus()}
 }
 
 // components is each component's state.
@@ -363,7 +372,7 @@ func (n *Node) ComponentsUp() map[string]bool {
 		return out
 	}
 	for name, state := range n.components() {
-		out[name] = state == component.Running
+		out[name] = state == component.Running || state == component.Standby
 	}
 	return out
 }
@@ -389,11 +398,15 @@ func (n *Node) AdminKubeconfig() ([]byte, error) {
 	if n == nil || n.cp == nil {
 		return nil, ErrNotControlPlane
 	}
-	kp, err := n.cp.PKI().Admin()
+	p := n.cp.PKI()
+	if p == nil {
+		return nil, ErrNotControlPlane
+	}
+	kp, err := p.Admin()
 	if err != nil {
 		return nil, err
 	}
-	return controlplane.Kubeconfig(apiServerURL(n.o.Addresses[0]), n.cp.PKI().Cluster.CertPEM, kp, pki.AdminUser)
+	return controlplane.Kubeconfig(apiServerURL(n.o.Addresses[0]), p.Cluster.CertPEM, kp, pki.AdminUser)
 }
 
 // ImportImage imports an image archive into the node's containerd.
@@ -467,6 +480,9 @@ func (n *Node) runCerts(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		wait := time.Until(dir.RenewAt())
+		if wait > 0 && !localServer(dir) {
+			wait = 0 // written for an apiserver of its own: again, for the endpoint
+		}
 		if wait > 0 {
 			n.certsReady.Open()
 		} else if err := n.fetchCerts(ctx, dir); err != nil {
@@ -491,6 +507,28 @@ func (n *Node) runCerts(ctx context.Context) error {
 	}
 }
 
+// localServer tells whether the node's kubeconfigs name the node-local
+// endpoint (those of before it named an apiserver).
+func localServer(dir nodecert.Dir) bool {
+	cfg, err := clientcmd.LoadFromFile(dir.Path(nodecert.KubeconfigFile))
+	if err != nil {
+		return false
+	}
+	for _, c := range cfg.Clusters {
+		if c.Server != localAPIURL() {
+			return false
+		}
+	}
+	return true
+}
+
+// storeCerts writes the node's certificates and its clients'
+// kubeconfigs, whose server is the node-local endpoint.
+func (n *Node) storeCerts(dir nodecert.Dir, certs control.NodeCerts) error {
+	certs.APIServers = []string{localAPIURL()}
+	return dir.Store(certs)
+}
+
 // fetchCerts asks this node's issuer (control plane) or another
 // control-plane node for the certificates.
 func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
@@ -504,7 +542,7 @@ func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
 		if certs, err = n.issuer.Issue(self, req); err != nil {
 			return err
 		}
-		return dir.Store(certs)
+		return n.storeCerts(dir, certs)
 	}
 	cps := controlPlanes(n.o.Members())
 	if len(cps) == 0 {
@@ -516,7 +554,7 @@ func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
 		err := n.o.Client.Post(cctx, cp.OverlayIPs[0], control.PathNodeCerts, req, &certs)
 		cancel()
 		if err == nil {
-			return dir.Store(certs)
+			return n.storeCerts(dir, certs)
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", cp.Name, err))
 	}

@@ -37,6 +37,32 @@ type KubernetesStatus struct {
 	Role       string            `json:"role"`
 	Ready      bool              `json:"ready"`
 	Components map[string]string `json:"components"`
+	// ControlPlane is etcd's membership and leader, on a control-plane
+	// node whose etcd runs.
+	ControlPlane *ControlPlaneStatus `json:"control_plane,omitempty"`
+	// APIServer is the node-local endpoint's current target (host:port of
+	// an apiserver), "" while none answers.
+	APIServer *APIServerStatus `json:"apiserver,omitempty"`
+}
+
+// ControlPlaneStatus is etcd's membership seen from a control-plane node.
+type ControlPlaneStatus struct {
+	Members []EtcdMember `json:"members"`
+	Leader  string       `json:"leader"` // "" while etcd has no leader
+}
+
+// EtcdMember is one etcd member; a learner is catching up and does not
+// vote yet.
+type EtcdMember struct {
+	Name    string `json:"name"`
+	PeerURL string `json:"peer_url"`
+	Learner bool   `json:"learner,omitempty"`
+}
+
+// APIServerStatus is the node-local apiserver endpoint.
+type APIServerStatus struct {
+	Endpoint string `json:"endpoint"` // https://127.0.0.1:PORT, what the node's clients use
+	Target   string `json:"target"`   // the apiserver it forwards to now; "" while none answers
 }
 
 // ServiceStatus is one of the node's services: "starting", "running",

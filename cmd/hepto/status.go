@@ -80,6 +80,20 @@ func printStatus(out io.Writer, st localapi.Status) {
 			comps = append(comps, name+" "+k.Components[name])
 		}
 		fmt.Fprintf(out, "\nkubernetes: %s, %s; %s\n", k.Role, ready, strings.Join(comps, ", "))
+		if cp := k.ControlPlane; cp != nil {
+			var ms []string
+			for _, m := range cp.Members {
+				name := orDash(m.Name)
+				if m.Learner {
+					name += " (learner)"
+				}
+				ms = append(ms, name)
+			}
+			fmt.Fprintf(out, "etcd: leader %s; members %s\n", orDash(cp.Leader), strings.Join(ms, ", "))
+		}
+		if a := k.APIServer; a != nil {
+			fmt.Fprintf(out, "apiserver: %s → %s\n", a.Endpoint, orDash(a.Target))
+		}
 	}
 	// Only what needs attention: a service that failed or is not yet up.
 	first := true

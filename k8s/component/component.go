@@ -15,6 +15,10 @@ const (
 	Starting = "starting"
 	Running  = "running"
 	Stopped  = "stopped"
+	// Standby: healthy, and waiting for the lease that lets it run (the
+	// controller-manager and the scheduler on all but one control-plane
+	// node).
+	Standby = "standby"
 )
 
 // States records each component's state; the zero value is ready.

@@ -25,8 +25,8 @@ func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []str
 		"--profiling=false",
 		// Within the supervisor's stop timeout.
 		"--controller-shutdown-timeout=3s",
-		// One control-plane node for now; with leader election on, losing
-		// the lease (or stopping) exits the process.
+		// Elected by hepto (elect.go): upstream's election exits the
+		// process when the lease is lost.
 		"--leader-elect=false",
 		// Pod ranges come from hepto's membership, not from node IPAM.
 		"--allocate-node-cidrs=false",
@@ -51,12 +51,19 @@ func (c *ControlPlane) runControllerManager(ctx context.Context) error {
 	if err := c.apiReady.Wait(ctx); err != nil {
 		return nil
 	}
-	c.cmStopped.Close()
-	defer c.cmStopped.Open()
 	kubeconfig, cert, key, err := c.componentCredentials("controller-manager", c.pki.ControllerManager, pki.ControllerManagerUser)
 	if err != nil {
 		return err
 	}
+	return c.elected(ctx, compControllerManager, kubeconfig, func(ctx context.Context) error {
+		c.cmStopped.Close()
+		defer c.cmStopped.Open()
+		return c.controllerManager(ctx, kubeconfig, cert, key)
+	})
+}
+
+// controllerManager runs the controller-manager until ctx ends.
+func (c *ControlPlane) controllerManager(ctx context.Context, kubeconfig, cert, key string) error {
 	s, err := kcmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
 		return err

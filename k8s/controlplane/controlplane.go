@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 
+	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/client-go/rest"
 
 	"github.com/hepto-net/hepto/k8s/component"
@@ -39,8 +41,17 @@ type Layout struct {
 type ControlPlane struct {
 	opts   Options
 	layout Layout
-	pki    *pki.PKI
-	admin  *rest.Config
+	// pki and admin are set once, before prepared opens (at New, or when
+	// a joining node has the cluster's CAs); read them after it.
+	pki      *pki.PKI
+	admin    *rest.Config
+	pkiReady atomic.Pointer[pki.PKI] // pki, for readers that do not wait
+	prepared *component.Gate
+	// initialCluster is etcd's first membership, for a data directory
+	// still empty ("": a new cluster of this node alone).
+	initialCluster string
+
+	etcd atomic.Pointer[embed.Etcd] // while etcd runs
 
 	states    component.States
 	etcdReady *component.Gate
@@ -71,6 +82,7 @@ func New(opts Options) (*ControlPlane, error) {
 			Certs:       filepath.Join(opts.DataDir, "certs"),
 			Kubeconfigs: filepath.Join(opts.DataDir, "kubeconfig"),
 		},
+		prepared:     component.NewGate(),
 		etcdReady:    component.NewGate(),
 		apiReady:     component.NewGate(),
 		apiStopped:   component.NewGate(),
@@ -85,27 +97,44 @@ func New(opts Options) (*ControlPlane, error) {
 			return nil, fmt.Errorf("control plane: %w", err)
 		}
 	}
-	if c.pki, err = pki.LoadOrCreate(opts.PKIDir); err != nil {
-		return nil, fmt.Errorf("control plane: %w", err)
+	// A joining control-plane node has no CAs until another gives them
+	// (runJoin); the founding one makes them.
+	if opts.Join == nil || pki.Exists(opts.PKIDir) {
+		if err := c.prepare(); err != nil {
+			return nil, err
+		}
 	}
-	if opts.LeafValidity > 0 {
-		c.pki.SetLeafValidity(opts.LeafValidity)
-	}
-	certFile, keyFile, err := c.adminCert()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := writeKubeconfigFiles(c.layout.Kubeconfigs, "admin.conf", c.LocalURL(), c.pki.Path("ca.crt"), certFile, keyFile, pki.AdminUser); err != nil {
-		return nil, err
-	}
-	// Files, not data: the client reloads them when they are renewed.
-	c.admin = &rest.Config{Host: c.LocalURL(), TLSClientConfig: rest.TLSClientConfig{CAData: c.pki.Cluster.CertPEM, CertFile: certFile, KeyFile: keyFile}}
 	// Done already by k8s.New for a node; here for a control plane alone.
 	component.RouteKlog(opts.Logger, opts.ComponentLogLevel)
 	for _, name := range Components {
 		c.states.Set(name, component.Starting)
 	}
 	return c, nil
+}
+
+// prepare loads (or makes) the cluster's CAs and writes the admin
+// kubeconfig, then lets the components start.
+func (c *ControlPlane) prepare() error {
+	p, err := pki.LoadOrCreate(c.opts.PKIDir)
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	if c.opts.LeafValidity > 0 {
+		p.SetLeafValidity(c.opts.LeafValidity)
+	}
+	c.pki = p
+	certFile, keyFile, err := c.adminCert()
+	if err != nil {
+		return err
+	}
+	if _, err := writeKubeconfigFiles(c.layout.Kubeconfigs, "admin.conf", c.LocalURL(), c.pki.Path("ca.crt"), certFile, keyFile, pki.AdminUser); err != nil {
+		return err
+	}
+	// Files, not data: the client reloads them when they are renewed.
+	c.admin = &rest.Config{Host: c.LocalURL(), TLSClientConfig: rest.TLSClientConfig{CAData: c.pki.Cluster.CertPEM, CertFile: certFile, KeyFile: keyFile}}
+	c.pkiReady.Store(p)
+	c.prepared.Open()
+	return nil
 }
 
 // LocalURL is the apiserver's URL on loopback.
@@ -116,11 +145,18 @@ func (c *ControlPlane) LocalURL() string {
 // Layout says where the control plane writes.
 func (c *ControlPlane) Layout() Layout { return c.layout }
 
-// PKI is the cluster's CAs, for issuing node certificates.
-func (c *ControlPlane) PKI() *pki.PKI { return c.pki }
+// PKI is the cluster's CAs, for issuing node certificates; nil until a
+// joining node has them.
+func (c *ControlPlane) PKI() *pki.PKI { return c.pkiReady.Load() }
 
-// AdminConfig is a client configuration with every right, on loopback.
-func (c *ControlPlane) AdminConfig() *rest.Config { return rest.CopyConfig(c.admin) }
+// AdminConfig is a client configuration with every right, on loopback;
+// nil until the node has the cluster's CAs.
+func (c *ControlPlane) AdminConfig() *rest.Config {
+	if c.pkiReady.Load() == nil {
+		return nil
+	}
+	return rest.CopyConfig(c.admin)
+}
 
 // AdminKubeconfig is the path of the admin kubeconfig (server on loopback).
 func (c *ControlPlane) AdminKubeconfig() string {
@@ -143,6 +179,9 @@ func (c *ControlPlane) Services() []supervisor.Service {
 		compScheduler:         c.runScheduler,
 	}
 	out := []supervisor.Service{supervisor.Func("control-plane-certs", c.renewCerts)}
+	if c.PKI() == nil {
+		out = append([]supervisor.Service{supervisor.Func("control-plane-join", c.runJoin)}, out...)
+	}
 	for _, name := range Components {
 		run := runs[name]
 		out = append(out, supervisor.Func(name, func(ctx context.Context) error {

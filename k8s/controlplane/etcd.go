@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -27,16 +29,69 @@ func (c *ControlPlane) etcdURL() string {
 	return (&url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.EtcdClientPort))}).String()
 }
 
-// etcdServerCert issues etcd's certificate into its files.
+// etcd's raft timings, for home links of 20-100 ms RTT: a heartbeat a
+// second (upstream: 100 ms) is ten times less idle traffic between
+// members, and the election timeout, five heartbeats (etcd's least), finds
+// a lost leader within 5-10 s, so the API is writable again within 15 s
+// (docs/architecture.md, "A control plane over several homes").
+const (
+	EtcdHeartbeat = time.Second
+	EtcdElection  = 5 * time.Second
+)
+
+// peerAddr is where etcd's peers reach it: the node's overlay address
+// (loopback for a control plane alone, in tests).
+func (c *ControlPlane) peerAddr() string {
+	return net.JoinHostPort(c.opts.AdvertiseAddresses[0].String(), strconv.Itoa(c.opts.EtcdPeerPort))
+}
+
+// peerURL is etcd's peer URL.
+func (c *ControlPlane) peerURL() string {
+	return (&url.URL{Scheme: "https", Host: c.peerAddr()}).String()
+}
+
+// etcdServerCert issues etcd's certificate into its files: its client port
+// on loopback, its peer port on the overlay.
 func (c *ControlPlane) etcdServerCert() (certFile, keyFile string, err error) {
-	kp, err := c.pki.EtcdServer(c.opts.NodeName, nil)
+	kp, err := c.pki.EtcdServer(c.opts.NodeName, c.opts.AdvertiseAddresses)
 	if err != nil {
 		return "", "", err
 	}
 	return kp.Write(c.layout.Certs, "etcd-server")
 }
 
+// etcdHasData tells whether etcd's data directory holds a member already:
+// then etcd starts from it, whatever its initial cluster says.
+func etcdHasData(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "member", "wal"))
+	return err == nil
+}
+
+// initialMembers is etcd's first membership for an empty data directory:
+// "" to start a cluster of this node alone, or the members of the cluster
+// it was let into ("": this node starts the cluster).
+func (c *ControlPlane) initialMembers(ctx context.Context) (string, error) {
+	switch {
+	case c.initialCluster != "":
+		// Given with the CAs; used once: an empty directory later (a
+		// failed first start) asks again.
+		initial := c.initialCluster
+		c.initialCluster = ""
+		return initial, nil
+	case c.opts.Join == nil:
+		return "", nil
+	}
+	j, err := c.join(ctx)
+	if errors.Is(err, ErrFirst) {
+		return "", nil
+	}
+	return j.InitialCluster, err
+}
+
 func (c *ControlPlane) runEtcd(ctx context.Context) error {
+	if err := c.prepared.Wait(ctx); err != nil {
+		return nil
+	}
 	certFile, keyFile, err := c.etcdServerCert()
 	if err != nil {
 		return err
@@ -48,7 +103,7 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 		ClientCertAuth: true,
 	}
 	client, _ := url.Parse(c.etcdURL())
-	peer := &url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.EtcdPeerPort))}
+	peer, _ := url.Parse(c.peerURL())
 
 	cfg := embed.NewConfig()
 	cfg.Name = c.opts.NodeName
@@ -58,6 +113,18 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 	cfg.ListenPeerUrls = []url.URL{*peer}
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
+	cfg.TickMs = uint(EtcdHeartbeat.Milliseconds())
+	cfg.ElectionMs = uint(EtcdElection.Milliseconds())
+	if !etcdHasData(c.layout.Etcd) {
+		initial, err := c.initialMembers(ctx)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if initial != "" {
+			cfg.InitialCluster = initial
+			cfg.ClusterState = embed.ClusterStateFlagExisting
+		}
+	}
 	cfg.ClientTLSInfo = tls
 	cfg.PeerTLSInfo = tls
 	cfg.EnableGRPCGateway = false // the apiserver speaks gRPC
@@ -76,6 +143,20 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 		return fmt.Errorf("not ready after %v", etcdReadyTimeout)
 	case <-ctx.Done():
 		return nil
+	}
+	c.etcd.Store(e)
+	defer c.etcd.Store(nil)
+	go c.tendMembers(ctx, e)
+	// A learner serves no linearizable request: the apiserver waits until
+	// the leader promoted this member (it has caught up).
+	for e.Server.IsLearner() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-e.Err():
+			return err
+		case <-time.After(time.Second):
+		}
 	}
 	c.states.Set(compEtcd, component.Running)
 	c.etcdReady.Open()

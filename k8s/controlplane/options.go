@@ -5,6 +5,7 @@
 package controlplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,10 @@ type Options struct {
 	// reach Logger; nil means Warn: at Info the apiserver alone writes
 	// hundreds of lines at each start.
 	ComponentLogLevel slog.Leveler
+	// Join asks another control-plane node to let this one into the
+	// control plane; nil for the node that starts the cluster. It returns
+	// ErrFirst when no other control-plane node exists.
+	Join func(ctx context.Context, peerURL string) (Joined, error)
 	// LeafValidity is how long the components' certificates last (0:
 	// pki.LeafValidity, a year); they are issued again every third of it.
 	LeafValidity time.Duration

@@ -29,6 +29,9 @@ type probe func(ctx context.Context) error
 // Ready waits until the apiserver answers /readyz with the admin's
 // credentials, or ctx ends.
 func (c *ControlPlane) Ready(ctx context.Context) error {
+	if err := c.prepared.Wait(ctx); err != nil {
+		return err
+	}
 	p, err := c.readyzProbe()
 	if err != nil {
 		return err

@@ -23,8 +23,8 @@ func (c *ControlPlane) schedulerArgs(kubeconfig, cert, key string) []string {
 		"--tls-cert-file=" + cert,
 		"--tls-private-key-file=" + key,
 		"--profiling=false",
-		// With leader election on, the scheduler calls os.Exit when its
-		// context ends.
+		// Elected by hepto (elect.go): upstream's election calls os.Exit
+		// when its context ends.
 		"--leader-elect=false",
 	}
 }
@@ -33,12 +33,19 @@ func (c *ControlPlane) runScheduler(ctx context.Context) error {
 	if err := c.apiReady.Wait(ctx); err != nil {
 		return nil
 	}
-	c.schedStopped.Close()
-	defer c.schedStopped.Open()
 	kubeconfig, cert, key, err := c.componentCredentials("scheduler", c.pki.Scheduler, pki.SchedulerUser)
 	if err != nil {
 		return err
 	}
+	return c.elected(ctx, compScheduler, kubeconfig, func(ctx context.Context) error {
+		c.schedStopped.Close()
+		defer c.schedStopped.Open()
+		return c.scheduler(ctx, kubeconfig, cert, key)
+	})
+}
+
+// scheduler runs the scheduler until ctx ends.
+func (c *ControlPlane) scheduler(ctx context.Context, kubeconfig, cert, key string) error {
 	opts := schedoptions.NewOptions()
 	if err := parseFlags("kube-scheduler", *opts.Flags, c.schedulerArgs(kubeconfig, cert, key)); err != nil {
 		return err

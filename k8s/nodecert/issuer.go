@@ -2,6 +2,7 @@ package nodecert
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -19,7 +20,9 @@ type Member struct {
 
 // Issuer signs kubelet certificates on a control-plane node.
 type Issuer struct {
-	PKI *pki.PKI
+	// PKI is the cluster's CAs; nil while a joining control-plane node
+	// has not got them yet.
+	PKI func() *pki.PKI
 	// Lookup finds the member an overlay address belongs to.
 	Lookup func(netip.Addr) (Member, bool)
 	// APIServers are the apiservers' URLs, nearest first.
@@ -64,14 +67,18 @@ func (is *Issuer) Issue(m Member, req control.NodeCertsRequest) (control.NodeCer
 	if err != nil {
 		return control.NodeCerts{}, err
 	}
-	out := control.NodeCerts{CA: is.PKI.Cluster.CertPEM, APIServers: is.APIServers()}
+	p := is.PKI()
+	if p == nil {
+		return control.NodeCerts{}, control.Unavailable(errors.New("this control-plane node has not got the cluster's CAs yet"))
+	}
+	out := control.NodeCerts{CA: p.Cluster.CertPEM, APIServers: is.APIServers()}
 	signed := []*[]byte{&out.Client, &out.Serving, &out.Proxy, &out.DNS}
 	for i, r := range []pki.Request{creq, sreq, pki.KubeProxyClient(), dreq} {
 		pub, err := x509.ParsePKIXPublicKey(*keysOf(&req)[i])
 		if err != nil {
 			return control.NodeCerts{}, control.BadRequest(fmt.Errorf("%s: %w", pairs[i].key, err))
 		}
-		c, err := is.PKI.Cluster.Sign(r, pub)
+		c, err := p.Cluster.Sign(r, pub)
 		if err != nil {
 			return control.NodeCerts{}, control.BadRequest(err)
 		}

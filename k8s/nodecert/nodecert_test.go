@@ -28,7 +28,7 @@ func newIssuer(t testing.TB) *Issuer {
 		t.Fatal(err)
 	}
 	return &Issuer{
-		PKI: p,
+		PKI: func() *pki.PKI { return p },
 		Lookup: func(a netip.Addr) (Member, bool) {
 			return kitchen, slices.Contains(kitchen.IPs, a)
 		},
@@ -119,11 +119,11 @@ func TestStoreRefusesForeignCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := mine
-	mine.CA = newIssuer(t).PKI.Cluster.CertPEM
+	mine.CA = newIssuer(t).PKI().Cluster.CertPEM
 	if err := d.Store(mine); !errors.As(err, new(x509.UnknownAuthorityError)) {
 		t.Errorf("certificates of another CA: %v, want an unknown authority", err)
 	}
-	mine.CA, mine.APIServers = is.PKI.Cluster.CertPEM, nil
+	mine.CA, mine.APIServers = is.PKI().Cluster.CertPEM, nil
 	if err := d.Store(mine); err == nil || !strings.Contains(err.Error(), "no apiserver") {
 		t.Errorf("certificates without an apiserver: %v, want a refusal naming the apiserver", err)
 	}

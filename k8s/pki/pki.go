@@ -65,6 +65,22 @@ func LoadOrCreate(dir string) (*PKI, error) {
 	return p, nil
 }
 
+// Exists tells whether dir holds a cluster's CAs already.
+func Exists(dir string) bool {
+	d := state.Dir(dir)
+	return d.Has(ClusterCAName+".crt") && d.Has(ClusterCAName+".key")
+}
+
+// Files are the names of what a control-plane node needs of the PKI
+// directory: the CAs' certificates and keys, and the service-account key.
+func Files() []string {
+	var out []string
+	for _, ca := range []string{ClusterCAName, FrontProxyCAName, EtcdCAName} {
+		out = append(out, ca+".crt", ca+".key")
+	}
+	return append(out, SAKeyFile, SAPubFile)
+}
+
 // loadOrCreateSAKey reads sa.key, or makes it with sa.pub. sa.pub is
 // written again from the key when it is missing or differs.
 func loadOrCreateSAKey(d state.Dir) (crypto.Signer, error) {

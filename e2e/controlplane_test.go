@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hepto-net/hepto/localapi"
+)
+
+// TestControlPlaneOverHomes: the anchor and two homes (one behind a
+// symmetric NAT) all run the control plane. etcd has three voting members
+// with one leader; the controller-manager runs on one node, on standby on
+// the others. Writers on every node record each acknowledged write; hepto
+// on the etcd leader is killed (SIGKILL): the API is writable again from
+// the other two within 15 s, and no acknowledged write is lost. The
+// killed node comes back into etcd by itself. With one member down, the
+// removal of another is refused, saying why.
+func TestControlPlaneOverHomes(t *testing.T) {
+	k := startKube(t, kubeOptions{controlPlanes: true})
+	nodes := []*node{k.an, k.a, k.b}
+	names := []string{"anchor", "home-a", "home-b"}
+
+	start := time.Now()
+	eventually(t, 3*time.Minute, func() error { return etcdSettled(nodes, names) })
+	t.Logf("etcd: three voting members agreeing on a leader %s after every node was Ready", time.Since(start).Round(time.Second))
+	leading := 0
+	for _, n := range nodes {
+		st := mustStatus(t, n)
+		if st.Kubernetes.APIServer == nil || st.Kubernetes.APIServer.Target == "" {
+			t.Errorf("%s: the node-local apiserver endpoint has no target: %+v", n.Name, st.Kubernetes.APIServer)
+		}
+		if st.Kubernetes.Components["kube-controller-manager"] == "running" {
+			leading++
+		} else if c := st.Kubernetes.Components["kube-controller-manager"]; c != "standby" {
+			t.Errorf("%s: kube-controller-manager %q, want running or standby", n.Name, c)
+		}
+	}
+	if leading != 1 {
+		t.Errorf("kube-controller-manager runs on %d nodes, want 1", leading)
+	}
+
+	// At rest: a control-plane home's memory, and its overlay traffic
+	// (WireGuard's bytes to and from every peer) over a minute.
+	rx0, tx0 := overlayBytes(t, k.a)
+	time.Sleep(time.Minute)
+	rx1, tx1 := overlayBytes(t, k.a)
+	t.Logf("home-a (control plane) at rest: %.1f kB/min in, %.1f kB/min out on the overlay", float64(rx1-rx0)/1000, float64(tx1-tx0)/1000)
+	for _, n := range nodes {
+		rss, hwm := memoryMB(t, n)
+		t.Logf("%s: hepto's RSS %.0f MB (peak %.0f MB)", n.Name, rss, hwm)
+	}
+
+	// Writers: one per node, a ConfigMap per write, each acknowledged
+	// one recorded.
+	ctx, stop := context.WithCancel(k.w.ctx)
+	var mu sync.Mutex
+	acked := map[string][]time.Time{}
+	var ackedNames []string
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				name := fmt.Sprintf("w-%s-%d", n.Name, i)
+				if _, err := kubectlErr(n, "--request-timeout=4s", "create", "configmap", name); err == nil {
+					mu.Lock()
+					acked[n.Name] = append(acked[n.Name], time.Now())
+					ackedNames = append(ackedNames, name)
+					mu.Unlock()
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		})
+	}
+	stopWriters := func() {
+		stop()
+		wg.Wait()
+	}
+	defer stopWriters()
+	time.Sleep(5 * time.Second)
+
+	leaderName := mustStatus(t, k.an).Kubernetes.ControlPlane.Leader
+	var leader *node
+	var rest []*node
+	for _, n := range nodes {
+		if n.Name == leaderName {
+			leader = n
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	if leader == nil {
+		t.Fatalf("etcd leader %q is none of the nodes", leaderName)
+	}
+	killed := time.Now()
+	leader.stop(syscall.SIGKILL)
+	t.Logf("hepto on the etcd leader, %s, killed", leader.Name)
+	time.Sleep(25 * time.Second)
+	mu.Lock()
+	for _, n := range rest {
+		gap := writeGap(acked[n.Name], killed)
+		t.Logf("writes from %s: none acknowledged for %s around the kill", n.Name, gap.Round(100*time.Millisecond))
+		if gap > 15*time.Second {
+			t.Errorf("writes from %s: none acknowledged for %s after the etcd leader's loss, want ≤ 15 s", n.Name, gap.Round(100*time.Millisecond))
+		}
+	}
+	mu.Unlock()
+
+	// Back: its etcd member catches up, no one acting.
+	leader.start()
+	back := time.Now()
+	eventually(t, 3*time.Minute, func() error { return etcdSettled(nodes, names) })
+	eventually(t, 2*time.Minute, func() error { return allReady(k.an, names...) })
+	t.Logf("%s restarted: etcd member back and Node Ready after %s", leader.Name, time.Since(back).Round(time.Second))
+	time.Sleep(3 * time.Second)
+	stopWriters()
+
+	// No acknowledged write lost.
+	out := kubectl(t, k.an, "get", "configmaps", "-o", "jsonpath={.items[*].metadata.name}")
+	have := map[string]bool{}
+	for _, f := range strings.Fields(out) {
+		have[f] = true
+	}
+	lost := 0
+	for _, name := range ackedNames {
+		if !have[name] {
+			lost++
+		}
+	}
+	t.Logf("%d writes acknowledged, %d lost", len(ackedNames), lost)
+	if lost > 0 || len(ackedNames) == 0 {
+		t.Errorf("%d of %d acknowledged writes lost", lost, len(ackedNames))
+	}
+
+	// One member down: removing another would lose etcd's quorum.
+	k.b.stop(syscall.SIGTERM)
+	time.Sleep(10 * time.Second)
+	if out, err := k.an.Hepto("remove", "home-a"); err == nil || !strings.Contains(err.Error(), "quorum") {
+		t.Fatalf("removal of home-a with home-b down: %q %v, want a refusal naming the quorum", out, err)
+	} else {
+		t.Logf("removal refused: %v", err)
+	}
+	if _, ok := peer(mustStatus(t, k.an), "home-a"); !ok {
+		t.Error("home-a left the membership although its removal was refused")
+	}
+}
+
+// etcdSettled checks that every node sees the same three voting etcd
+// members and the same leader.
+func etcdSettled(nodes []*node, names []string) error {
+	var leader string
+	for _, n := range nodes {
+		st, _, err := n.status()
+		if err != nil {
+			return err
+		}
+		cp := st.Kubernetes.ControlPlane
+		if cp == nil {
+			return fmt.Errorf("%s: no control_plane in status", n.Name)
+		}
+		var voters []string
+		for _, m := range cp.Members {
+			if !m.Learner && m.Name != "" {
+				voters = append(voters, m.Name)
+			}
+		}
+		slices.Sort(voters)
+		if !slices.Equal(voters, names) {
+			return fmt.Errorf("%s: etcd voters %v", n.Name, members(cp))
+		}
+		if cp.Leader == "" || (leader != "" && cp.Leader != leader) {
+			return fmt.Errorf("%s: etcd leader %q (others: %q)", n.Name, cp.Leader, leader)
+		}
+		leader = cp.Leader
+	}
+	return nil
+}
+
+// overlayBytes sums the node's WireGuard bytes from and to its peers.
+func overlayBytes(t *testing.T, n *node) (rx, tx int64) {
+	for _, p := range mustStatus(t, n).Peers {
+		rx += int64(p.RxBytes)
+		tx += int64(p.TxBytes)
+	}
+	return rx, tx
+}
+
+// memoryMB is the hepto process's resident memory and its peak.
+func memoryMB(t *testing.T, n *node) (rss, peak float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.Proc.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		for key, v := range map[string]*float64{"VmRSS:": &rss, "VmHWM:": &peak} {
+			if s, ok := strings.CutPrefix(line, key); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), " kB"), 64)
+				*v = kb / 1024
+			}
+		}
+	}
+	return rss, peak
+}
+
+func members(cp *localapi.ControlPlaneStatus) string {
+	b, _ := json.Marshal(cp.Members)
+	return string(b)
+}
+
+// writeGap is the longest time without an acknowledged write from the
+// last one before at up to the first one after it.
+func writeGap(acks []time.Time, at time.Time) time.Duration {
+	var before, after time.Time
+	for _, a := range acks {
+		if !a.After(at) {
+			before = a
+		} else if after.IsZero() {
+			after = a
+		}
+	}
+	if before.IsZero() || after.IsZero() {
+		return time.Hour
+	}
+	return after.Sub(before)
+}
