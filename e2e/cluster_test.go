@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -73,9 +75,30 @@ func (w *world) wrap(n *cluster.Node, err error) *node {
 	w.t.Cleanup(func() {
 		if w.t.Failed() && n.Log != "" {
 			w.t.Logf("--- %s, end of %s\n%s", n.Name, n.Log, n.LastLines(40))
+			keepLogs(w.t, n)
 		}
 	})
 	return nd
+}
+
+// keepLogs copies a node's logs into $HEPTO_E2E_LOGS/TEST/NODE, when
+// set, before the test's directory goes.
+func keepLogs(t *testing.T, n *cluster.Node) {
+	dir := os.Getenv("HEPTO_E2E_LOGS")
+	if dir == "" {
+		return
+	}
+	dst := filepath.Join(dir, t.Name(), n.Name)
+	logs, _ := filepath.Glob(filepath.Join(filepath.Dir(n.Log), "*.log"))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Log(err)
+		return
+	}
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			os.WriteFile(filepath.Join(dst, filepath.Base(l)), b, 0o644)
+		}
+	}
 }
 
 func (w *world) node(name string, h *lab.Host) *node { return w.wrap(w.c.Node(name, h), nil) }

@@ -226,6 +226,7 @@ func TestKubernetes(t *testing.T) {
 type kubeCluster struct {
 	w            *world
 	an, a, b     *node
+	an2          *node // with kubeOptions.secondAnchor
 	homeA, homeB *lab.Home
 	archive      string // the test image, lab/web
 }
@@ -243,6 +244,9 @@ type kubeOptions struct {
 	// controlPlanes: the homes join as control-plane nodes too, so that
 	// the control plane is three nodes (the anchor, home-a, home-b).
 	controlPlanes bool
+	// secondAnchor: anchor2, a further anchor without Kubernetes, joins
+	// before the homes: it relays when the anchor is gone.
+	secondAnchor bool
 }
 
 func startKube(t *testing.T, o kubeOptions) *kubeCluster {
@@ -276,6 +280,10 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 	prepare(k.an)
 	k.an.start(flags...)
 	k.an.waitSocket()
+	if o.secondAnchor {
+		k.an2 = w.wrap(w.c.JoinAnchor("anchor2", w.publicHost("anchor2"), k.an.Node, "--kubernetes=false"))
+		k.an2.waitConnected(60*time.Second, "anchor")
+	}
 	k.homeA = w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
 	k.homeB = w.home("home-b", lab.HomeOptions{NAT: lab.Symmetric})
 	for _, h := range []**node{&k.a, &k.b} {

@@ -54,8 +54,17 @@ func (n *Node) ensureKubeDNSService(ctx context.Context, c kubernetes.Interface)
 		svc.Spec.ClusterIPs = append(svc.Spec.ClusterIPs, kubeDNSIP(p).String())
 	}
 	svc.Spec.ClusterIP = svc.Spec.ClusterIPs[0]
+	// Another control-plane node may make it at the same moment: the
+	// apiserver then refuses the address before the name.
+	exists := func() bool {
+		_, err := c.CoreV1().Services(kubeDNSNamespace).Get(ctx, kubeDNSName, metav1.GetOptions{})
+		return err == nil
+	}
+	if exists() {
+		return nil
+	}
 	_, err := c.CoreV1().Services(kubeDNSNamespace).Create(ctx, svc, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	if err != nil && !apierrors.IsAlreadyExists(err) && !exists() {
 		return fmt.Errorf("service %s/%s: %w", kubeDNSNamespace, kubeDNSName, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -51,7 +52,8 @@ type ControlPlane struct {
 	// still empty ("": a new cluster of this node alone).
 	initialCluster string
 
-	etcd atomic.Pointer[embed.Etcd] // while etcd runs
+	etcd     atomic.Pointer[embed.Etcd] // while etcd runs
+	memberMu sync.Mutex                 // one etcd membership change at a time
 
 	states    component.States
 	etcdReady *component.Gate

@@ -90,7 +90,18 @@ func (c *ControlPlane) AddMember(ctx context.Context, name, peerURL string) (Joi
 	}
 	ctx, cancel := context.WithTimeout(ctx, memberChangeTimeout)
 	defer cancel()
+	// One change at a time from this node, and never one that etcd would
+	// refuse when applying it: a refused change still takes a raft entry,
+	// which a member replaying its log after a crash may apply after all
+	// (etcd 3.7 then holds two members at one peer URL).
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
 	var members []*membership.Member
+	for _, m := range e.Server.Cluster().Members() {
+		if m.IsLearner && !slices.Contains(m.PeerURLs, peerURL) {
+			return Joined{}, fmt.Errorf("another control-plane node is joining (etcd holds one learner at a time); try again later")
+		}
+	}
 	for _, m := range e.Server.Cluster().Members() {
 		mine := slices.Contains(m.PeerURLs, peerURL) || (name != "" && m.Name == name)
 		switch {
@@ -110,9 +121,6 @@ func (c *ControlPlane) AddMember(ctx context.Context, name, peerURL string) (Joi
 	if members == nil {
 		now := time.Now()
 		if members, err = e.Server.AddMember(ctx, *membership.NewMemberAsLearner("", urls, "", &now)); err != nil {
-			if errors.Is(err, membership.ErrTooManyLearners) {
-				return Joined{}, fmt.Errorf("another control-plane node is joining; try again later: %w", err)
-			}
 			return Joined{}, fmt.Errorf("adding %s to etcd: %w", name, err)
 		}
 	}
@@ -143,6 +151,8 @@ func (c *ControlPlane) RemoveMember(ctx context.Context, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, memberChangeTimeout)
 	defer cancel()
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
 	for _, m := range e.Server.Cluster().Members() {
 		if m.Name != name {
 			continue
