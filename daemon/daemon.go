@@ -47,6 +47,9 @@ type Config struct {
 	// CertValidity shortens the Kubernetes certificates' life (0: a year),
 	// for the lab to see them renewed.
 	CertValidity time.Duration
+	// UpstreamTimings runs the control plane with upstream's timings (the
+	// lab compares them with hepto's).
+	UpstreamTimings bool
 	// BackupInterval is the time between scheduled backups on a
 	// control-plane anchor; 0: none.
 	BackupInterval time.Duration
@@ -242,18 +245,19 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		}
 		kube = k8s.New(k8s.Options{
 			StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
-			ControlPlane:  n.self.IsControlPlane(),
-			ServiceCIDRs:  n.cluster.Networks.Services(),
-			PodCIDRs:      []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
-			ClusterDNS:    clusterDNS,
-			ClusterDomain: cfg.DNS.KubeDomain,
-			DNS:           names,
-			Overlay:       []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
-			Members:       func() []membership.Node { return n.store.Current().Nodes },
-			Membership:    n.store,
-			CertValidity:  cfg.CertValidity,
-			Client:        client,
-			Logger:        log,
+			ControlPlane:    n.self.IsControlPlane(),
+			ServiceCIDRs:    n.cluster.Networks.Services(),
+			PodCIDRs:        []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
+			ClusterDNS:      clusterDNS,
+			ClusterDomain:   cfg.DNS.KubeDomain,
+			DNS:             names,
+			Overlay:         []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
+			Members:         func() []membership.Node { return n.store.Current().Nodes },
+			Membership:      n.store,
+			CertValidity:    cfg.CertValidity,
+			UpstreamTimings: cfg.UpstreamTimings,
+			Client:          client,
+			Logger:          log,
 		})
 	}
 	m.Components(kube.ComponentsUp)

@@ -17,7 +17,8 @@ import (
 )
 
 // TestControlPlaneOverHomes: the anchor and two homes (one behind a
-// symmetric NAT) all run the control plane. etcd has three voting members
+// symmetric NAT, relayed through an anchor) run the control plane; a
+// second anchor relays when the first is gone. etcd has three voting members
 // with one leader; the controller-manager runs on one node, on standby on
 // the others. Writers on every node record each acknowledged write; hepto
 // on the etcd leader is killed (SIGKILL): the API is writable again from
@@ -25,35 +26,44 @@ import (
 // killed node comes back into etcd by itself. With one member down, the
 // removal of another is refused, saying why.
 func TestControlPlaneOverHomes(t *testing.T) {
-	k := startKube(t, kubeOptions{controlPlanes: true})
+	k := startKube(t, kubeOptions{controlPlanes: true, secondAnchor: true})
 	nodes := []*node{k.an, k.a, k.b}
 	names := []string{"anchor", "home-a", "home-b"}
 
 	start := time.Now()
 	eventually(t, 3*time.Minute, func() error { return etcdSettled(nodes, names) })
 	t.Logf("etcd: three voting members agreeing on a leader %s after every node was Ready", time.Since(start).Round(time.Second))
-	leading := 0
-	for _, n := range nodes {
-		st := mustStatus(t, n)
-		if st.Kubernetes.APIServer == nil || st.Kubernetes.APIServer.Target == "" {
-			t.Errorf("%s: the node-local apiserver endpoint has no target: %+v", n.Name, st.Kubernetes.APIServer)
+	eventually(t, time.Minute, func() error {
+		leading := 0
+		for _, n := range nodes {
+			st, _, err := n.status()
+			if err != nil {
+				return err
+			}
+			if st.Kubernetes.APIServer == nil || st.Kubernetes.APIServer.Target == "" {
+				return fmt.Errorf("%s: the node-local apiserver endpoint has no target: %+v", n.Name, st.Kubernetes.APIServer)
+			}
+			switch c := st.Kubernetes.Components["kube-controller-manager"]; c {
+			case "running":
+				leading++
+			case "standby":
+			default:
+				return fmt.Errorf("%s: kube-controller-manager %q, want running or standby", n.Name, c)
+			}
 		}
-		if st.Kubernetes.Components["kube-controller-manager"] == "running" {
-			leading++
-		} else if c := st.Kubernetes.Components["kube-controller-manager"]; c != "standby" {
-			t.Errorf("%s: kube-controller-manager %q, want running or standby", n.Name, c)
+		if leading != 1 {
+			return fmt.Errorf("kube-controller-manager runs on %d nodes, want 1", leading)
 		}
-	}
-	if leading != 1 {
-		t.Errorf("kube-controller-manager runs on %d nodes, want 1", leading)
-	}
+		return nil
+	})
 
 	// At rest: a control-plane home's memory, and its overlay traffic
 	// (WireGuard's bytes to and from every peer) over a minute.
+	byPort := portAccounting(t, k.a, "2380", "6443", "51821", "10250")
 	rx0, tx0 := overlayBytes(t, k.a)
 	time.Sleep(time.Minute)
 	rx1, tx1 := overlayBytes(t, k.a)
-	t.Logf("home-a (control plane) at rest: %.1f kB/min in, %.1f kB/min out on the overlay", float64(rx1-rx0)/1000, float64(tx1-tx0)/1000)
+	t.Logf("home-a (control plane) at rest: %.1f kB/min in, %.1f kB/min out on the overlay; by TCP port, in/out: %s", float64(rx1-rx0)/1000, float64(tx1-tx0)/1000, byPort())
 	for _, n := range nodes {
 		rss, hwm := memoryMB(t, n)
 		t.Logf("%s: hepto's RSS %.0f MB (peak %.0f MB)", n.Name, rss, hwm)
@@ -70,7 +80,9 @@ func TestControlPlaneOverHomes(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
 				name := fmt.Sprintf("w-%s-%d", n.Name, i)
-				if _, err := kubectlErr(n, "--request-timeout=4s", "create", "configmap", name); err == nil {
+				if out, err := kubectlErr(n, "--request-timeout=4s", "create", "configmap", name); err != nil {
+					t.Logf("%s: write %d: %v %s", n.Name, i, err, out)
+				} else {
 					mu.Lock()
 					acked[n.Name] = append(acked[n.Name], time.Now())
 					ackedNames = append(ackedNames, name)
@@ -196,6 +208,48 @@ func overlayBytes(t *testing.T, n *node) (rx, tx int64) {
 	return rx, tx
 }
 
+// portAccounting counts the node's overlay traffic by TCP port (either
+// end's) with iptables rules of its own; the function returned reads the
+// counts (kB in/out).
+func portAccounting(t *testing.T, n *node, ports ...string) func() string {
+	chain := "HEPTO-TEST-ACCT"
+	run := func(args ...string) string {
+		out, err := n.Host.Run(n.w.ctx, "iptables", args...)
+		if err != nil {
+			t.Fatalf("iptables %v: %v %s", args, err, out)
+		}
+		return out
+	}
+	run("-N", chain)
+	for _, hook := range []string{"INPUT", "OUTPUT"} {
+		run("-I", hook, "-j", chain)
+	}
+	for _, p := range ports {
+		for _, end := range []string{"--sport", "--dport"} {
+			run("-A", chain, "-i", "hep+", "-p", "tcp", end, p, "-m", "comment", "--comment", "in "+p)
+			run("-A", chain, "-o", "hep+", "-p", "tcp", end, p, "-m", "comment", "--comment", "out "+p)
+		}
+	}
+	return func() string {
+		sum := map[string]float64{}
+		for _, line := range strings.Split(run("-L", chain, "-v", "-x", "-n"), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			b, err := strconv.ParseFloat(f[1], 64)
+			if i := strings.Index(line, "/* "); err == nil && i >= 0 {
+				sum[strings.TrimSuffix(line[i+3:], " */")] += b / 1000
+			}
+		}
+		var out []string
+		for _, p := range ports {
+			out = append(out, fmt.Sprintf("%s %.1f/%.1f", p, sum["in "+p], sum["out "+p]))
+		}
+		return strings.Join(out, ", ")
+	}
+}
+
 // memoryMB is the hepto process's resident memory and its peak.
 func memoryMB(t *testing.T, n *node) (rss, peak float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.Proc.Pid()))
@@ -233,4 +287,55 @@ func writeGap(acks []time.Time, at time.Time) time.Duration {
 		return time.Hour
 	}
 	return after.Sub(before)
+}
+
+// TestControlPlaneIdleTraffic (make bench-cp) measures a control-plane
+// home's idle overlay traffic with hepto's timings, then with upstream's
+// (hepto run --upstream-timings), each in a lab cluster of its own: three
+// control-plane nodes (the anchor, home-a, home-b), a second anchor, no
+// pods. It prints a table; the figures go in docs/benchmarks.md.
+func TestControlPlaneIdleTraffic(t *testing.T) {
+	if os.Getenv("HEPTO_BENCH_CP") == "" {
+		t.Skip("a benchmark of a few minutes: make bench-cp (HEPTO_BENCH_CP=1)")
+	}
+	type row struct {
+		timings         string
+		in, out         float64 // kB/min on home-a's overlay
+		etcdIn, etcdOut float64 // of which etcd's peers (TCP 2380)
+		rss             float64 // MB, home-a's hepto
+	}
+	var rows []row
+	for _, timings := range []string{"hepto", "upstream"} {
+		t.Run(timings, func(t *testing.T) {
+			var flags func(*world) []string
+			if timings == "upstream" {
+				flags = func(*world) []string { return []string{"--upstream-timings"} }
+			}
+			k := startKube(t, kubeOptions{controlPlanes: true, secondAnchor: true, flags: flags})
+			nodes := []*node{k.an, k.a, k.b}
+			eventually(t, 3*time.Minute, func() error { return etcdSettled(nodes, []string{"anchor", "home-a", "home-b"}) })
+			time.Sleep(time.Minute) // past the start's writes
+			acct := portAccounting(t, k.a, "2380")
+			rx0, tx0 := overlayBytes(t, k.a)
+			time.Sleep(2 * time.Minute)
+			rx1, tx1 := overlayBytes(t, k.a)
+			r := row{timings: timings, in: float64(rx1-rx0) / 2000, out: float64(tx1-tx0) / 2000}
+			if _, err := fmt.Sscanf(acct(), "2380 %f/%f", &r.etcdIn, &r.etcdOut); err != nil {
+				t.Fatal(err)
+			}
+			r.etcdIn, r.etcdOut = r.etcdIn/2, r.etcdOut/2
+			r.rss, _ = memoryMB(t, k.a)
+			rows = append(rows, r)
+		})
+	}
+	if len(rows) != 2 {
+		t.Fatal("a cluster did not settle")
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-9s %12s %12s %14s %14s %8s\n", "timings", "in kB/min", "out kB/min", "etcd in", "etcd out", "RSS MB")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-9s %12.1f %12.1f %14.1f %14.1f %8.0f\n", r.timings, r.in, r.out, r.etcdIn, r.etcdOut, r.rss)
+	}
+	fmt.Fprintf(&b, "hepto / upstream: in %.2f, out %.2f\n", rows[0].in/rows[1].in, rows[0].out/rows[1].out)
+	t.Log(b.String())
 }

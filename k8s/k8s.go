@@ -87,6 +87,8 @@ type Options struct {
 	// CertValidity is how long the control plane's and the nodes'
 	// certificates last (0: a year); the lab shortens it.
 	CertValidity time.Duration
+	// UpstreamTimings: controlplane.Options.UpstreamTimings.
+	UpstreamTimings bool
 }
 
 // Layout is where a node's Kubernetes writes, under STATE/kubernetes.
@@ -165,6 +167,7 @@ func New(o Options) *Node {
 			Logger:             o.Logger,
 			ComponentLogLevel:  o.ComponentLogLevel,
 			LeafValidity:       o.CertValidity,
+			UpstreamTimings:    o.UpstreamTimings,
 			Join:               n.joinControlPlane,
 		})
 		if err != nil {

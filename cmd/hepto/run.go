@@ -54,6 +54,8 @@ func runCmd() *cobra.Command {
 	f.DurationVar(&cfg.RTTInterval, "rtt-interval", daemon.DefaultRTTInterval, "how often each link's round-trip time is measured (0: never)")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 0, "how long Kubernetes certificates last (0: a year); for tests")
 	f.MarkHidden("cert-validity")
+	f.BoolVar(&cfg.UpstreamTimings, "upstream-timings", false, "the control plane with Kubernetes' and etcd's default timings, not hepto's; to compare them")
+	f.MarkHidden("upstream-timings")
 	f.DurationVar(&cfg.BackupInterval, "backup-interval", daemon.DefaultBackupInterval, "on the control-plane anchor: how often a backup is taken and copied to two other nodes (0: never)")
 	f.DurationVar(&cfg.DirectRetry, "direct-retry", 0, "first direct attempt of a relayed pair after this, then at doubling intervals (default 30s)")
 	f.MarkHidden("direct-retry")

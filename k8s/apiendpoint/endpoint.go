@@ -26,9 +26,10 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultInterval    = 5 * time.Second
-	DefaultDialTimeout = 3 * time.Second
-	DefaultMaxConns    = 512
+	DefaultInterval     = 10 * time.Second
+	DefaultFullInterval = time.Minute
+	DefaultDialTimeout  = 3 * time.Second
+	DefaultMaxConns     = 512
 )
 
 // Options configure an Endpoint.
@@ -40,11 +41,15 @@ type Options struct {
 	Targets func() []string
 	// CA verifies the apiservers' certificates when probing /readyz; the
 	// name checked is the target's host, which their certificates carry.
-	CA          *x509.CertPool
-	Interval    time.Duration // period of the health rounds; DefaultInterval if 0
-	DialTimeout time.Duration // bounds a dial and a probe; DefaultDialTimeout if 0
-	MaxConns    int           // proxied connections at once, beyond which new ones are closed; DefaultMaxConns if 0
-	Logger      *slog.Logger
+	CA       *x509.CertPool
+	Interval time.Duration // period of the health rounds; DefaultInterval if 0
+	// FullInterval is how often the targets after the current one are
+	// probed too (DefaultFullInterval if 0); each round probes the current
+	// target and those preferred to it, and all of them when it fails.
+	FullInterval time.Duration
+	DialTimeout  time.Duration // bounds a dial and a probe; DefaultDialTimeout if 0
+	MaxConns     int           // proxied connections at once, beyond which new ones are closed; DefaultMaxConns if 0
+	Logger       *slog.Logger
 }
 
 // Endpoint is a node-local apiserver endpoint. Make one with New and
@@ -82,6 +87,9 @@ func New(o Options) (*Endpoint, error) {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}
+	if o.FullInterval <= 0 {
+		o.FullInterval = DefaultFullInterval
+	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = DefaultDialTimeout
 	}
@@ -93,7 +101,9 @@ func New(o Options) (*Endpoint, error) {
 	}
 	e := &Endpoint{
 		o: o, log: o.Logger,
-		dialer:    net.Dialer{Timeout: o.DialTimeout},
+		// No TCP keepalives on the overlay: the health rounds find a dead
+		// apiserver, and an idle link stays quiet.
+		dialer:    net.Dialer{Timeout: o.DialTimeout, KeepAlive: -1},
 		kick:      make(chan struct{}, 1),
 		healthy:   map[string]bool{},
 		conns:     map[*pipe]struct{}{},
@@ -101,13 +111,13 @@ func New(o Options) (*Endpoint, error) {
 	}
 	e.client = &http.Client{Transport: &http.Transport{
 		Proxy:               nil, // never through an HTTP proxy from the environment
-		DialContext:         (&net.Dialer{Timeout: o.DialTimeout}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: -1}).DialContext,
 		TLSClientConfig:     &tls.Config{RootCAs: o.CA, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout: o.DialTimeout,
 		MaxIdleConnsPerHost: 1,
-		// Kept across a few rounds so that a round costs a request, not a
-		// TLS handshake.
-		IdleConnTimeout: 3 * o.Interval,
+		// Kept from one probe of a target to the next, so that a probe
+		// costs a request, not a TLS handshake.
+		IdleConnTimeout: o.FullInterval + 2*o.Interval,
 	}}
 	return e, nil
 }
@@ -144,7 +154,7 @@ func (e *Endpoint) Run(ctx context.Context) error {
 
 	// A first round before accepting, so that the first connections go to
 	// the preferred healthy target; they wait in the backlog meanwhile.
-	e.round(ctx)
+	e.round(ctx, true)
 	wg.Go(func() { e.watch(ctx) })
 	err = e.accept(ctx, ln, &wg)
 	if ctx.Err() != nil {

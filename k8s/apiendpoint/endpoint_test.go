@@ -82,12 +82,13 @@ func newCA(t *testing.T) testCA {
 // (its name) and /watch (its name, a line every 20ms, until the
 // connection ends).
 type apiserver struct {
-	name  string
-	srv   *httptest.Server
-	ready atomic.Bool
-	conns atomic.Int64 // connections opened to it
-	quit  chan struct{}
-	once  sync.Once
+	name   string
+	srv    *httptest.Server
+	ready  atomic.Bool
+	conns  atomic.Int64 // connections opened to it
+	probes atomic.Int64 // /readyz requests
+	quit   chan struct{}
+	once   sync.Once
 }
 
 func newAPIServer(t *testing.T, ca testCA, name string) *apiserver {
@@ -96,6 +97,7 @@ func newAPIServer(t *testing.T, ca testCA, name string) *apiserver {
 	s.ready.Store(true)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		s.probes.Add(1)
 		if !s.ready.Load() {
 			http.Error(w, "not ready", http.StatusInternalServerError)
 			return
@@ -348,7 +350,7 @@ func mustHealthy(t *testing.T, e *Endpoint, want map[string]bool) {
 
 // The endpoint goes to the first target, leaves it when its /readyz fails
 // (cutting the connections to it) and comes back to it when it is ready
-// again, for new connections only.
+// again, and cuts those to the other.
 func TestFailoverAndBack(t *testing.T) {
 	ca := newCA(t)
 	a, b := newAPIServer(t, ca, "a"), newAPIServer(t, ca, "b")
@@ -380,7 +382,7 @@ func TestFailoverAndBack(t *testing.T) {
 	mustCurrent(t, e, a.addr(), settle)
 	mustHealthy(t, e, map[string]bool{a.addr(): true, b.addr(): true})
 	mustReach(t, c, e, "a")
-	toB.mustLive(t, "the preferred target came back, but this one is healthy")
+	toB.mustClose(t, time.Second, "the preferred target came back: connections go back to it")
 }
 
 // A target whose listener is down is failed over from at once: the dial
@@ -445,7 +447,7 @@ func TestTargetsChange(t *testing.T) {
 	tl.set(cc.addr(), b.addr())
 	mustCurrent(t, e, cc.addr(), settle)
 	mustReach(t, c, e, "c")
-	toB.mustLive(t, "its target is still listed and healthy")
+	toB.mustClose(t, time.Second, "a target preferred to its own is current")
 }
 
 // With no target healthy, each new connection still tries the targets in
@@ -493,6 +495,29 @@ func TestProbeKeepsConnection(t *testing.T) {
 }
 
 // A target whose certificate the CA did not sign is not healthy.
+// TestQuietRounds: while the preferred target is current, the others are
+// probed only every FullInterval; when it fails, at once.
+func TestQuietRounds(t *testing.T) {
+	ca := newCA(t)
+	a, b := newAPIServer(t, ca, "a"), newAPIServer(t, ca, "b")
+	e := start(t, Options{CA: ca.pool, FullInterval: time.Hour, Targets: func() []string { return []string{a.addr(), b.addr()} }})
+	mustCurrent(t, e, a.addr(), settle)
+	pa, pb := a.probes.Load(), b.probes.Load()
+	time.Sleep(5 * interval)
+	if n := a.probes.Load() - pa; n < 3 {
+		t.Errorf("the current target probed %d times in 5 rounds", n)
+	}
+	if n := b.probes.Load() - pb; n != 0 {
+		t.Errorf("a target after the current one probed %d times in 5 rounds, want none before the full round", n)
+	}
+	mustHealthy(t, e, map[string]bool{a.addr(): true, b.addr(): true})
+	a.ready.Store(false)
+	mustCurrent(t, e, b.addr(), settle)
+	if b.probes.Load() == pb {
+		t.Error("b became current without a probe")
+	}
+}
+
 func TestUntrustedTarget(t *testing.T) {
 	ca, other := newCA(t), newCA(t)
 	a, b := newAPIServer(t, other, "a"), newAPIServer(t, ca, "b")
@@ -585,7 +610,7 @@ func TestNewChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.o.Interval != DefaultInterval || e.o.DialTimeout != DefaultDialTimeout || e.o.MaxConns != DefaultMaxConns || e.log == nil {
+	if e.o.Interval != DefaultInterval || e.o.FullInterval != DefaultFullInterval || e.o.DialTimeout != DefaultDialTimeout || e.o.MaxConns != DefaultMaxConns || e.log == nil {
 		t.Errorf("defaults not set: %+v", e.o)
 	}
 	if e.URL() != "https://127.0.0.1:6444" {

@@ -2,6 +2,7 @@ package apiendpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,19 +11,26 @@ import (
 	"time"
 )
 
-// watch runs a health round every Interval, and at once when asked.
+// watch runs a health round every Interval, a full one every
+// FullInterval, and a full one at once when asked.
 func (e *Endpoint) watch(ctx context.Context) {
 	t := time.NewTicker(e.o.Interval)
 	defer t.Stop()
+	lastFull := time.Now()
 	for {
+		full := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			full = time.Since(lastFull) >= e.o.FullInterval
 		case <-e.kick:
+			full = true
 			t.Reset(e.o.Interval) // the round just made counts as the periodic one
 		}
-		e.round(ctx)
+		if e.round(ctx, full) {
+			lastFull = time.Now()
+		}
 	}
 }
 
@@ -34,19 +42,50 @@ func (e *Endpoint) recheck() {
 	}
 }
 
-// round probes every target, picks the current one and cuts the proxied
-// connections that should not stay where they are.
-func (e *Endpoint) round(ctx context.Context) {
+// round probes the current target and those preferred to it, or every
+// target (full, or when the current one fails), picks the current one and
+// cuts the proxied connections that should not stay where they are. It
+// tells whether it probed every target.
+func (e *Endpoint) round(ctx context.Context, full bool) bool {
 	targets := dedup(e.o.Targets())
+	e.mu.Lock()
+	prevHealthy, prevCurrent := e.healthy, e.current
+	e.mu.Unlock()
+	probed := make([]bool, len(targets))
 	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		// At once, so that a dead target delays no other.
-		wg.Go(func() { errs[i] = e.probe(ctx, t) })
+	probe := func(which func(i int) bool) {
+		var wg sync.WaitGroup
+		for i, t := range targets {
+			if !probed[i] && which(i) {
+				probed[i] = true
+				// At once, so that a dead target delays no other.
+				wg.Go(func() { errs[i] = e.probe(ctx, t) })
+			}
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	cur := slices.Index(targets, prevCurrent)
+	if full || cur < 0 {
+		full = true
+		probe(func(int) bool { return true })
+	} else {
+		probe(func(i int) bool { return i <= cur })
+		if errs[cur] != nil {
+			full = true
+			probe(func(int) bool { return true })
+		}
+	}
 	if ctx.Err() != nil {
-		return // the probes failed for stopping, not for the targets
+		return false // the probes failed for stopping, not for the targets
+	}
+	for i, t := range targets {
+		if !probed[i] {
+			// Not probed this round: as last seen (never seen: not
+			// healthy, which only changes the dial order).
+			if !prevHealthy[t] {
+				errs[i] = errNotProbed
+			}
+		}
 	}
 
 	healthy := make(map[string]bool, len(targets))
@@ -65,13 +104,21 @@ func (e *Endpoint) round(ctx context.Context) {
 		// A removed target is left always; an unhealthy one only when
 		// another is healthy: else there is nowhere better to go, and an
 		// apiserver that is not ready may still serve some requests.
-		if ok, listed := healthy[p.target]; !listed || (!ok && current != "") {
+		// One to a target after a healthy current one goes too: back to
+		// the preferred apiserver (a control-plane node's own, whose
+		// clients then cross no link).
+		ok, listed := healthy[p.target]
+		after := current != "" && slices.Index(targets, p.target) > slices.Index(targets, current)
+		if !listed || (!ok && current != "") || after {
 			cut = append(cut, p)
 		}
 	}
 	e.mu.Unlock()
 
 	for i, t := range targets {
+		if !probed[i] {
+			continue
+		}
 		if ok, seen := was[t]; !seen || ok != healthy[t] {
 			if healthy[t] {
 				e.log.Info("apiserver healthy", "target", t)
@@ -93,7 +140,11 @@ func (e *Endpoint) round(ctx context.Context) {
 			p.close()
 		}
 	}
+	return full
 }
+
+// errNotProbed marks a target not probed yet.
+var errNotProbed = errors.New("not probed yet")
 
 // probe asks target for /readyz, anonymously: any 200 is healthy.
 func (e *Endpoint) probe(ctx context.Context, target string) error {

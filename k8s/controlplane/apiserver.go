@@ -71,6 +71,7 @@ func (c *ControlPlane) apiServerArgs(certs map[string][2]string) []string {
 		"--default-not-ready-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 		"--default-unreachable-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 	}
+	args = append(args, c.featureGateArgs()...)
 	// The endpoint reconciler refuses loopback addresses: a control plane
 	// advertising one (tests) keeps the kubernetes service's endpoints alone.
 	if o.AdvertiseAddresses[0].IsLoopback() {
@@ -112,6 +113,7 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.setIdentityLeaseRenew()
 	s := apiserveroptions.NewServerRunOptions()
 	if err := parseFlags("kube-apiserver", s.Flags(), c.apiServerArgs(certs)); err != nil {
 		return err

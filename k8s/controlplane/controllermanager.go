@@ -14,14 +14,14 @@ import (
 )
 
 func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []string {
-	return []string{
-		"--kubeconfig=" + kubeconfig,
-		"--authentication-kubeconfig=" + kubeconfig,
-		"--authorization-kubeconfig=" + kubeconfig,
+	return append(c.featureGateArgs(),
+		"--kubeconfig="+kubeconfig,
+		"--authentication-kubeconfig="+kubeconfig,
+		"--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(c.opts.ControllerManagerPort),
-		"--tls-cert-file=" + cert,
-		"--tls-private-key-file=" + key,
+		"--secure-port="+strconv.Itoa(c.opts.ControllerManagerPort),
+		"--tls-cert-file="+cert,
+		"--tls-private-key-file="+key,
 		"--profiling=false",
 		// Within the supervisor's stop timeout.
 		"--controller-shutdown-timeout=3s",
@@ -38,13 +38,13 @@ func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []str
 		// own uplink is down), the node lifecycle controller evicts
 		// nothing: clusters under 50 nodes stop evictions when a zone is
 		// fully disrupted.
-		"--node-monitor-grace-period=" + NodeMonitorGrace.String(),
+		"--node-monitor-grace-period="+NodeMonitorGrace.String(),
 		"--use-service-account-credentials=true",
-		"--root-ca-file=" + c.pki.Path("ca.crt"),
-		"--service-account-private-key-file=" + c.pki.Path(pki.SAKeyFile),
-		"--cluster-signing-cert-file=" + c.pki.Path("ca.crt"),
-		"--cluster-signing-key-file=" + c.pki.Path("ca.key"),
-	}
+		"--root-ca-file="+c.pki.Path("ca.crt"),
+		"--service-account-private-key-file="+c.pki.Path(pki.SAKeyFile),
+		"--cluster-signing-cert-file="+c.pki.Path("ca.crt"),
+		"--cluster-signing-key-file="+c.pki.Path("ca.key"),
+	)
 }
 
 func (c *ControlPlane) runControllerManager(ctx context.Context) error {

@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -20,15 +19,7 @@ import (
 // The component runs with --leader-elect=false while this node holds the
 // lease and stops (its context ends) when it loses it.
 //
-// Timings for home links: the holder renews every 10 s (upstream: 2 s),
-// five times fewer writes through etcd's raft; a dead holder's lease is
-// taken over within 30-40 s, well inside the three minutes in which a dark
-// home's pods must run elsewhere.
-const (
-	LeaseDuration = 30 * time.Second
-	RenewDeadline = 20 * time.Second
-	RetryPeriod   = 10 * time.Second
-)
+// Its timings are Timings' (timings.go).
 
 // electionNamespace holds the components' leases, as upstream's.
 const electionNamespace = "kube-system"
@@ -57,9 +48,9 @@ func (c *ControlPlane) elected(ctx context.Context, name, kubeconfig string, run
 		started, done := make(chan struct{}), make(chan error, 1)
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
-			LeaseDuration:   LeaseDuration,
-			RenewDeadline:   RenewDeadline,
-			RetryPeriod:     RetryPeriod,
+			LeaseDuration:   c.timings().LeaseDuration,
+			RenewDeadline:   c.timings().RenewDeadline,
+			RetryPeriod:     c.timings().RetryPeriod,
 			ReleaseOnCancel: true,
 			Name:            name,
 			Callbacks: leaderelection.LeaderCallbacks{

@@ -29,16 +29,6 @@ func (c *ControlPlane) etcdURL() string {
 	return (&url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.EtcdClientPort))}).String()
 }
 
-// etcd's raft timings, for home links of 20-100 ms RTT: a heartbeat a
-// second (upstream: 100 ms) is ten times less idle traffic between
-// members, and the election timeout, five heartbeats (etcd's least), finds
-// a lost leader within 5-10 s, so the API is writable again within 15 s
-// (docs/architecture.md, "A control plane over several homes").
-const (
-	EtcdHeartbeat = time.Second
-	EtcdElection  = 5 * time.Second
-)
-
 // peerAddr is where etcd's peers reach it: the node's overlay address
 // (loopback for a control plane alone, in tests).
 func (c *ControlPlane) peerAddr() string {
@@ -113,8 +103,8 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 	cfg.ListenPeerUrls = []url.URL{*peer}
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
-	cfg.TickMs = uint(EtcdHeartbeat.Milliseconds())
-	cfg.ElectionMs = uint(EtcdElection.Milliseconds())
+	cfg.TickMs = uint(c.timings().Heartbeat.Milliseconds())
+	cfg.ElectionMs = uint(c.timings().Election.Milliseconds())
 	if !etcdHasData(c.layout.Etcd) {
 		initial, err := c.initialMembers(ctx)
 		if err != nil || ctx.Err() != nil {

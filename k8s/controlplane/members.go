@@ -2,10 +2,14 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -157,12 +161,82 @@ func (c *ControlPlane) RemoveMember(ctx context.Context, name string) error {
 		if m.Name != name {
 			continue
 		}
+		if !m.IsLearner {
+			if err := c.quorumAfter(ctx, e, m.ID); err != nil {
+				return fmt.Errorf("removing %s's etcd member: %w", name, err)
+			}
+		}
 		if _, err := e.Server.RemoveMember(ctx, uint64(m.ID)); err != nil {
 			return fmt.Errorf("removing %s's etcd member: %w", name, quorumError(err))
 		}
 		c.opts.Logger.Info("control plane: etcd member removed", "node", name)
 	}
 	return nil
+}
+
+// peerCheckTimeout bounds the check that a member answers.
+const peerCheckTimeout = 3 * time.Second
+
+// quorumAfter checks that the voting members left once gone is removed
+// answer, now, in a number that makes a quorum of them: etcd's own check
+// trusts its view of its peers, which lags a member that died without
+// closing its connections.
+func (c *ControlPlane) quorumAfter(ctx context.Context, e *embed.Etcd, gone types.ID) error {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(c.layout.Certs, "etcd-server.crt"), filepath.Join(c.layout.Certs, "etcd-server.key"))
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: peerCheckTimeout, Transport: &http.Transport{
+		Proxy:             nil,
+		TLSClientConfig:   &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: c.pki.Etcd.Pool(), MinVersion: tls.VersionTLS12},
+		DisableKeepAlives: true,
+	}}
+	var left []*membership.Member
+	for _, m := range e.Server.Cluster().Members() {
+		if m.ID != gone && !m.IsLearner {
+			left = append(left, m)
+		}
+	}
+	answers := make([]bool, len(left))
+	var wg sync.WaitGroup
+	for i, m := range left {
+		if m.ID == e.Server.MemberID() {
+			answers[i] = true
+			continue
+		}
+		wg.Go(func() { answers[i] = peerAnswers(ctx, client, m.PeerURLs) })
+	}
+	wg.Wait()
+	n, need := 0, len(left)/2+1
+	for _, ok := range answers {
+		if ok {
+			n++
+		}
+	}
+	if n < need {
+		return fmt.Errorf("%w: %d of the %d members left would answer now; etcd needs %d", ErrQuorum, n, len(left), need)
+	}
+	return nil
+}
+
+// peerAnswers tells whether an etcd member answers at one of its peer
+// URLs (GET /version, over the peers' TLS).
+func peerAnswers(ctx context.Context, client *http.Client, urls []string) bool {
+	for _, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(u, "/")+"/version", nil)
+		if err != nil {
+			continue
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			return true
+		}
+	}
+	return false
 }
 
 // quorumError tells etcd's refusals for quorum's sake apart.

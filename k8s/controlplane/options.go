@@ -66,6 +66,10 @@ type Options struct {
 	// control plane; nil for the node that starts the cluster. It returns
 	// ErrFirst when no other control-plane node exists.
 	Join func(ctx context.Context, peerURL string) (Joined, error)
+	// UpstreamTimings runs etcd, the leases and the apiserver with
+	// upstream's default timings instead of hepto's (timings.go), to
+	// compare them.
+	UpstreamTimings bool
 	// LeafValidity is how long the components' certificates last (0:
 	// pki.LeafValidity, a year); they are issued again every third of it.
 	LeafValidity time.Duration

@@ -14,19 +14,19 @@ import (
 )
 
 func (c *ControlPlane) schedulerArgs(kubeconfig, cert, key string) []string {
-	return []string{
-		"--kubeconfig=" + kubeconfig,
-		"--authentication-kubeconfig=" + kubeconfig,
-		"--authorization-kubeconfig=" + kubeconfig,
+	return append(c.featureGateArgs(),
+		"--kubeconfig="+kubeconfig,
+		"--authentication-kubeconfig="+kubeconfig,
+		"--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(c.opts.SchedulerPort),
-		"--tls-cert-file=" + cert,
-		"--tls-private-key-file=" + key,
+		"--secure-port="+strconv.Itoa(c.opts.SchedulerPort),
+		"--tls-cert-file="+cert,
+		"--tls-private-key-file="+key,
 		"--profiling=false",
 		// Elected by hepto (elect.go): upstream's election calls os.Exit
 		// when its context ends.
 		"--leader-elect=false",
-	}
+	)
 }
 
 func (c *ControlPlane) runScheduler(ctx context.Context) error {
