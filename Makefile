@@ -22,7 +22,7 @@ HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev
 
-.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-cp demo lint clean
+.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-cp chaos demo lint clean
 
 all: build
 
@@ -198,10 +198,15 @@ bench-nat: deps build
 bench-idle: deps build
 	./bin/hepto-lab idle-bench
 
+# chaos runs the fault tests' long versions: every anchor down for 10
+# minutes, a control-plane home cut off for 5 (about 25 minutes).
+chaos: deps build
+	HEPTO_CHAOS=1 HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 60m -run 'TestWithoutAnchor|TestControlPlaneHomeCut' -v ./e2e
+
 # bench-cp: a control-plane home's idle overlay traffic, three
 # control-plane nodes, hepto's timings next to upstream's.
 bench-cp: deps build
-	HEPTO_BENCH_CP=1 HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 30m -run 'TestControlPlaneIdleTraffic' -v ./e2e
+	HEPTO_BENCH_CP=1 HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 30m -run 'TestIdleCP' -v ./e2e
 
 # bench-k8s: hepto's Kubernetes against the same components run as
 # upstream runs them (k8s-ref, containerd), on the same lab nodes: memory,

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -71,35 +69,8 @@ func TestControlPlaneOverHomes(t *testing.T) {
 
 	// Writers: one per node, a ConfigMap per write, each acknowledged
 	// one recorded.
-	ctx, stop := context.WithCancel(k.w.ctx)
-	var mu sync.Mutex
-	acked := map[string][]time.Time{}
-	var ackedNames []string
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(func() {
-			for i := 0; ctx.Err() == nil; i++ {
-				name := fmt.Sprintf("w-%s-%d", n.Name, i)
-				if out, err := kubectlErr(n, "--request-timeout=4s", "create", "configmap", name); err != nil {
-					t.Logf("%s: write %d: %v %s", n.Name, i, err, out)
-				} else {
-					mu.Lock()
-					acked[n.Name] = append(acked[n.Name], time.Now())
-					ackedNames = append(ackedNames, name)
-					mu.Unlock()
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(500 * time.Millisecond):
-				}
-			}
-		})
-	}
-	stopWriters := func() {
-		stop()
-		wg.Wait()
-	}
-	defer stopWriters()
+	wr := startWriters(k.w.ctx, nodes...)
+	defer wr.stop()
 	time.Sleep(5 * time.Second)
 
 	leaderName := mustStatus(t, k.an).Kubernetes.ControlPlane.Leader
@@ -119,15 +90,13 @@ func TestControlPlaneOverHomes(t *testing.T) {
 	leader.stop(syscall.SIGKILL)
 	t.Logf("hepto on the etcd leader, %s, killed", leader.Name)
 	time.Sleep(25 * time.Second)
-	mu.Lock()
 	for _, n := range rest {
-		gap := writeGap(acked[n.Name], killed)
+		gap := wr.gap(n.Name, killed)
 		t.Logf("writes from %s: none acknowledged for %s around the kill", n.Name, gap.Round(100*time.Millisecond))
 		if gap > 15*time.Second {
 			t.Errorf("writes from %s: none acknowledged for %s after the etcd leader's loss, want ≤ 15 s", n.Name, gap.Round(100*time.Millisecond))
 		}
 	}
-	mu.Unlock()
 
 	// Back: its etcd member catches up, no one acting.
 	leader.start()
@@ -136,23 +105,11 @@ func TestControlPlaneOverHomes(t *testing.T) {
 	eventually(t, 2*time.Minute, func() error { return allReady(k.an, names...) })
 	t.Logf("%s restarted: etcd member back and Node Ready after %s", leader.Name, time.Since(back).Round(time.Second))
 	time.Sleep(3 * time.Second)
-	stopWriters()
-
-	// No acknowledged write lost.
-	out := kubectl(t, k.an, "get", "configmaps", "-o", "jsonpath={.items[*].metadata.name}")
-	have := map[string]bool{}
-	for _, f := range strings.Fields(out) {
-		have[f] = true
-	}
-	lost := 0
-	for _, name := range ackedNames {
-		if !have[name] {
-			lost++
-		}
-	}
-	t.Logf("%d writes acknowledged, %d lost", len(ackedNames), lost)
-	if lost > 0 || len(ackedNames) == 0 {
-		t.Errorf("%d of %d acknowledged writes lost", lost, len(ackedNames))
+	wr.stop()
+	lost, acked := wr.lost(t, k.an)
+	t.Logf("%d writes acknowledged, %d lost", acked, lost)
+	if lost > 0 || acked == 0 {
+		t.Errorf("%d of %d acknowledged writes lost", lost, acked)
 	}
 
 	// One member down: removing another would lose etcd's quorum.
@@ -289,12 +246,12 @@ func writeGap(acks []time.Time, at time.Time) time.Duration {
 	return after.Sub(before)
 }
 
-// TestControlPlaneIdleTraffic (make bench-cp) measures a control-plane
+// TestIdleCP (make bench-cp) measures a control-plane
 // home's idle overlay traffic with hepto's timings, then with upstream's
 // (hepto run --upstream-timings), each in a lab cluster of its own: three
 // control-plane nodes (the anchor, home-a, home-b), a second anchor, no
 // pods. It prints a table; the figures go in docs/benchmarks.md.
-func TestControlPlaneIdleTraffic(t *testing.T) {
+func TestIdleCP(t *testing.T) {
 	if os.Getenv("HEPTO_BENCH_CP") == "" {
 		t.Skip("a benchmark of a few minutes: make bench-cp (HEPTO_BENCH_CP=1)")
 	}

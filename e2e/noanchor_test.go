@@ -28,10 +28,12 @@ func TestWithoutAnchor(t *testing.T) {
 		t.Fatalf("anchor exit code %d", code)
 	}
 
-	// 150 pings, 5 a second, with the anchor gone.
-	out, _ := na.Host.Run(w.ctx, "ping", "-q", "-c", "150", "-i", "0.2", "-W", "1", before.OverlayIPs[0])
+	// Pings, 5 a second, with the anchor gone: 30 s, 10 minutes in make
+	// chaos.
+	count := int(faultTime(30*time.Second, 10*time.Minute) / (200 * time.Millisecond))
+	out, _ := na.Host.Run(w.ctx, "ping", "-q", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "1", before.OverlayIPs[0])
 	loss := pingLoss(t, out)
-	t.Logf("anchor down: home-a → home-b, %.1f %% of 150 pings lost", loss)
+	t.Logf("anchor down: home-a → home-b, %.1f %% of %d pings lost", loss, count)
 	if loss > 1 {
 		t.Fatalf("direct pair lost %.1f %% of its pings without the anchor:\n%s", loss, out)
 	}
