@@ -235,11 +235,11 @@ bench-k8s-build: patched
 # Kubernetes version, from third_party/conformance) against a lab cluster
 # of an anchor and two homes behind NATs, one symmetric: the [Conformance]
 # tests of sig-network, sig-node, sig-apps and sig-api-machinery, without
-# [Serial], [Disruptive] and [Slow] (conformance-full runs those too). The
+# [Serial], [Disruptive] and [Slow] (conformance-full conformance-ha runs those too). The
 # images the suite asks for are rebuilt from Debian packages and Go sources
 # (no registry is reachable). Results: docs/conformance.md. Heavy: e2e.test
 # is a Kubernetes-sized build, and the run takes the better part of an hour.
-.PHONY: conformance conformance-full conformance-storage conformance-build
+.PHONY: conformance conformance-full conformance-ha conformance-storage conformance-build
 CONFORMANCE := bin/conformance
 conformance-build: build e2e-images
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) test -c -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
@@ -253,6 +253,11 @@ conformance: deps conformance-build
 
 conformance-full: deps conformance-build
 	./bin/hepto-lab conformance --skip '' --doc docs/conformance.md
+
+# conformance-ha: make conformance on a cluster whose control plane is
+# three nodes (the anchor and both homes, one behind the symmetric NAT).
+conformance-ha: deps conformance-build
+	./bin/hepto-lab conformance --control-planes 3 --kind 'make conformance-ha' --doc docs/conformance.md
 
 # conformance-storage: the sig-storage conformance tests (ConfigMap, Secret,
 # projected, downward API and emptyDir volumes), for the kubelet's patched

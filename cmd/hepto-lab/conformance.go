@@ -59,6 +59,7 @@ type conformanceOptions struct {
 	timeout                  time.Duration
 	report, doc, kind        string
 	keep                     bool
+	controlPlanes            int
 }
 
 func conformanceCmd() *cobra.Command {
@@ -89,6 +90,7 @@ func conformanceCmd() *cobra.Command {
 	f.StringVar(&o.doc, "doc", "", "markdown file whose results section gets the summary (docs/conformance.md)")
 	f.StringVar(&o.kind, "kind", "", "the document's results section (default: make conformance, or make conformance-full without the skip)")
 	f.BoolVar(&o.keep, "keep", false, "keep the nodes' directories (logs) and print where")
+	f.IntVar(&o.controlPlanes, "control-planes", 1, "control-plane nodes: 1 (the anchor) or 3 (the anchor and both homes)")
 	return cmd
 }
 
@@ -102,6 +104,9 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 			return err
 		}
 		*p = abs
+	}
+	if o.controlPlanes != 1 && o.controlPlanes != 3 {
+		return fmt.Errorf("--control-planes %d: 1 or 3", o.controlPlanes)
 	}
 	if _, err := os.Stat(o.e2e); err != nil {
 		return fmt.Errorf("e2e.test: %w (make conformance builds it)", err)
@@ -132,7 +137,11 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 	defer c.RemovePods()
 
 	step := func(format string, a ...any) { fmt.Fprintf(out, "==> "+format+"\n", a...) }
-	step("lab cluster: anchor (control plane), home-a (endpoint-independent NAT), home-b (symmetric NAT); %d image archives", len(archives))
+	roles := "anchor (control plane)"
+	if o.controlPlanes == 3 {
+		roles = "anchor, home-a and home-b all control-plane nodes"
+	}
+	step("lab cluster: anchor, home-a (endpoint-independent NAT), home-b (symmetric NAT), %s; %d image archives", roles, len(archives))
 	pub, err := l.AddPublicHost("anchor")
 	if err != nil {
 		return err
@@ -161,7 +170,15 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 		if err != nil {
 			return err
 		}
-		n, err := c.Join(h.name, home.Machines[0], anchor)
+		var tokenFlags []string
+		if o.controlPlanes == 3 {
+			tokenFlags = []string{"--control-plane"}
+		}
+		tok, err := anchor.Token(h.name, tokenFlags...)
+		if err != nil {
+			return err
+		}
+		n, err := c.JoinWith(h.name, home.Machines[0], tok)
 		if err != nil {
 			return err
 		}

@@ -118,14 +118,31 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 	cfg.ClientTLSInfo = tls
 	cfg.PeerTLSInfo = tls
 	cfg.EnableGRPCGateway = false // the apiserver speaks gRPC
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLogger(c.componentHandler(compEtcd)))
+	fatal := make(chan error, 1)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLogger(c.componentHandler(compEtcd), func(err error) {
+		select {
+		case fatal <- err:
+		default:
+		}
+	}))
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() {
+		// An etcd that failed (fatal) may not stop: do not wait for it.
+		done := make(chan struct{})
+		go func() { e.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(etcdStopDelay):
+			c.opts.Logger.Warn("control plane: etcd did not stop in time")
+		}
+	}()
 	select {
+	case err := <-fatal:
+		return err
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		return err
@@ -145,6 +162,8 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 			return nil
 		case err := <-e.Err():
 			return err
+		case err := <-fatal:
+			return fmt.Errorf("etcd failed: %w", err)
 		case <-time.After(time.Second):
 		}
 	}
@@ -159,6 +178,10 @@ func (c *ControlPlane) runEtcd(ctx context.Context) error {
 		return nil
 	case err := <-e.Err():
 		return err
+	case err := <-fatal:
+		// The fabric goes on; the state says why, and the supervisor
+		// starts etcd again.
+		return fmt.Errorf("etcd failed: %w", err)
 	case <-e.Server.StopNotify():
 		return errors.New("stopped unexpectedly")
 	}

@@ -2,7 +2,9 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 
 	"go.uber.org/zap"
@@ -10,9 +12,26 @@ import (
 )
 
 // zapLogger is a zap logger (etcd's) writing to slog, so that etcd's lines
-// look like the rest of hepto's.
-func zapLogger(h slog.Handler) *zap.Logger {
-	return zap.New(&zapCore{h: h})
+// look like the rest of hepto's. Its Fatal does not end the process, where
+// the fabric lives: it tells fatal (etcd's error) and ends the calling
+// goroutine (etcd calls Fatal on a failed write to its log, e.g. a full
+// disk).
+func zapLogger(h slog.Handler, fatal func(error)) *zap.Logger {
+	return zap.New(&zapCore{h: h}, zap.WithFatalHook(fatalHook(fatal)))
+}
+
+// fatalHook reports a Fatal line instead of exiting.
+type fatalHook func(error)
+
+func (f fatalHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
+	msg := ce.Message
+	for _, fl := range fields {
+		if err, ok := fl.Interface.(error); ok && fl.Type == zapcore.ErrorType {
+			msg += ": " + err.Error()
+		}
+	}
+	f(errors.New(msg))
+	runtime.Goexit()
 }
 
 type zapCore struct {
