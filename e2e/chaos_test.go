@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -117,15 +116,7 @@ func TestControlPlaneHomeCut(t *testing.T) {
 	an := k.an
 	names := []string{"anchor", "home-a", "home-b"}
 	eventually(t, 3*time.Minute, func() error { return etcdSettled([]*node{k.an, k.a, k.b}, names) })
-	manifest := filepath.Join(t.TempDir(), "web.yaml")
-	if err := os.WriteFile(manifest, fmt.Appendf(nil, darkManifest, webImage), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	kubectl(t, an, "cordon", "anchor")
-	kubectl(t, an, "apply", "-f", manifest)
-	kubectl(t, an, "rollout", "status", "deployment/web", "--timeout=120s")
-	kubectl(t, an, "uncordon", "anchor")
-	clusterIP := strings.TrimSpace(kubectl(t, an, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+	clusterIP := deployInHomes(t, an)
 
 	wr := startWriters(k.w.ctx, k.an, k.b)
 	defer wr.stop()
@@ -140,26 +131,9 @@ func TestControlPlaneHomeCut(t *testing.T) {
 			k.homeA.SetDelay(0, 0)
 		}
 	}()
-	eventually(t, 4*time.Minute, func() error {
-		n := 0
-		for _, p := range webPods(t, an) {
-			if p.Spec.NodeName != "home-a" && p.DeletionTimestamp == nil && podReady(p) {
-				n++
-			}
-		}
-		if n < 2 {
-			return fmt.Errorf("%d replicas ready outside home-a", n)
-		}
-		return nil
-	})
+	waitReplicasOutside(t, an, "home-a")
 	t.Logf("home-a cut off: its replica ran elsewhere after %s", time.Since(cut).Round(time.Second))
-	failed := 0
-	for range 10 {
-		if _, err := an.Host.Run(k.w.ctx, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+clusterIP+"/80"); err != nil {
-			failed++
-		}
-	}
-	if failed > 0 {
+	if failed := serviceFailures(an, clusterIP); failed > 0 {
 		t.Errorf("%d of 10 connections to the Service failed with home-a cut off", failed)
 	}
 	if rest := 5*time.Minute - time.Since(cut); rest > 0 {

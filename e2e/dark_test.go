@@ -54,16 +54,7 @@ spec:
 func TestHomeGoesDark(t *testing.T) {
 	k := startKube(t, kubeOptions{})
 	an := k.an
-	// The first two replicas go to the homes (the anchor cordoned); the
-	// one that moves may go to the anchor.
-	manifest := filepath.Join(t.TempDir(), "dark.yaml")
-	if err := os.WriteFile(manifest, fmt.Appendf(nil, darkManifest, webImage), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	kubectl(t, an, "cordon", "anchor")
-	kubectl(t, an, "apply", "-f", manifest)
-	kubectl(t, an, "rollout", "status", "deployment/web", "--timeout=120s")
-	kubectl(t, an, "uncordon", "anchor")
+	clusterIP := deployInHomes(t, an)
 	onHome := func(node string) bool { return node == "home-a" || node == "home-b" }
 	pods := webPods(t, an)
 	if len(pods) != 2 || !onHome(pods[0].Spec.NodeName) || !onHome(pods[1].Spec.NodeName) {
@@ -78,7 +69,6 @@ func TestHomeGoesDark(t *testing.T) {
 	if darkPod == "" {
 		t.Fatalf("no replica on home-b: %v", podNodes(pods))
 	}
-	clusterIP := strings.TrimSpace(kubectl(t, an, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
 
 	if err := k.homeB.SetDelay(0, 100); err != nil {
 		t.Fatal(err)
@@ -103,28 +93,12 @@ func TestHomeGoesDark(t *testing.T) {
 	}
 	// kube-proxy follows the endpoints within a second or two.
 	time.Sleep(3 * time.Second)
-	failed := 0
-	for range 10 {
-		if _, err := an.Host.Run(k.w.ctx, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+clusterIP+"/80"); err != nil {
-			failed++
-		}
-	}
+	failed := serviceFailures(an, clusterIP)
 	t.Logf("the Service answered %d of 10 connections with home-b dark", 10-failed)
 	if failed > 0 {
 		t.Errorf("%d of 10 connections to the Service failed with home-b dark", failed)
 	}
-	eventually(t, 4*time.Minute, func() error {
-		n := 0
-		for _, p := range webPods(t, an) {
-			if p.Spec.NodeName != "home-b" && p.DeletionTimestamp == nil && podReady(p) {
-				n++
-			}
-		}
-		if n < 2 {
-			return fmt.Errorf("%d replicas ready outside home-b", n)
-		}
-		return nil
-	})
+	waitReplicasOutside(t, an, "home-b")
 	moved := time.Since(cut)
 	t.Logf("home-b cut off: its replica ran elsewhere after %s", moved.Round(time.Second))
 	if moved > 3*time.Minute {
@@ -138,6 +112,52 @@ func TestHomeGoesDark(t *testing.T) {
 	back := time.Now()
 	eventually(t, 2*time.Minute, func() error { return allReady(an, "home-b") })
 	t.Logf("home-b's uplink back: Ready after %s", time.Since(back).Round(time.Second))
+}
+
+// deployInHomes runs the web Deployment with a replica in each home (the
+// anchor cordoned meanwhile; a replica that moves may go to it) and
+// returns its Service's cluster IP.
+func deployInHomes(t *testing.T, an *node) string {
+	t.Helper()
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
+	if err := os.WriteFile(manifest, fmt.Appendf(nil, darkManifest, webImage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, an, "cordon", "anchor")
+	kubectl(t, an, "apply", "-f", manifest)
+	kubectl(t, an, "rollout", "status", "deployment/web", "--timeout=120s")
+	kubectl(t, an, "uncordon", "anchor")
+	return strings.TrimSpace(kubectl(t, an, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+}
+
+// waitReplicasOutside waits until two replicas of web are Ready outside
+// home.
+func waitReplicasOutside(t *testing.T, an *node, home string) {
+	t.Helper()
+	eventually(t, 4*time.Minute, func() error {
+		n := 0
+		for _, p := range webPods(t, an) {
+			if p.Spec.NodeName != home && p.DeletionTimestamp == nil && podReady(p) {
+				n++
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("%d replicas ready outside %s", n, home)
+		}
+		return nil
+	})
+}
+
+// serviceFailures counts the failed connections of 10 to the web
+// Service's cluster IP from n.
+func serviceFailures(n *node, clusterIP string) int {
+	failed := 0
+	for range 10 {
+		if _, err := n.Host.Run(n.w.ctx, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+clusterIP+"/80"); err != nil {
+			failed++
+		}
+	}
+	return failed
 }
 
 func webPods(t *testing.T, an *node) []corev1.Pod {
