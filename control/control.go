@@ -191,6 +191,15 @@ const PathControlPlaneJoin = "/v1/kubernetes/control-plane/join"
 // ControlPlaneJoinRequest gives the joining node's etcd peer URL.
 type ControlPlaneJoinRequest struct {
 	PeerURL string `json:"peer_url"`
+	Signed
+}
+
+// Signed is a request's time (unix seconds) and its MAC (control.MAC of
+// the request with an empty MAC), which prove that the asking member's
+// hepto made it, lately.
+type Signed struct {
+	Time int64  `json:"time"`
+	MAC  []byte `json:"mac"`
 }
 
 // ControlPlaneJoin is what a joining control-plane node needs: the
@@ -209,4 +218,5 @@ const PathEtcdRemove = "/v1/kubernetes/control-plane/remove"
 // EtcdRemoveRequest names the node whose member goes.
 type EtcdRemoveRequest struct {
 	Name string `json:"name"`
+	Signed
 }

@@ -225,7 +225,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			JoinPeersChanged: func() { mh.Kick() }, Logger: log,
 			Restored: n.st.Has(state.RestoredFile),
 			BeforeRemove: func(ctx context.Context, node membership.Node) error {
-				return k8s.RemoveEtcdMember(ctx, client, n.store.Current().Nodes, node)
+				return k8s.RemoveEtcdMember(ctx, client, n.priv, n.store.Current().Nodes, node)
 			},
 		})
 		if err != nil {
@@ -257,6 +257,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			CertValidity:    cfg.CertValidity,
 			UpstreamTimings: cfg.UpstreamTimings,
 			Client:          client,
+			Key:             n.priv,
 			Logger:          log,
 		})
 	}

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/k8s/controlplane"
+	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
 )
@@ -19,6 +21,35 @@ import (
 // controlPlaneCallTimeout bounds a call to another control-plane node: an
 // etcd membership change waits for a quorum.
 const controlPlaneCallTimeout = 30 * time.Second
+
+// Labels of the MACs (control.MAC) of the calls between control-plane
+// nodes: only the asking member's hepto, holding its WireGuard key, can
+// make them (no other process on it, no pod on its host network).
+const (
+	macJoin   = "hepto/v1/control-plane-join"
+	macRemove = "hepto/v1/etcd-remove"
+)
+
+// sign fills in s, the Signed of req, for the node of key peer.
+func sign(priv key.Private, peer key.Public, label string, req any, s *control.Signed) error {
+	s.Time, s.MAC = time.Now().Unix(), nil
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	s.MAC, err = control.MAC(priv, peer, label, b)
+	return err
+}
+
+// verified tells whether s, the Signed of req, was made lately by the
+// node of key peer.
+func verified(priv key.Private, peer key.Public, label string, req any, s *control.Signed) bool {
+	mac := s.MAC
+	s.MAC = nil
+	b, err := json.Marshal(req)
+	s.MAC = mac
+	return err == nil && control.Fresh(s.Time, time.Now()) && control.CheckMAC(priv, peer, label, b, mac)
+}
 
 // joinControlPlane is controlplane.Options.Join: it asks the other
 // control-plane nodes, lowest index first, to let this one in.
@@ -35,8 +66,12 @@ func (n *Node) joinControlPlane(ctx context.Context, peerURL string) (controlpla
 	var errs []error
 	for _, m := range others {
 		var j control.ControlPlaneJoin
+		req := control.ControlPlaneJoinRequest{PeerURL: peerURL}
+		if err := sign(n.o.Key, m.PublicKey, macJoin, &req, &req.Signed); err != nil {
+			return controlplane.Joined{}, err
+		}
 		cctx, cancel := context.WithTimeout(ctx, controlPlaneCallTimeout)
-		err := n.o.Client.Post(cctx, m.OverlayIPs[0], control.PathControlPlaneJoin, control.ControlPlaneJoinRequest{PeerURL: peerURL}, &j)
+		err := n.o.Client.Post(cctx, m.OverlayIPs[0], control.PathControlPlaneJoin, req, &j)
 		cancel()
 		if err == nil {
 			return controlplane.Joined{PKI: j.PKI, InitialCluster: j.InitialCluster}, nil
@@ -69,6 +104,10 @@ func (n *Node) handleControlPlaneJoin(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, control.BadRequest(err))
 		return
 	}
+	if !verified(n.o.Key, m.PublicKey, macJoin, &req, &req.Signed) {
+		control.WriteError(w, control.Refused("the request is not signed by %s's hepto, or is too old", m.Name))
+		return
+	}
 	u, err := url.Parse(req.PeerURL)
 	if err != nil || u.Scheme != "https" || u.Path != "" {
 		control.WriteError(w, control.BadRequest(fmt.Errorf("peer URL %q: want https://OVERLAY_ADDRESS:PORT", req.PeerURL)))
@@ -99,6 +138,10 @@ func (n *Node) handleEtcdRemove(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, control.BadRequest(err))
 		return
 	}
+	if !verified(n.o.Key, m.PublicKey, macRemove, &req, &req.Signed) {
+		control.WriteError(w, control.Refused("the request is not signed by %s's hepto, or is too old", m.Name))
+		return
+	}
 	err := n.cp.RemoveMember(r.Context(), req.Name)
 	switch {
 	case errors.Is(err, controlplane.ErrQuorum):
@@ -114,7 +157,7 @@ func (n *Node) handleEtcdRemove(w http.ResponseWriter, r *http.Request) {
 // node leaves the cluster, through the first other control-plane node
 // that answers. A removal that would lose etcd's quorum is refused, and
 // so is one that no control-plane node can make: the node stays.
-func RemoveEtcdMember(ctx context.Context, client *control.Client, members []membership.Node, node membership.Node) error {
+func RemoveEtcdMember(ctx context.Context, client *control.Client, priv key.Private, members []membership.Node, node membership.Node) error {
 	if !node.IsControlPlane() {
 		return nil
 	}
@@ -123,8 +166,12 @@ func RemoveEtcdMember(ctx context.Context, client *control.Client, members []mem
 		if m.Name == node.Name || len(m.OverlayIPs) == 0 {
 			continue
 		}
+		req := control.EtcdRemoveRequest{Name: node.Name}
+		if err := sign(priv, m.PublicKey, macRemove, &req, &req.Signed); err != nil {
+			return err
+		}
 		cctx, cancel := context.WithTimeout(ctx, controlPlaneCallTimeout)
-		err := client.Post(cctx, m.OverlayIPs[0], control.PathEtcdRemove, control.EtcdRemoveRequest{Name: node.Name}, nil)
+		err := client.Post(cctx, m.OverlayIPs[0], control.PathEtcdRemove, req, nil)
 		cancel()
 		if err == nil {
 			return nil

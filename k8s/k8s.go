@@ -33,6 +33,7 @@ import (
 	"github.com/hepto-net/hepto/k8s/nodecert"
 	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/k8s/proxy"
+	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/state"
@@ -80,6 +81,9 @@ type Options struct {
 		Subscribe() (<-chan struct{}, func())
 	}
 	Client *control.Client
+	// Key is the node's WireGuard key: it signs the node's calls to other
+	// control-plane nodes, and checks theirs.
+	Key    key.Private
 	Logger *slog.Logger
 	// ComponentLogLevel is the least level of the Kubernetes components'
 	// lines (klog's) that reach Logger; nil means Warn.

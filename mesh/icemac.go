@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 
 	"github.com/hepto-net/hepto/control"
@@ -12,19 +11,12 @@ import (
 // iceMAC authenticates msg to the node of key peer: a member that passes
 // it on (when no anchor answers) cannot forge or change it.
 func (m *Mesh) iceMAC(msg control.ICEMessage, peer key.Public) ([]byte, error) {
-	shared, err := m.o.PrivateKey.Shared(peer)
-	if err != nil {
-		return nil, err
-	}
-	k := sha256.Sum256(append([]byte("hepto/v1/ice-mac\x00"), shared[:]...))
 	msg.MAC = nil
 	b, err := json.Marshal(msg)
 	if err != nil {
 		return nil, err
 	}
-	h := hmac.New(sha256.New, k[:])
-	h.Write(b)
-	return h.Sum(nil), nil
+	return control.MAC(m.o.PrivateKey, peer, "hepto/v1/ice-mac", b)
 }
 
 // checkICEMAC verifies a message's MAC from the node of key from.

@@ -113,9 +113,17 @@ func (c *ControlPlane) AddMember(ctx context.Context, name, peerURL string) (Joi
 			// Added, never started: the same answer again.
 			members = e.Server.Cluster().Members()
 		case mine:
-			// Its data is gone: a new member takes its place.
+			// Its data is gone: a new member takes its place; never one
+			// that runs.
 			if m.ID == e.Server.MemberID() {
 				return Joined{}, fmt.Errorf("node %s asks to join with this node's own etcd member", name)
+			}
+			client, err := c.peerClient()
+			if err != nil {
+				return Joined{}, err
+			}
+			if peerAnswers(ctx, client, m.PeerURLs) {
+				return Joined{}, fmt.Errorf("node %s's etcd member answers at %s: it runs, and is not replaced", name, strings.Join(m.PeerURLs, ","))
 			}
 			if _, err := e.Server.RemoveMember(ctx, uint64(m.ID)); err != nil {
 				return Joined{}, fmt.Errorf("replacing %s's etcd member: %w", name, quorumError(err))
@@ -182,15 +190,10 @@ const peerCheckTimeout = 3 * time.Second
 // trusts its view of its peers, which lags a member that died without
 // closing its connections.
 func (c *ControlPlane) quorumAfter(ctx context.Context, e *embed.Etcd, gone types.ID) error {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(c.layout.Certs, "etcd-server.crt"), filepath.Join(c.layout.Certs, "etcd-server.key"))
+	client, err := c.peerClient()
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: peerCheckTimeout, Transport: &http.Transport{
-		Proxy:             nil,
-		TLSClientConfig:   &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: c.pki.Etcd.Pool(), MinVersion: tls.VersionTLS12},
-		DisableKeepAlives: true,
-	}}
 	var left []*membership.Member
 	for _, m := range e.Server.Cluster().Members() {
 		if m.ID != gone && !m.IsLearner {
@@ -217,6 +220,20 @@ func (c *ControlPlane) quorumAfter(ctx context.Context, e *embed.Etcd, gone type
 		return fmt.Errorf("%w: %d of the %d members left would answer now; etcd needs %d", ErrQuorum, n, len(left), need)
 	}
 	return nil
+}
+
+// peerClient asks etcd members at their peer URLs, with the member's
+// certificate.
+func (c *ControlPlane) peerClient() (*http.Client, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(c.layout.Certs, "etcd-server.crt"), filepath.Join(c.layout.Certs, "etcd-server.key"))
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Timeout: peerCheckTimeout, Transport: &http.Transport{
+		Proxy:             nil,
+		TLSClientConfig:   &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: c.pki.Etcd.Pool(), MinVersion: tls.VersionTLS12},
+		DisableKeepAlives: true,
+	}}, nil
 }
 
 // peerAnswers tells whether an etcd member answers at one of its peer
