@@ -207,6 +207,62 @@ func portAccounting(t *testing.T, n *node, ports ...string) func() string {
 	}
 }
 
+// apiWrites sums the requests the apiservers of nodes made to etcd so
+// far, by operation and resource (etcd_requests_total): writes, and the
+// reads that reach etcd (each a round to the leader on a follower).
+func apiWrites(t *testing.T, nodes []*node) map[string]float64 {
+	t.Helper()
+	sum := map[string]float64{}
+	for _, n := range nodes {
+		for _, line := range strings.Split(kubectl(t, n, "get", "--raw", "/metrics"), "\n") {
+			if !strings.HasPrefix(line, "etcd_requests_total{") {
+				continue
+			}
+			op, resource := label(line, "operation"), label(line, "resource")
+			i := strings.LastIndexByte(line, ' ')
+			v, err := strconv.ParseFloat(line[i+1:], 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			sum[op+" "+resource] += v
+		}
+	}
+	return sum
+}
+
+// label is the value of a metric line's label.
+func label(line, name string) string {
+	_, v, ok := strings.Cut(line, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	return v
+}
+
+// writeRates: the writes a minute between two apiWrites over minutes,
+// most first.
+func writeRates(before, after map[string]float64, minutes float64) string {
+	type rate struct {
+		what string
+		n    float64
+	}
+	var rs []rate
+	total := 0.0
+	for k, v := range after {
+		if d := (v - before[k]) / minutes; d > 0 {
+			rs = append(rs, rate{k, d})
+			total += d
+		}
+	}
+	slices.SortFunc(rs, func(a, b rate) int { return int(b.n*10 - a.n*10) })
+	out := []string{fmt.Sprintf("%.1f in all", total)}
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s %.1f", r.what, r.n))
+	}
+	return strings.Join(out, ", ")
+}
+
 // memoryMB is the hepto process's resident memory and its peak.
 func memoryMB(t *testing.T, n *node) (rss, peak float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.Proc.Pid()))
@@ -273,9 +329,11 @@ func TestIdleCP(t *testing.T) {
 			eventually(t, 3*time.Minute, func() error { return etcdSettled(nodes, []string{"anchor", "home-a", "home-b"}) })
 			time.Sleep(time.Minute) // past the start's writes
 			acct := portAccounting(t, k.a, "2380")
+			w0 := apiWrites(t, nodes)
 			rx0, tx0 := overlayBytes(t, k.a)
 			time.Sleep(2 * time.Minute)
 			rx1, tx1 := overlayBytes(t, k.a)
+			t.Logf("the apiservers' requests to etcd a minute: %s", writeRates(w0, apiWrites(t, nodes), 2))
 			r := row{timings: timings, in: float64(rx1-rx0) / 2000, out: float64(tx1-tx0) / 2000}
 			if _, err := fmt.Sscanf(acct(), "2380 %f/%f", &r.etcdIn, &r.etcdOut); err != nil {
 				t.Fatal(err)

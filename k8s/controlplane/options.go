@@ -77,10 +77,14 @@ type Options struct {
 
 // Eviction timings, chosen for homes (docs/architecture.md, "A home goes
 // dark"): endpoints of a dark home leave within a minute, its pods run
-// elsewhere within three.
+// elsewhere within three. A kubelet renews its node lease every quarter
+// of NodeLease: every 15 s (upstream: 10), so a node is marked unknown
+// after two renewals missed, not three, for a third fewer writes through
+// etcd between homes.
 const (
 	NodeMonitorGrace = 40 * time.Second
 	PodEvictionAfter = 2 * time.Minute
+	NodeLease        = time.Minute
 )
 
 // withDefaults fills in defaults and checks the options.
