@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"time"
 
@@ -39,24 +38,22 @@ func (a *Anchor) handleJoin(w http.ResponseWriter, r *http.Request) {
 	a.Kick()
 }
 
-// handleTURN gives a member credentials for every anchor's TURN server.
+// handleTURN gives a member credentials for every anchor's TURN server;
+// the call must be signed by the member's hepto.
 func (a *Anchor) handleTURN(w http.ResponseWriter, r *http.Request) {
-	var member string
+	member, err := control.RequireCaller(r, "TURN credentials")
+	if err != nil {
+		control.WriteError(w, err)
+		return
+	}
 	var urls []string
 	for _, n := range a.o.Store.Current().Nodes {
-		if slices.Contains(n.OverlayIPs, control.RemoteAddr(r)) {
-			member = n.Name
-		}
 		if host, _, err := net.SplitHostPort(n.Endpoint); err == nil && n.IsAnchor() {
 			hp := net.JoinHostPort(host, strconv.Itoa(nat.ServerPort))
 			urls = append(urls, "stun:"+hp, "turn:"+hp+"?transport=udp")
 		}
 	}
-	if member == "" {
-		control.WriteError(w, control.Refused("TURN credentials are for members only"))
-		return
-	}
-	creds, err := nat.NewCredentials(nat.TURNSecret(a.o.Signer), member, urls)
+	creds, err := nat.NewCredentials(nat.TURNSecret(a.o.Signer), member.Name, urls)
 	if err != nil {
 		control.WriteError(w, err)
 		return
@@ -87,17 +84,22 @@ func (a *Anchor) pushLoop(ctx context.Context) error {
 	}
 }
 
-// expireTokens tells the tunnel when a join peer must go.
+// expireTokens tells the tunnel when a join peer must go: its token
+// expired, or was used (UsedGrace).
 func (a *Anchor) expireTokens(ctx context.Context) error {
 	for {
 		wait := time.Hour
 		if next, ok := nextExpiry(*a.issued.Load(), time.Now()); ok {
 			wait = time.Until(next) + time.Second
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-a.peersChanged:
+			t.Stop()
+		case <-t.C:
 			a.o.JoinPeersChanged()
 		}
 	}

@@ -47,6 +47,10 @@ func (a *Anchor) takeTokens(theirs []issuedToken) error {
 	err := a.tokens.save(time.Now())
 	a.snapshot()
 	go a.o.JoinPeersChanged()
+	select {
+	case a.peersChanged <- struct{}{}:
+	default:
+	}
 	return err
 }
 
@@ -68,15 +72,10 @@ func (a *Anchor) handleTokens(w http.ResponseWriter, r *http.Request) {
 	control.WriteJSON(w, http.StatusOK, *a.issued.Load())
 }
 
-// fromAnchor reports whether a request came from another anchor.
+// fromAnchor reports whether a request was signed by another anchor.
 func (a *Anchor) fromAnchor(r *http.Request) bool {
-	from := control.RemoteAddr(r)
-	for _, n := range a.o.Store.Current().Nodes {
-		if n.IsAnchor() && n.Name != a.o.Self.Name && slices.Contains(n.OverlayIPs, from) {
-			return true
-		}
-	}
-	return false
+	n, ok := control.Caller(r)
+	return ok && n.IsAnchor() && n.Name != a.o.Self.Name
 }
 
 // otherAnchors are the anchors of the membership but this one.
@@ -145,10 +144,12 @@ func (a *Anchor) sendTokens(ctx context.Context) bool {
 	return all
 }
 
-// tokensChangedNow wakes syncTokens.
+// tokensChangedNow wakes syncTokens and expireTokens.
 func (a *Anchor) tokensChangedNow() {
-	select {
-	case a.tokensChanged <- struct{}{}:
-	default:
+	for _, c := range []chan struct{}{a.tokensChanged, a.peersChanged} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }

@@ -21,7 +21,11 @@ func URL(node netip.Addr, path string) string {
 
 // Client calls other nodes' control ports. It keeps no idle connection, so
 // an idle link carries nothing but WireGuard keepalives.
-type Client struct{ http *http.Client }
+type Client struct {
+	http *http.Client
+	// Identity, when set, signs the calls to members (Caller).
+	Identity *Identity
+}
 
 // NewClient returns a client that dials with dial (through the overlay).
 func NewClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
@@ -35,34 +39,45 @@ func (c *Client) Post(ctx context.Context, node netip.Addr, path string, in, out
 	if err != nil {
 		return err
 	}
-	_, err = c.do(ctx, http.MethodPost, URL(node, path), bytes.NewReader(b), out)
+	_, err = c.do(ctx, http.MethodPost, node, path, b, out)
 	return err
 }
 
 // PostBytes sends raw bytes to path on node.
 func (c *Client) PostBytes(ctx context.Context, node netip.Addr, path string, b []byte) error {
-	_, err := c.do(ctx, http.MethodPost, URL(node, path), bytes.NewReader(b), nil)
+	_, err := c.do(ctx, http.MethodPost, node, path, b, nil)
 	return err
 }
 
 // Get fetches path (with its query) from node into out; it reports false
 // when the node had nothing to send (204).
 func (c *Client) Get(ctx context.Context, node netip.Addr, path string, out any) (bool, error) {
-	return c.do(ctx, http.MethodGet, URL(node, path), nil, out)
+	return c.do(ctx, http.MethodGet, node, path, nil, out)
 }
 
-func (c *Client) do(ctx context.Context, method, url string, body io.Reader, out any) (bool, error) {
+func (c *Client) do(ctx context.Context, method string, node netip.Addr, path string, body []byte, out any) (bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, URL(node, path), r)
 	if err != nil {
 		return false, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if id := c.Identity; id != nil {
+		if m, ok := id.Member(node); ok {
+			if err := id.Sign(req, m.PublicKey, body); err != nil {
+				return false, err
+			}
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -2,7 +2,8 @@
 // overlay: joining through an anchor and spreading the signed membership.
 // It is HTTP on TCP port Port of overlay addresses only, so every message
 // travels inside WireGuard; WireGuard's cryptokey routing authenticates the
-// sender's overlay address, and the membership is signed besides.
+// sender's overlay address, the membership is signed besides, and a call
+// for something per node is signed by the calling node's hepto (auth.go).
 package control
 
 import (
@@ -157,7 +158,7 @@ func DecodeICEMessage(r io.Reader) (ICEMessage, error) {
 
 // PathNodeCerts asks a control-plane node for the asking node's
 // Kubernetes client and serving certificates: POST NodeCertsRequest →
-// NodeCerts. The node is known by the overlay address it asks from; its
+// NodeCerts. The node is known by its hepto's signature (Caller); its
 // keys never leave it.
 const PathNodeCerts = "/v1/kubernetes/node-certs"
 
@@ -191,15 +192,6 @@ const PathControlPlaneJoin = "/v1/kubernetes/control-plane/join"
 // ControlPlaneJoinRequest gives the joining node's etcd peer URL.
 type ControlPlaneJoinRequest struct {
 	PeerURL string `json:"peer_url"`
-	Signed
-}
-
-// Signed is a request's time (unix seconds) and its MAC (control.MAC of
-// the request with an empty MAC), which prove that the asking member's
-// hepto made it, lately.
-type Signed struct {
-	Time int64  `json:"time"`
-	MAC  []byte `json:"mac"`
 }
 
 // ControlPlaneJoin is what a joining control-plane node needs: the
@@ -218,5 +210,4 @@ const PathEtcdRemove = "/v1/kubernetes/control-plane/remove"
 // EtcdRemoveRequest names the node whose member goes.
 type EtcdRemoveRequest struct {
 	Name string `json:"name"`
-	Signed
 }

@@ -25,10 +25,12 @@ func RemoteAddr(r *http.Request) netip.Addr {
 type Server struct {
 	Mux *http.ServeMux
 	// Gate, when set, sees each request first: an error is the answer.
-	Gate   func(*http.Request) error
-	addrs  []netip.Addr
-	listen func(network string, addr netip.AddrPort) (net.Listener, error)
-	lns    []net.Listener
+	Gate func(*http.Request) error
+	// Identity, when set, tells who signed a call (Caller).
+	Identity *Identity
+	addrs    []netip.Addr
+	listen   func(network string, addr netip.AddrPort) (net.Listener, error)
+	lns      []net.Listener
 }
 
 // NewServer returns a server for the overlay addresses addrs; listen opens
@@ -55,19 +57,24 @@ func (s *Server) Start(context.Context) error {
 	return nil
 }
 
+// serve passes r through the gate (a removed node is told so, whatever
+// its call), authenticates it, then passes it to its route.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if s.Gate != nil {
+		if err := s.Gate(r); err != nil {
+			WriteError(w, err)
+			return
+		}
+	}
+	if s.Identity != nil {
+		r = s.Identity.authenticate(r)
+	}
+	s.Mux.ServeHTTP(w, r)
+}
+
 // Run serves until ctx ends or a listener fails.
 func (s *Server) Run(ctx context.Context) error {
-	var h http.Handler = s.Mux
-	if gate := s.Gate; gate != nil {
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := gate(r); err != nil {
-				WriteError(w, err)
-				return
-			}
-			s.Mux.ServeHTTP(w, r)
-		})
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()
 	errc := make(chan error, len(s.lns))

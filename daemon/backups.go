@@ -124,16 +124,10 @@ func pruneBackups(dir string, keep int) {
 
 // handleBackupCopy keeps a copy of a control-plane node's backup, the
 // latest from each.
-func handleBackupCopy(st state.Dir, store *membership.Store) http.HandlerFunc {
+func handleBackupCopy(st state.Dir) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		from := control.RemoteAddr(r)
-		var sender membership.Node
-		for _, n := range store.Current().Nodes {
-			if slices.Contains(n.OverlayIPs, from) {
-				sender = n
-			}
-		}
-		if !sender.IsControlPlane() {
+		sender, ok := control.Caller(r)
+		if !ok || !sender.IsControlPlane() {
 			control.WriteError(w, control.Refused("backups come from control-plane nodes only"))
 			return
 		}

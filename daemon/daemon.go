@@ -217,6 +217,8 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 
 	var mh *mesh.Mesh
 	client := control.NewClient(tun.DialContext)
+	identity := &control.Identity{Key: n.priv, Member: func(ip netip.Addr) (membership.Node, bool) { return n.store.Current().At(ip) }}
+	client.Identity = identity
 	sup := supervisor.New(log)
 	var an *anchor.Anchor
 	if n.signer != nil {
@@ -225,7 +227,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			JoinPeersChanged: func() { mh.Kick() }, Logger: log,
 			Restored: n.st.Has(state.RestoredFile),
 			BeforeRemove: func(ctx context.Context, node membership.Node) error {
-				return k8s.RemoveEtcdMember(ctx, client, n.priv, n.store.Current().Nodes, node)
+				return k8s.RemoveEtcdMember(ctx, client, n.store.Current().Nodes, node)
 			},
 		})
 		if err != nil {
@@ -257,7 +259,6 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			CertValidity:    cfg.CertValidity,
 			UpstreamTimings: cfg.UpstreamTimings,
 			Client:          client,
-			Key:             n.priv,
 			Logger:          log,
 		})
 	}
@@ -292,6 +293,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	sup.Add(supervisor.Func("membership", mh.Removed), true)
 	ctl := control.NewServer(n.self.OverlayIPs, tun.Listen)
 	ctl.Gate = mh.Gate
+	ctl.Identity = identity
 	mh.Routes(ctl.Mux)
 	if !cfg.Userspace {
 		sup.Add(podnet.New(podnet.Options{
@@ -309,7 +311,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		}
 	}
 	kube.Routes(ctl.Mux)
-	ctl.Mux.HandleFunc("POST "+control.PathBackups, handleBackupCopy(n.st, n.store))
+	ctl.Mux.HandleFunc("POST "+control.PathBackups, handleBackupCopy(n.st))
 	if an != nil && kube != nil && n.self.IsControlPlane() && cfg.BackupInterval > 0 {
 		sup.Add(&backupService{st: n.st, kube: kube, store: n.store, self: n.self.Name, client: client, interval: cfg.BackupInterval, log: log}, false)
 	}

@@ -2,7 +2,6 @@ package k8s
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/k8s/controlplane"
-	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
 )
@@ -21,35 +19,6 @@ import (
 // controlPlaneCallTimeout bounds a call to another control-plane node: an
 // etcd membership change waits for a quorum.
 const controlPlaneCallTimeout = 30 * time.Second
-
-// Labels of the MACs (control.MAC) of the calls between control-plane
-// nodes: only the asking member's hepto, holding its WireGuard key, can
-// make them (no other process on it, no pod on its host network).
-const (
-	macJoin   = "hepto/v1/control-plane-join"
-	macRemove = "hepto/v1/etcd-remove"
-)
-
-// sign fills in s, the Signed of req, for the node of key peer.
-func sign(priv key.Private, peer key.Public, label string, req any, s *control.Signed) error {
-	s.Time, s.MAC = time.Now().Unix(), nil
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	s.MAC, err = control.MAC(priv, peer, label, b)
-	return err
-}
-
-// verified tells whether s, the Signed of req, was made lately by the
-// node of key peer.
-func verified(priv key.Private, peer key.Public, label string, req any, s *control.Signed) bool {
-	mac := s.MAC
-	s.MAC = nil
-	b, err := json.Marshal(req)
-	s.MAC = mac
-	return err == nil && control.Fresh(s.Time, time.Now()) && control.CheckMAC(priv, peer, label, b, mac)
-}
 
 // joinControlPlane is controlplane.Options.Join: it asks the other
 // control-plane nodes, lowest index first, to let this one in.
@@ -67,9 +36,6 @@ func (n *Node) joinControlPlane(ctx context.Context, peerURL string) (controlpla
 	for _, m := range others {
 		var j control.ControlPlaneJoin
 		req := control.ControlPlaneJoinRequest{PeerURL: peerURL}
-		if err := sign(n.o.Key, m.PublicKey, macJoin, &req, &req.Signed); err != nil {
-			return controlplane.Joined{}, err
-		}
 		cctx, cancel := context.WithTimeout(ctx, controlPlaneCallTimeout)
 		err := n.o.Client.Post(cctx, m.OverlayIPs[0], control.PathControlPlaneJoin, req, &j)
 		cancel()
@@ -81,31 +47,22 @@ func (n *Node) joinControlPlane(ctx context.Context, peerURL string) (controlpla
 	return controlplane.Joined{}, errors.Join(errs...)
 }
 
-// memberNode finds the member an overlay address belongs to.
-func (n *Node) memberNode(a netip.Addr) (membership.Node, bool) {
-	for _, m := range n.o.Members() {
-		if slices.Contains(m.OverlayIPs, a) {
-			return m, true
-		}
-	}
-	return membership.Node{}, false
-}
-
 // handleControlPlaneJoin lets a member with the control-plane role into
-// etcd, at a peer URL on its own overlay address.
+// etcd, at a peer URL on its own overlay address. The call must be signed
+// by the member's hepto (control.Caller): it hands out the CAs.
 func (n *Node) handleControlPlaneJoin(w http.ResponseWriter, r *http.Request) {
-	m, ok := n.memberNode(control.RemoteAddr(r))
-	if !ok || !m.IsControlPlane() {
+	m, err := control.RequireCaller(r, "joining the control plane")
+	if err != nil {
+		control.WriteError(w, err)
+		return
+	}
+	if !m.IsControlPlane() {
 		control.WriteError(w, control.Refused("only members with the control-plane role join the control plane"))
 		return
 	}
 	var req control.ControlPlaneJoinRequest
 	if err := control.Decode(r.Body, &req); err != nil {
 		control.WriteError(w, control.BadRequest(err))
-		return
-	}
-	if !verified(n.o.Key, m.PublicKey, macJoin, &req, &req.Signed) {
-		control.WriteError(w, control.Refused("the request is not signed by %s's hepto, or is too old", m.Name))
 		return
 	}
 	u, err := url.Parse(req.PeerURL)
@@ -128,8 +85,12 @@ func (n *Node) handleControlPlaneJoin(w http.ResponseWriter, r *http.Request) {
 // handleEtcdRemove removes a node's etcd member, for an anchor removing
 // the node from the cluster.
 func (n *Node) handleEtcdRemove(w http.ResponseWriter, r *http.Request) {
-	m, ok := n.memberNode(control.RemoteAddr(r))
-	if !ok || !(m.IsAnchor() || m.IsControlPlane()) {
+	m, err := control.RequireCaller(r, "removing an etcd member")
+	if err != nil {
+		control.WriteError(w, err)
+		return
+	}
+	if !(m.IsAnchor() || m.IsControlPlane()) {
 		control.WriteError(w, control.Refused("etcd members are removed by anchors and control-plane nodes only"))
 		return
 	}
@@ -138,11 +99,7 @@ func (n *Node) handleEtcdRemove(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, control.BadRequest(err))
 		return
 	}
-	if !verified(n.o.Key, m.PublicKey, macRemove, &req, &req.Signed) {
-		control.WriteError(w, control.Refused("the request is not signed by %s's hepto, or is too old", m.Name))
-		return
-	}
-	err := n.cp.RemoveMember(r.Context(), req.Name)
+	err = n.cp.RemoveMember(r.Context(), req.Name)
 	switch {
 	case errors.Is(err, controlplane.ErrQuorum):
 		control.WriteError(w, control.Refused("%s", err.Error()))
@@ -157,7 +114,7 @@ func (n *Node) handleEtcdRemove(w http.ResponseWriter, r *http.Request) {
 // node leaves the cluster, through the first other control-plane node
 // that answers. A removal that would lose etcd's quorum is refused, and
 // so is one that no control-plane node can make: the node stays.
-func RemoveEtcdMember(ctx context.Context, client *control.Client, priv key.Private, members []membership.Node, node membership.Node) error {
+func RemoveEtcdMember(ctx context.Context, client *control.Client, members []membership.Node, node membership.Node) error {
 	if !node.IsControlPlane() {
 		return nil
 	}
@@ -167,9 +124,6 @@ func RemoveEtcdMember(ctx context.Context, client *control.Client, priv key.Priv
 			continue
 		}
 		req := control.EtcdRemoveRequest{Name: node.Name}
-		if err := sign(priv, m.PublicKey, macRemove, &req, &req.Signed); err != nil {
-			return err
-		}
 		cctx, cancel := context.WithTimeout(ctx, controlPlaneCallTimeout)
 		err := client.Post(cctx, m.OverlayIPs[0], control.PathEtcdRemove, req, nil)
 		cancel()

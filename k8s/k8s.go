@@ -33,7 +33,6 @@ import (
 	"github.com/hepto-net/hepto/k8s/nodecert"
 	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/k8s/proxy"
-	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/state"
@@ -81,9 +80,6 @@ type Options struct {
 		Subscribe() (<-chan struct{}, func())
 	}
 	Client *control.Client
-	// Key is the node's WireGuard key: it signs the node's calls to other
-	// control-plane nodes, and checks theirs.
-	Key    key.Private
 	Logger *slog.Logger
 	// ComponentLogLevel is the least level of the Kubernetes components'
 	// lines (klog's) that reach Logger; nil means Warn.
@@ -179,7 +175,7 @@ func New(o Options) *Node {
 			return n
 		}
 		n.cp = cp
-		n.issuer = &nodecert.Issuer{PKI: cp.PKI, Lookup: n.member, APIServers: n.apiServers}
+		n.issuer = &nodecert.Issuer{PKI: cp.PKI, APIServers: n.apiServers}
 	}
 	cniDirs, err := n.cniBinDirs()
 	if err == nil {
@@ -306,6 +302,7 @@ func (n *Node) runKubelet(ctx context.Context) error {
 			CgroupRoot: CgroupRoot(n.o.StateDir, n.o.NodeName),
 			ClusterDNS: n.o.ClusterDNS,
 			Domain:     n.o.ClusterDomain,
+			NodeLease:  n.nodeLease(),
 		})
 	})
 }
@@ -566,4 +563,13 @@ func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
 		errs = append(errs, fmt.Errorf("%s: %w", cp.Name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// nodeLease is the kubelet's node lease: hepto's, or upstream's with
+// the upstream timings.
+func (n *Node) nodeLease() time.Duration {
+	if n.o.UpstreamTimings {
+		return 0
+	}
+	return controlplane.NodeLease
 }

@@ -3,6 +3,8 @@ package membership
 import (
 	"crypto/ed25519"
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -16,6 +18,16 @@ type Membership struct {
 	Issued  time.Time   `json:"issued"`
 	Nodes   []Node      `json:"nodes"`
 	Removed []Tombstone `json:"removed,omitempty"`
+}
+
+// At returns the node with that overlay address.
+func (m Membership) At(ip netip.Addr) (Node, bool) {
+	for _, n := range m.Nodes {
+		if slices.Contains(n.OverlayIPs, ip) {
+			return n, true
+		}
+	}
+	return Node{}, false
 }
 
 // Find returns the node with that name.

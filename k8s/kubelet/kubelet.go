@@ -27,6 +27,9 @@ import (
 // Port is the kubelet's API port, on the node's overlay address.
 const Port = 10250
 
+// PodPidsLimit is how many processes a pod may have.
+const PodPidsLimit = 4096
+
 // Options configure a node's kubelet.
 type Options struct {
 	Dir        string       // the kubelet's root directory (pods' volumes, plugins, checkpoints)
@@ -41,6 +44,9 @@ type Options struct {
 	CgroupRoot string       // this node's cgroup parent, so that several nodes share a machine
 	ClusterDNS []netip.Addr // the pods' resolvers
 	Domain     string       // the cluster's DNS zone ("": cluster.local)
+	// NodeLease is the node lease's duration, renewed every quarter of
+	// it (0: upstream's 40 s).
+	NodeLease time.Duration
 }
 
 // server builds the kubelet's configuration.
@@ -93,11 +99,16 @@ func server(o Options) (*options.KubeletServer, error) {
 	}
 	c.ResolverConfig = "/etc/resolv.conf"
 	c.RegisterNode = true
+	if o.NodeLease > 0 {
+		c.NodeLeaseDurationSeconds = int32(o.NodeLease / time.Second)
+	}
 	// Pods get their time to stop when the machine shuts down; not when
 	// hepto restarts (this needs systemd-logind, else it is a no-op).
 	c.ShutdownGracePeriod = metav1.Duration{Duration: 30 * time.Second}
 	c.ShutdownGracePeriodCriticalPods = metav1.Duration{Duration: 10 * time.Second}
 	c.ProtectKernelDefaults = false
+	// A pod cannot fork-bomb its node, whoever owns it (0: no limit).
+	c.PodPidsLimit = PodPidsLimit
 	c.LocalStorageCapacityIsolation = true
 	c.SerializeImagePulls = false
 	c.Logging.Format = "text"

@@ -3,6 +3,7 @@ package kubelet
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 )
@@ -17,6 +18,7 @@ func TestServer(t *testing.T) {
 		CertFile: "/s/kubernetes/node/kubelet-serving.crt", KeyFile: "/s/kubernetes/node/kubelet-serving.key",
 		Runtime: "/s/kubernetes/containerd/containerd.sock", CgroupRoot: "/hepto/pi-kitchen-0a1b2c3d",
 		ClusterDNS: []netip.Addr{netip.MustParseAddr("10.77.0.5")},
+		NodeLease:  time.Minute,
 	}
 	s, err := server(o)
 	if err != nil {
@@ -40,6 +42,8 @@ func TestServer(t *testing.T) {
 		{"fail on cgroup v1", c.FailCgroupV1, false},
 		{"runtime", c.ContainerRuntimeEndpoint, "unix://" + o.Runtime},
 		{"hostname", s.HostnameOverride, "pi-kitchen"},
+		{"node lease", c.NodeLeaseDurationSeconds, int32(60)},
+		{"pod PID limit", c.PodPidsLimit, int64(PodPidsLimit)},
 	} {
 		if check.got != check.want {
 			t.Errorf("%s = %v, want %v", check.what, check.got, check.want)

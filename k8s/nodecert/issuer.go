@@ -23,23 +23,24 @@ type Issuer struct {
 	// PKI is the cluster's CAs; nil while a joining control-plane node
 	// has not got them yet.
 	PKI func() *pki.PKI
-	// Lookup finds the member an overlay address belongs to.
-	Lookup func(netip.Addr) (Member, bool)
 	// APIServers are the apiservers' URLs, nearest first.
 	APIServers func() []string
 }
 
-// Routes registers the issuer on the control protocol.
+// Routes registers the issuer on the control protocol. A call must be
+// signed by the member's hepto (control.Caller): the overlay address it
+// comes from tells the machine, not the process.
 func (is *Issuer) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+control.PathNodeCerts, is.handle)
 }
 
 func (is *Issuer) handle(w http.ResponseWriter, r *http.Request) {
-	m, ok := is.Lookup(control.RemoteAddr(r))
-	if !ok {
-		control.WriteError(w, control.Refused("kubelet certificates are for members only"))
+	caller, err := control.RequireCaller(r, "kubelet certificates")
+	if err != nil {
+		control.WriteError(w, err)
 		return
 	}
+	m := Member{Name: caller.Name, IPs: caller.OverlayIPs}
 	var req control.NodeCertsRequest
 	if err := control.Decode(r.Body, &req); err != nil {
 		control.WriteError(w, control.BadRequest(err))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/k8s/pki"
+	"github.com/hepto-net/hepto/key"
+	"github.com/hepto-net/hepto/membership"
 )
 
 var kitchen = Member{Name: "pi-kitchen", IPs: []netip.Addr{netip.MustParseAddr("10.77.0.5"), netip.MustParseAddr("fd42::5")}}
@@ -28,10 +31,7 @@ func newIssuer(t testing.TB) *Issuer {
 		t.Fatal(err)
 	}
 	return &Issuer{
-		PKI: func() *pki.PKI { return p },
-		Lookup: func(a netip.Addr) (Member, bool) {
-			return kitchen, slices.Contains(kitchen.IPs, a)
-		},
+		PKI:        func() *pki.PKI { return p },
 		APIServers: func() []string { return []string{"https://10.77.0.1:6443"} },
 	}
 }
@@ -137,11 +137,17 @@ func TestStoreRefusesForeignCertificates(t *testing.T) {
 	}
 }
 
-// The issuer answers members only, and refuses bad keys with bad_request.
+// The issuer answers a member's hepto only (a call signed with the
+// member's key, from its address), and refuses bad keys with bad_request.
 func TestIssuerRoutes(t *testing.T) {
 	is := newIssuer(t)
+	cpKey, kitchenKey, otherKey := newKey(t), newKey(t), newKey(t)
+	server := &control.Identity{Key: cpKey, Member: func(a netip.Addr) (membership.Node, bool) {
+		return membership.Node{Name: kitchen.Name, OverlayIPs: kitchen.IPs, PublicKey: kitchenKey.Public()}, slices.Contains(kitchen.IPs, a)
+	}}
 	mux := http.NewServeMux()
 	is.Routes(mux)
+	h := server.Handler(mux)
 	req, err := Dir(t.TempDir()).Request()
 	if err != nil {
 		t.Fatal(err)
@@ -152,23 +158,47 @@ func TestIssuerRoutes(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name, from string
+		signer     key.Private // zero: unsigned
 		body       []byte
+		tamper     bool // the body changed after signing (a space added)
 		status     int
 	}{
-		{"member", "10.77.0.5:40000", body, http.StatusOK},
-		{"member over IPv6", "[fd42::5]:40000", body, http.StatusOK},
-		{"stranger", "10.77.0.9:40000", body, http.StatusForbidden},
-		{"bad key", "10.77.0.5:40000", []byte(`{"client_key":"AAAA","serving_key":"AAAA","proxy_key":"AAAA","dns_key":"AAAA"}`), http.StatusBadRequest},
-		{"junk", "10.77.0.5:40000", []byte(`{"client_key":`), http.StatusBadRequest},
+		{"member's hepto", "10.77.0.5:40000", kitchenKey, body, false, http.StatusOK},
+		{"over IPv6", "[fd42::5]:40000", kitchenKey, body, false, http.StatusOK},
+		{"another process on the member", "10.77.0.5:40000", key.Private{}, body, false, http.StatusForbidden},
+		{"another key from the member's address", "10.77.0.5:40000", otherKey, body, false, http.StatusForbidden},
+		{"stranger", "10.77.0.9:40000", otherKey, body, false, http.StatusForbidden},
+		{"body changed", "10.77.0.5:40000", kitchenKey, body, true, http.StatusBadRequest},
+		{"bad key", "10.77.0.5:40000", kitchenKey, []byte(`{"client_key":"AAAA","serving_key":"AAAA","proxy_key":"AAAA","dns_key":"AAAA"}`), false, http.StatusBadRequest},
+		{"junk", "10.77.0.5:40000", kitchenKey, []byte(`{"client_key":`), false, http.StatusBadRequest},
 	} {
 		r := httptest.NewRequest("POST", control.PathNodeCerts, bytes.NewReader(c.body))
 		r.RemoteAddr = c.from
+		if !c.signer.IsZero() {
+			id := &control.Identity{Key: c.signer}
+			if err := id.Sign(r, cpKey.Public(), c.body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.tamper {
+			changed := append(slices.Clone(c.body), ' ') // the same request, another body
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(changed)), int64(len(changed))
+		}
 		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 		if w.Code != c.status {
 			t.Errorf("%s: status %d (%s), want %d", c.name, w.Code, w.Body, c.status)
 		}
 	}
+}
+
+func newKey(t *testing.T) key.Private {
+	t.Helper()
+	k, err := key.NewPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // FuzzIssue: any request is signed only for valid public keys, and never
