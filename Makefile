@@ -119,7 +119,7 @@ install-files:
 	install -m 0755 $(BIN)/hepto $(BIN)/hepto-cni $(BIN)/portmap $(addprefix $(BIN)/,$(CONTAINERD_CMDS)) $(DESTDIR)$(LIBDIR)/
 	ln -sfn $(LIBDIR)/hepto $(DESTDIR)$(PREFIX)/bin/hepto
 	sed 's|@BINDIR@|$(PREFIX)/bin|' dist/systemd/hepto.service > $(DESTDIR)/etc/systemd/system/hepto.service
-	test -e $(DESTDIR)/etc/default/hepto || install -m 0644 dist/systemd/hepto.default $(DESTDIR)/etc/default/hepto
+	test -e $(DESTDIR)/etc/default/hepto || install -m 0600 dist/systemd/hepto.default $(DESTDIR)/etc/default/hepto
 
 # deps installs the Debian packages the lab, the tests and the benchmarks use.
 deps:

@@ -25,8 +25,12 @@ import (
 	"github.com/hepto-net/hepto/tunnel"
 )
 
-// DefaultTokenTTL is how long a join token lasts unless told otherwise.
-const DefaultTokenTTL = 24 * time.Hour
+// DefaultTokenTTL is how long a join token lasts unless told otherwise;
+// MaxTokenTTL, the longest it may: a token is a way into the cluster.
+const (
+	DefaultTokenTTL = 24 * time.Hour
+	MaxTokenTTL     = 7 * 24 * time.Hour
+)
 
 // Options configure an Anchor.
 type Options struct {
@@ -60,6 +64,8 @@ type Anchor struct {
 	kick chan struct{} // a new membership to push
 	// tokensChanged: the token book changed, to send to the other anchors.
 	tokensChanged chan struct{}
+	// peersChanged: a join peer's end moved (a token issued or used).
+	peersChanged chan struct{}
 
 	mu     sync.Mutex
 	tokens *tokenBook
@@ -81,7 +87,7 @@ func New(o Options) (*Anchor, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Anchor{o: o, log: o.Logger, tokens: tb, kick: make(chan struct{}, 1), tokensChanged: make(chan struct{}, 1)}
+	a := &Anchor{o: o, log: o.Logger, tokens: tb, kick: make(chan struct{}, 1), tokensChanged: make(chan struct{}, 1), peersChanged: make(chan struct{}, 1)}
 	a.snapshot()
 	if o.Restored {
 		a.restored.Store(true)
@@ -142,6 +148,9 @@ func (a *Anchor) IssueToken(o TokenOptions) (string, time.Time, error) {
 	}
 	if ttl <= 0 {
 		ttl = DefaultTokenTTL
+	}
+	if ttl > MaxTokenTTL {
+		return "", time.Time{}, fmt.Errorf("a token lasts at most %s (asked: %s)", MaxTokenTTL, ttl)
 	}
 	id, jid, err := membership.NewTokenID()
 	if err != nil {

@@ -81,6 +81,27 @@ func TestAdmit(t *testing.T) {
 	if err != nil || string(again.Node.Payload) != string(resp.Node.Payload) {
 		t.Fatalf("retry: %v", err)
 	}
+	// The used token's join peer stays for a retry, then goes.
+	if len(a.JoinPeers(time.Now())) != 1 {
+		t.Error("join peer gone at once: a retry after a lost answer would meet silence")
+	}
+	if n := len(a.JoinPeers(time.Now().Add(UsedGrace + time.Second))); n != 0 {
+		t.Errorf("%d join peers after the used token's grace, want none", n)
+	}
+	if next, ok := nextExpiry(*a.issued.Load(), time.Now()); !ok || time.Until(next) > UsedGrace {
+		t.Errorf("next join peer change at %v (%v), want within %s", next, ok, UsedGrace)
+	}
+}
+
+// A token lasts at most MaxTokenTTL.
+func TestTokenLifetime(t *testing.T) {
+	a, _ := newAnchor(t)
+	if _, _, err := a.IssueToken(TokenOptions{Name: "home-a", TTL: MaxTokenTTL + time.Hour}); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("a token of %s: %v, want a refusal", MaxTokenTTL+time.Hour, err)
+	}
+	if _, _, err := a.IssueToken(TokenOptions{Name: "home-a", TTL: MaxTokenTTL}); err != nil {
+		t.Errorf("a token of %s: %v", MaxTokenTTL, err)
+	}
 }
 
 func TestAdmitRefusals(t *testing.T) {

@@ -12,8 +12,10 @@ import (
 )
 
 // issuedToken is an anchor's memory of a token it signed. Its one-time
-// WireGuard key stays a peer until the token expires, used or not, so that
-// a second use is told "already used" rather than met with silence.
+// WireGuard key is a peer until the token expires, or for UsedGrace once
+// it is used: long enough for the joining node to ask again when an
+// answer was lost (it is admitted again), not for anyone to keep a way
+// into the overlay with it.
 type issuedToken struct {
 	ID         string     `json:"id"`
 	Name       string     `json:"name"`
@@ -53,11 +55,22 @@ func (b *tokenBook) find(id string) *issuedToken {
 	return nil
 }
 
-// joinPeers are the join peers of tokens not yet expired.
+// UsedGrace is how long a used token's join peer stays.
+const UsedGrace = time.Minute
+
+// peerUntil is when the token's join peer goes.
+func (t issuedToken) peerUntil() time.Time {
+	if t.UsedAt != nil && t.UsedAt.Add(UsedGrace).Before(t.Expires) {
+		return t.UsedAt.Add(UsedGrace)
+	}
+	return t.Expires
+}
+
+// joinPeers are the join peers of tokens not yet expired nor used.
 func joinPeers(ts []issuedToken, now time.Time) []tunnel.Peer {
 	var out []tunnel.Peer
 	for _, t := range ts {
-		if now.Before(t.Expires) {
+		if now.Before(t.peerUntil()) {
 			out = append(out, tunnel.Peer{PublicKey: t.JoinPublic, AllowedIPs: []netip.Prefix{netip.PrefixFrom(t.JoinIP, 128)}})
 		}
 	}
@@ -68,8 +81,8 @@ func joinPeers(ts []issuedToken, now time.Time) []tunnel.Peer {
 func nextExpiry(ts []issuedToken, now time.Time) (time.Time, bool) {
 	var next time.Time
 	for _, t := range ts {
-		if now.Before(t.Expires) && (next.IsZero() || t.Expires.Before(next)) {
-			next = t.Expires
+		if until := t.peerUntil(); now.Before(until) && (next.IsZero() || until.Before(next)) {
+			next = until
 		}
 	}
 	return next, !next.IsZero()

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -12,6 +16,32 @@ import (
 	"github.com/hepto-net/hepto/metrics"
 )
 
+// readJoinFile reads a join token from a file that only its owner may
+// read, as ssh wants of a private key: a token is a way into the cluster.
+func readJoinFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("join file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("join file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("join file %s: mode %04o lets other users read the token: chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("join file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("join file %s is empty", path)
+	}
+	return tok, nil
+}
+
 // memoryLimit is the daemon's soft memory limit, unless GOMEMLIMIT says
 // otherwise.
 const memoryLimit = 48 << 20
@@ -19,12 +49,22 @@ const memoryLimit = 48 << 20
 func runCmd() *cobra.Command {
 	var cfg daemon.Config
 	var logLevel slog.Level
+	var joinFile string
 	cmd := &cobra.Command{
-		Use:   "run [--join TOKEN] [--port N]",
+		Use:   "run [--join TOKEN | --join-file FILE] [--port N]",
 		Short: "Run the node in the foreground (logs on stderr)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.State = stateDir(cmd)
+			if joinFile != "" {
+				if cfg.Join != "" {
+					return errors.New("--join and --join-file: one or the other")
+				}
+				var err error
+				if cfg.Join, err = readJoinFile(joinFile); err != nil {
+					return err
+				}
+			}
 			if os.Getenv("GOMEMLIMIT") == "" {
 				// The tunnel's buffers are bounded (tunnel/pools.go), so a
 				// soft limit only makes the collector return garbage sooner
@@ -39,6 +79,7 @@ func runCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Join, "join", "", "join token (first start only)")
+	f.StringVar(&joinFile, "join-file", "", "join token read from FILE, readable by its owner only (first start only; other users see a command line, not a 0600 file)")
 	f.Uint16Var(&cfg.Port, "port", 0, "UDP port (default: an anchor's endpoint port, else random)")
 	f.BoolVar(&cfg.Userspace, "userspace-networking", false, "no TUN device, no root: gVisor netstack, the host reaches the overlay through --socks5")
 	f.StringVar(&cfg.SOCKS5, "socks5", daemon.DefaultSOCKS5, "with --userspace-networking: SOCKS5 proxy address into the overlay")
