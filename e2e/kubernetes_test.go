@@ -58,6 +58,8 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 	checkNodes(t, an, nodes)
+	onlyHeptoGetsCredentials(t, a, an, an)
+	checkSharedSafely(t, an)
 	// Imported images are pinned: the kubelet's image garbage collection,
 	// when the disk fills up, leaves them (no registry would give them back).
 	for _, n := range []*node{an, b} {
@@ -737,17 +739,30 @@ func checkServices(t *testing.T, cp *node) {
 // (overlay from another node, both families; LAN from its LAN), and one
 // with hostIP 127.0.0.1 on the node's loopback only. The reference portmap
 // plugin, chained after hepto-cni, maps them.
+//
+// Host ports are beyond Pod Security's baseline, enforced by default: a
+// pod with one is refused in the default namespace, and runs in one whose
+// administrator allowed it.
 func checkHostPort(t *testing.T, cp, home *node, lanPeer *lab.Host) {
 	t.Helper()
+	const ns = "host-ports"
+	pod := func(name, ports string) []string {
+		return []string{"run", name, "--image", webImage, "--image-pull-policy", "Never", "--overrides",
+			fmt.Sprintf(`{"spec":{"nodeName":%q,"containers":[{"name":%q,"image":%q,"imagePullPolicy":"Never","command":["/web","serve"],"ports":%s}]}}`,
+				home.Name, name, webImage, ports)}
+	}
+	if out, err := kubectlErr(cp, pod("hostport-default", `[{"containerPort":8080,"hostPort":18082}]`)...); err == nil || !strings.Contains(out+err.Error(), "violates PodSecurity") {
+		t.Errorf("a hostPort pod in the default namespace: %v %s, want refused by Pod Security (baseline)", err, out)
+	}
+	kubectl(t, cp, "create", "namespace", ns)
+	kubectl(t, cp, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=privileged")
 	for _, p := range []struct{ name, ports string }{
 		{"hostport-all", `[{"containerPort":8080,"hostPort":18080}]`},
 		{"hostport-lo", `[{"containerPort":8080,"hostPort":18081,"hostIP":"127.0.0.1"}]`},
 	} {
-		kubectl(t, cp, "run", p.name, "--image", webImage, "--image-pull-policy", "Never", "--overrides",
-			fmt.Sprintf(`{"spec":{"nodeName":%q,"containers":[{"name":%q,"image":%q,"imagePullPolicy":"Never","command":["/web","serve"],"ports":%s}]}}`,
-				home.Name, p.name, webImage, p.ports))
+		kubectl(t, cp, append(pod(p.name, p.ports), "-n", ns)...)
 	}
-	kubectl(t, cp, "wait", "--for=condition=Ready", "pod/hostport-all", "pod/hostport-lo", "--timeout=120s")
+	kubectl(t, cp, "wait", "-n", ns, "--for=condition=Ready", "pod/hostport-all", "pod/hostport-lo", "--timeout=120s")
 	st, _, err := home.status()
 	if err != nil {
 		t.Fatal(err)

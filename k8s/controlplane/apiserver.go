@@ -27,7 +27,7 @@ const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 
 // apiServerArgs are kube-apiserver's flags: the same names and meanings as
 // the stand-alone binary's, so that its documentation applies.
-func (c *ControlPlane) apiServerArgs(certs map[string][2]string) []string {
+func (c *ControlPlane) apiServerArgs(certs map[string][2]string) ([]string, error) {
 	o := c.opts
 	var svc []string
 	for _, p := range o.ServiceCIDRs {
@@ -41,7 +41,6 @@ func (c *ControlPlane) apiServerArgs(certs map[string][2]string) []string {
 		"--cert-dir=" + c.layout.Certs,
 		"--client-ca-file=" + c.pki.Path("ca.crt"),
 		"--authorization-mode=Node,RBAC",
-		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--service-cluster-ip-range=" + strings.Join(svc, ","),
@@ -71,13 +70,19 @@ func (c *ControlPlane) apiServerArgs(certs map[string][2]string) []string {
 		"--default-not-ready-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 		"--default-unreachable-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 	}
+	hard, err := c.hardeningArgs()
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, hard...)
 	args = append(args, c.featureGateArgs()...)
+	args = append(args, "--etcd-count-metric-poll-period="+c.timings().ObjectCountPoll.String())
 	// The endpoint reconciler refuses loopback addresses: a control plane
 	// advertising one (tests) keeps the kubernetes service's endpoints alone.
 	if o.AdvertiseAddresses[0].IsLoopback() {
 		args = append(args, "--endpoint-reconciler-type=none")
 	}
-	return args
+	return args, nil
 }
 
 // apiServerCerts issues the apiserver's certificates, written under
@@ -113,9 +118,13 @@ func (c *ControlPlane) runAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.setIdentityLeaseRenew()
+	c.setAPIServerTimings()
 	s := apiserveroptions.NewServerRunOptions()
-	if err := parseFlags("kube-apiserver", s.Flags(), c.apiServerArgs(certs)); err != nil {
+	args, err := c.apiServerArgs(certs)
+	if err != nil {
+		return err
+	}
+	if err := parseFlags("kube-apiserver", s.Flags(), args); err != nil {
 		return err
 	}
 	// Loopback first: the apiserver's own clients use the first address.

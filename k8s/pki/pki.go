@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hepto-net/hepto/state"
@@ -22,6 +24,7 @@ const (
 	EtcdCAName       = "etcd-ca"        // etcd-ca.crt, .key: etcd's server and clients
 	SAKeyFile        = "sa.key"         // service-account token signing key
 	SAPubFile        = "sa.pub"         // its public half, for verifiers
+	SecretsKeyFile   = "secrets.key"    // Secrets' encryption key in etcd (32 bytes, base64)
 )
 
 // PKI is a cluster's authorities and service-account key.
@@ -31,6 +34,9 @@ type PKI struct {
 	FrontProxy *CA
 	Etcd       *CA
 	SAKey      crypto.Signer
+	// SecretsKey encrypts Secrets in etcd (secretbox): a backup of etcd
+	// or a copy of a control-plane node's disk shows no Secret without it.
+	SecretsKey []byte
 }
 
 // SetLeafValidity sets how long the certificates of every CA last (the
@@ -62,6 +68,9 @@ func LoadOrCreate(dir string) (*PKI, error) {
 	if p.SAKey, err = loadOrCreateSAKey(d); err != nil {
 		return nil, err
 	}
+	if p.SecretsKey, err = loadOrCreateSecretsKey(d); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -78,7 +87,32 @@ func Files() []string {
 	for _, ca := range []string{ClusterCAName, FrontProxyCAName, EtcdCAName} {
 		out = append(out, ca+".crt", ca+".key")
 	}
-	return append(out, SAKeyFile, SAPubFile)
+	return append(out, SAKeyFile, SAPubFile, SecretsKeyFile)
+}
+
+// loadOrCreateSecretsKey reads secrets.key, or makes it. A cluster made
+// before it had none: its first control-plane node to start makes it, and
+// any other must be given a copy before it starts (docs/architecture.md).
+func loadOrCreateSecretsKey(d state.Dir) ([]byte, error) {
+	if d.Has(SecretsKeyFile) {
+		b, err := os.ReadFile(d.Path(SecretsKeyFile))
+		if err != nil {
+			return nil, err
+		}
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(k) != 32 {
+			return nil, fmt.Errorf("%s: want 32 bytes in base64", d.Path(SecretsKeyFile))
+		}
+		return k, nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	if err := d.WriteBytes(SecretsKeyFile, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // loadOrCreateSAKey reads sa.key, or makes it with sa.pub. sa.pub is
