@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -121,8 +122,10 @@ func (t *turnServer) Start(context.Context) error {
 	if !ep.IsValid() {
 		return fmt.Errorf("cannot resolve this anchor's endpoint %q", self.Endpoint)
 	}
+	nets := t.a.cluster().Networks
 	o := nat.ServerOptions{
 		PublicIP: ep.Addr().AsSlice(), Realm: t.a.cluster().Name, Secret: nat.TURNSecret(t.a.o.Signer), Logger: t.a.log,
+		Forbidden: slices.Concat([]netip.Prefix{nets.OverlayV4, nets.OverlayV6, nets.PodsV4, nets.PodsV6}, nets.Services()),
 	}
 	if tm := t.metrics; tm != nil {
 		o.OnAllocation = func(delta int) { tm.Allocations.Add(float64(delta)) }

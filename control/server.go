@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // RemoteAddr is the overlay address a request came from: inside WireGuard,
@@ -19,6 +21,11 @@ func RemoteAddr(r *http.Request) netip.Addr {
 	}
 	return ap.Addr().Unmap()
 }
+
+// MaxConns is how many connections a server serves at once on each
+// address; more wait in the kernel's backlog. A member that opens
+// thousands cannot starve the others nor the node's memory.
+const MaxConns = 128
 
 // Server serves the control protocol on a node's overlay addresses. Other
 // parts register their routes on Mux before it starts.
@@ -52,7 +59,7 @@ func (s *Server) Start(context.Context) error {
 			}
 			return fmt.Errorf("listen on %v: %w", ip, err)
 		}
-		s.lns = append(s.lns, ln)
+		s.lns = append(s.lns, netutil.LimitListener(ln, MaxConns))
 	}
 	return nil
 }

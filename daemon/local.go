@@ -62,6 +62,9 @@ func (l *localAPI) Run(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/remove", l.handleRemove)
 	mux.HandleFunc("POST /v1/backup", l.handleBackup)
 	mux.HandleFunc("GET /v1/kubeconfig", l.handleKubeconfig)
+	mux.HandleFunc("POST /v1/kubeconfig", l.handleKubeconfig)
+	mux.HandleFunc("GET /v1/kubeconfigs", l.handleKubeconfigs)
+	mux.HandleFunc("POST /v1/kubeconfig/revoke", l.handleRevoke)
 	mux.HandleFunc("POST /v1/images/import", l.handleImageImport)
 	mux.HandleFunc("GET /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteJSON(w, http.StatusOK, l.mesh.Netcheck(r.Context()))
@@ -192,15 +195,53 @@ func strs[T fmt.Stringer](xs []T) []string {
 // handleKubeconfig answers with an admin kubeconfig, on control-plane
 // nodes.
 func (l *localAPI) handleKubeconfig(w http.ResponseWriter, r *http.Request) {
-	b, err := l.kube.AdminKubeconfig()
-	switch {
-	case errors.Is(err, k8s.ErrNotControlPlane):
-		localapi.WriteError(w, http.StatusNotFound, err)
-	case err != nil:
-		localapi.WriteError(w, http.StatusInternalServerError, err)
-	default:
-		localapi.WriteJSON(w, http.StatusOK, localapi.Kubeconfig{Kubeconfig: string(b)})
+	var req localapi.KubeconfigRequest
+	if r.Method == http.MethodPost {
+		if err := control.Decode(r.Body, &req); err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
 	}
+	b, err := l.kube.UserKubeconfig(r.Context(), req)
+	if err != nil {
+		localapi.WriteError(w, kubeStatus(err), err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, localapi.Kubeconfig{Kubeconfig: string(b)})
+}
+
+func (l *localAPI) handleKubeconfigs(w http.ResponseWriter, r *http.Request) {
+	list, err := l.kube.Kubeconfigs(r.Context())
+	if err != nil {
+		localapi.WriteError(w, kubeStatus(err), err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, list)
+}
+
+func (l *localAPI) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	var req localapi.RevokeRequest
+	if err := control.Decode(r.Body, &req); err != nil {
+		localapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	n, err := l.kube.RevokeKubeconfigs(r.Context(), req.User)
+	if err != nil {
+		localapi.WriteError(w, kubeStatus(err), err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, localapi.Revoked{Bindings: n})
+}
+
+// kubeStatus is the HTTP status of a Kubernetes error.
+func kubeStatus(err error) int {
+	switch {
+	case errors.Is(err, k8s.ErrNotControlPlane), errors.Is(err, k8s.ErrUnknownUser):
+		return http.StatusNotFound
+	case errors.Is(err, k8s.ErrBadUser):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
 }
 
 // handleImageImport imports an image archive into the node's containerd.

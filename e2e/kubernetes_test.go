@@ -60,6 +60,7 @@ func TestKubernetes(t *testing.T) {
 	checkNodes(t, an, nodes)
 	onlyHeptoGetsCredentials(t, a, an, an)
 	checkSharedSafely(t, an)
+	checkKubeconfigs(t, an)
 	// Imported images are pinned: the kubelet's image garbage collection,
 	// when the disk fills up, leaves them (no registry would give them back).
 	for _, n := range []*node{an, b} {
@@ -144,6 +145,7 @@ func TestKubernetes(t *testing.T) {
 	checkServices(t, an)
 	checkNodePort(t, an, b, homeB.Box)
 	checkHostPort(t, an, b, homeB.Box)
+	checkLANIsolated(t, an, b, homeB.Box)
 	checkReadOnlyRoot(t, an, b)
 	checkMirror(t, an, b)
 	checkCredentials(t, an, a)

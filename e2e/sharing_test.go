@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,9 +14,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hepto-net/hepto/lab"
 )
 
 // checkSharedSafely: the control plane's guards for a cluster shared by
@@ -91,4 +98,108 @@ func checkSharedSafely(t *testing.T, cp *node) {
 			t.Errorf("anonymous %s: %s, want %d", path, resp.Status, want)
 		}
 	}
+}
+
+// checkLANIsolated: a host on a home's LAN that routes a pod's address,
+// a ClusterIP and the home's overlay address through the home reaches
+// none of them (all three answer from the control-plane node, over the
+// overlay); the hostPort published by the pod answers from the LAN
+// (checkHostPort). Runs after checkHostPort, whose pod hostport-all it
+// uses.
+func checkLANIsolated(t *testing.T, cp, home *node, lanPeer *lab.Host) {
+	t.Helper()
+	const ns = "host-ports"
+	kubectl(t, cp, "expose", "pod", "hostport-all", "-n", ns, "--name", "lan-test", "--port", "80", "--target-port", "8080")
+	podIP := strings.TrimSpace(kubectl(t, cp, "get", "pod", "hostport-all", "-n", ns, "-o", "jsonpath={.status.podIP}"))
+	clusterIP := strings.TrimSpace(kubectl(t, cp, "get", "service", "lan-test", "-n", ns, "-o", "jsonpath={.spec.clusterIP}"))
+	st, _, err := home.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]string{
+		"pod":          "http://" + net.JoinHostPort(podIP, "8080") + "/",
+		"ClusterIP":    "http://" + net.JoinHostPort(clusterIP, "80") + "/",
+		"control port": "http://" + net.JoinHostPort(st.OverlayIPs[0], "51821") + "/v1/membership",
+	}
+	for what, url := range targets {
+		eventually(t, 30*time.Second, func() error {
+			if _, err := httpGet(cp.Host, url); err != nil {
+				return fmt.Errorf("%s %s from %s: %w", what, url, cp.Name, err)
+			}
+			return nil
+		})
+	}
+	for _, ip := range []string{podIP, clusterIP, st.OverlayIPs[0]} {
+		if out, err := lanPeer.Run(cp.w.ctx, "ip", "route", "replace", ip+"/32", "via", home.Host.IPv4.String()); err != nil {
+			t.Fatalf("route %s via %s on %s: %v %s", ip, home.Name, lanPeer.Name, err, out)
+		}
+	}
+	for what, url := range targets {
+		if out, err := httpGet(lanPeer, url); err == nil {
+			t.Errorf("%s %s answered %s's LAN (%s): %q", what, url, home.Name, lanPeer.Name, out)
+		}
+	}
+}
+
+// checkKubeconfigs: a household's admin gets a kubeconfig for their
+// namespace only; it works there at once, nowhere else, is listed, and
+// stops working when revoked. The default kubeconfig is a cluster admin
+// named "admin", bound by RBAC, not system:masters.
+func checkKubeconfigs(t *testing.T, cp *node) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name string, args ...string) string {
+		out, err := cp.Hepto(append([]string{"kubeconfig"}, args...)...)
+		if err != nil {
+			t.Fatalf("hepto kubeconfig %v: %v %s", args, err, out)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	alice := write("alice", "--user", "alice", "--namespace", "household-a", "--ttl", "1h")
+	admin := write("admin")
+	as := func(kc string, args ...string) (string, error) {
+		return kubectlErr(cp, append([]string{"--kubeconfig", kc}, args...)...)
+	}
+	if out, err := as(alice, "get", "pods", "-n", "household-a"); err != nil {
+		t.Errorf("alice in her namespace: %v %s", err, out)
+	}
+	for _, ns := range []string{"default", "kube-system"} {
+		if out, err := as(alice, "get", "secrets", "-n", ns); err == nil || !strings.Contains(out+err.Error(), "forbidden") {
+			t.Errorf("alice reads secrets in %s: %v %s, want forbidden", ns, err, out)
+		}
+	}
+	if out, err := as(admin, "get", "nodes"); err != nil {
+		t.Errorf("the default kubeconfig lists nodes: %v %s", err, out)
+	}
+	if cfg, err := clientcmd.LoadFromFile(admin); err != nil {
+		t.Error(err)
+	} else {
+		for name, a := range cfg.AuthInfos {
+			block, _ := pem.Decode(a.ClientCertificateData)
+			if block == nil {
+				t.Fatalf("kubeconfig user %s: no certificate", name)
+			}
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil || c.Subject.CommonName != "admin" || slices.Contains(c.Subject.Organization, "system:masters") {
+				t.Errorf("the default kubeconfig's certificate: %v %v, want admin, not system:masters", c.Subject, err)
+			}
+		}
+	}
+	list, err := cp.Hepto("kubeconfig", "--list")
+	if err != nil || !strings.Contains(list, "alice") || !strings.Contains(list, "admin of household-a") {
+		t.Errorf("kubeconfig --list: %v\n%s", err, list)
+	}
+	if out, err := cp.Hepto("kubeconfig", "--revoke", "alice"); err != nil {
+		t.Fatalf("revoke alice: %v %s", err, out)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if out, err := as(alice, "get", "pods", "-n", "household-a"); err == nil {
+			return fmt.Errorf("alice's revoked kubeconfig still lists pods: %s", out)
+		}
+		return nil
+	})
 }

@@ -31,7 +31,6 @@ import (
 	"github.com/hepto-net/hepto/k8s/images"
 	"github.com/hepto-net/hepto/k8s/kubelet"
 	"github.com/hepto-net/hepto/k8s/nodecert"
-	"github.com/hepto-net/hepto/k8s/pki"
 	"github.com/hepto-net/hepto/k8s/proxy"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
@@ -394,23 +393,6 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer) error {
 		return ErrNotControlPlane
 	}
 	return n.cp.Snapshot(ctx, w)
-}
-
-// AdminKubeconfig is an admin kubeconfig whose server is the node's first
-// overlay address, for kubectl anywhere in the cluster.
-func (n *Node) AdminKubeconfig() ([]byte, error) {
-	if n == nil || n.cp == nil {
-		return nil, ErrNotControlPlane
-	}
-	p := n.cp.PKI()
-	if p == nil {
-		return nil, ErrNotControlPlane
-	}
-	kp, err := p.Admin()
-	if err != nil {
-		return nil, err
-	}
-	return controlplane.Kubeconfig(apiServerURL(n.o.Addresses[0]), p.Cluster.CertPEM, kp, pki.AdminUser)
 }
 
 // ImportImage imports an image archive into the node's containerd.

@@ -95,6 +95,35 @@ type Kubeconfig struct {
 	Kubeconfig string `json:"kubeconfig"`
 }
 
+// KubeconfigRequest is the body of POST /v1/kubeconfig: a person's
+// kubeconfig, cluster admin or admin of Namespaces, lasting TTL (0: a
+// year).
+type KubeconfigRequest struct {
+	User       string        `json:"user"`
+	Namespaces []string      `json:"namespaces,omitempty"`
+	TTL        time.Duration `json:"ttl,omitempty"`
+}
+
+// KubeconfigEntry is a kubeconfig handed out and not revoked (GET
+// /v1/kubeconfigs).
+type KubeconfigEntry struct {
+	User         string   `json:"user"`
+	ID           string   `json:"id"`
+	ClusterAdmin bool     `json:"cluster_admin,omitempty"`
+	Namespaces   []string `json:"namespaces,omitempty"`
+	Expires      string   `json:"expires"`
+}
+
+// RevokeRequest is the body of POST /v1/kubeconfig/revoke.
+type RevokeRequest struct {
+	User string `json:"user"`
+}
+
+// Revoked is its answer: how many bindings went.
+type Revoked struct {
+	Bindings int `json:"bindings"`
+}
+
 // BackupRequest is the body of POST /v1/backup: where the daemon writes
 // the backup (an absolute path).
 type BackupRequest struct {

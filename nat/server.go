@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/pion/turn/v5"
@@ -20,7 +22,11 @@ type ServerOptions struct {
 	Secret   string // TURNSecret
 	// Relay ports, inclusive; default 49152-65535.
 	MinPort, MaxPort uint16
-	Logger           *slog.Logger
+	// Forbidden are ranges a relay never sends to, beside those that are
+	// never on the Internet (RelayAllowed): the cluster's overlay, pod
+	// and Service ranges.
+	Forbidden []netip.Prefix
+	Logger    *slog.Logger
 	// Optional counters: allocations opened (+1) and closed (-1), and
 	// bytes relayed ("in" from peers, "out" to them).
 	OnAllocation func(delta int)
@@ -58,17 +64,48 @@ func NewServer(o ServerOptions) (*Server, error) {
 		events.OnAllocationDeleted = func(_, _ net.Addr, _, _, _ string) { o.OnAllocation(-1) }
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:             o.Realm,
-		AuthHandler:       turn.LongTermTURNRESTAuthHandler(o.Secret, log.NewLogger("turn")),
-		LoggerFactory:     log,
-		EventHandler:      events,
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: gen}},
+		Realm:         o.Realm,
+		AuthHandler:   turn.LongTermTURNRESTAuthHandler(o.Secret, log.NewLogger("turn")),
+		LoggerFactory: log,
+		EventHandler:  events,
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: gen,
+			PermissionHandler: func(_ net.Addr, peer net.IP) bool {
+				a, ok := netip.AddrFromSlice(peer)
+				return ok && RelayAllowed(a.Unmap(), o.Forbidden)
+			},
+		}},
 	})
 	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("STUN/TURN server: %w", err)
 	}
 	return &Server{srv: srv}, nil
+}
+
+// notInternet are the ranges RelayAllowed refuses beside loopback,
+// private, link-local, multicast and unspecified addresses: shared address
+// space (carrier-grade NAT, RFC 6598), "this network", IPv4 reserved.
+var notInternet = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+}
+
+// RelayAllowed tells whether a relay may send to peer: a TURN server
+// relays for members between homes, over the Internet, and is no way into
+// the anchor's own loopback services, its LAN or the cluster's ranges.
+func RelayAllowed(peer netip.Addr, forbidden []netip.Prefix) bool {
+	if !peer.IsValid() || peer.IsLoopback() || peer.IsPrivate() || peer.IsUnspecified() ||
+		peer.IsLinkLocalUnicast() || peer.IsLinkLocalMulticast() || peer.IsMulticast() || peer.IsInterfaceLocalMulticast() {
+		return false
+	}
+	for _, p := range slices.Concat(notInternet, forbidden) {
+		if p.Contains(peer) {
+			return false
+		}
+	}
+	return true
 }
 
 // Close stops the server and frees its relays.

@@ -66,24 +66,28 @@ func (s *Service) start() error {
 		}
 	}
 	nets := o.Networks
-	if undo, err := overlayRules([]netip.Prefix{nets.OverlayV4, nets.OverlayV6}); err != nil {
-		o.Logger.Warn("no firewall for the overlay addresses: a LAN neighbour could reach them without WireGuard", "err", err)
-	} else {
-		s.undo = append(s.undo, undo)
+	// A firewall that is not there is a start failure: without it, a
+	// neighbour on the home's LAN reaches the overlay, the pods and the
+	// Services.
+	undo, err := overlayRules([]netip.Prefix{nets.OverlayV4, nets.OverlayV6})
+	if err != nil {
+		return fmt.Errorf("overlay firewall: %w", err)
 	}
+	s.undo = append(s.undo, undo)
+	if len(o.Pods) > 0 {
+		undoRoutes, err := ownPodRoutes(o.Pods)
+		if err != nil {
+			return err
+		}
+		s.undo = append(s.undo, undoRoutes)
+	}
+	undo, err = podRules(o.Tun, o.Pods, []netip.Prefix{nets.PodsV4, nets.PodsV6}, nets.Services())
+	if err != nil {
+		return fmt.Errorf("forwarding firewall: %w", err)
+	}
+	s.undo = append(s.undo, undo)
 	if len(o.Pods) == 0 {
 		return nil
-	}
-	undoRoutes, err := ownPodRoutes(o.Pods)
-	if err != nil {
-		return err
-	}
-	s.undo = append(s.undo, undoRoutes)
-	if undo, err := podRules(o.Tun, o.Pods, []netip.Prefix{nets.PodsV4, nets.PodsV6}); err != nil {
-		// The cluster works without it; only pods' Internet access does not.
-		o.Logger.Warn("no masquerade for pods: they will not reach the Internet", "err", err)
-	} else {
-		s.undo = append(s.undo, undo)
 	}
 	stateDir, err := filepath.Abs(o.StateDir)
 	if err != nil {
