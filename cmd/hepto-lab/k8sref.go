@@ -9,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hepto-net/hepto/k8s/containerd"
+	"github.com/hepto-net/hepto/k8s/controlplane"
 	"github.com/hepto-net/hepto/k8s/images"
+	"github.com/hepto-net/hepto/k8s/kubelet"
 	"github.com/hepto-net/hepto/k8s/pki"
 	proxyflags "github.com/hepto-net/hepto/k8s/proxy/flags"
 	"github.com/hepto-net/hepto/lab"
@@ -274,40 +275,19 @@ func (r *refCluster) startControlPlane(n *refNode, api *kubeClient) error {
 	if err != nil {
 		return err
 	}
-	var svc []string
-	for _, p := range r.svc {
-		svc = append(svc, p.String())
+	// hepto's apiserver flags (k8s/controlplane), for these files.
+	args, err := controlplane.APIServerArgs(controlplane.APIServerConfig{
+		PKI: r.pki, Advertise: n.ips[0], Port: 6443, ServiceCIDRs: r.svc, EtcdURL: etcdURL,
+		Certs: map[string][2]string{
+			"serving": {servCert, servKey}, "kubelet": {kcCert, kcKey},
+			"front-proxy": {fpCert, fpKey}, "etcd": {ecCert, ecKey},
+		},
+		CertDir: certs, DataDir: n.dir, Timings: controlplane.HeptoTimings,
+	})
+	if err != nil {
+		return err
 	}
-	if err := r.start(n, "kube-apiserver",
-		"--advertise-address="+n.ips[0].String(),
-		"--secure-port=6443",
-		"--tls-cert-file="+servCert,
-		"--tls-private-key-file="+servKey,
-		"--cert-dir="+certs,
-		"--client-ca-file="+ca,
-		"--authorization-mode=Node,RBAC",
-		"--enable-admission-plugins=NodeRestriction",
-		"--allow-privileged=true",
-		"--profiling=false",
-		"--service-cluster-ip-range="+strings.Join(svc, ","),
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+r.pki.Path(pki.SAPubFile),
-		"--service-account-signing-key-file="+r.pki.Path(pki.SAKeyFile),
-		"--etcd-servers="+etcdURL,
-		"--etcd-cafile="+r.pki.Path("etcd-ca.crt"),
-		"--etcd-certfile="+ecCert,
-		"--etcd-keyfile="+ecKey,
-		"--kubelet-client-certificate="+kcCert,
-		"--kubelet-client-key="+kcKey,
-		"--kubelet-certificate-authority="+ca,
-		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-		"--proxy-client-cert-file="+fpCert,
-		"--proxy-client-key-file="+fpKey,
-		"--requestheader-client-ca-file="+r.pki.Path("front-proxy-ca.crt"),
-		"--requestheader-allowed-names="+pki.FrontProxyUser,
-		"--requestheader-username-headers=X-Remote-User",
-		"--requestheader-group-headers=X-Remote-Group",
-		"--requestheader-extra-headers-prefix=X-Remote-Extra-"); err != nil {
+	if err := r.start(n, "kube-apiserver", args...); err != nil {
 		return err
 	}
 
@@ -321,53 +301,32 @@ func (r *refCluster) startControlPlane(n *refNode, api *kubeClient) error {
 	}
 
 	// The controller manager and the scheduler: a kubeconfig with their
-	// client certificate, a serving certificate for loopback.
-	creds := func(name, user string, port int) ([]string, error) {
-		cert, key, err := issue(r.pki.Cluster, pki.Request{CommonName: user, Client: true}, certs, name+"-client")
+	// client certificate, a serving certificate for loopback, and hepto's
+	// flags (k8s/controlplane).
+	creds := func(name, user string) (kubeconfig, cert, key string, err error) {
+		cc, ck, err := issue(r.pki.Cluster, pki.Request{CommonName: user, Client: true}, certs, name+"-client")
 		if err != nil {
-			return nil, err
+			return "", "", "", err
 		}
-		kubeconfig := filepath.Join(n.dir, name+".conf")
-		if err := writeKubeconfig(kubeconfig, "https://127.0.0.1:6443", ca, cert, key); err != nil {
-			return nil, err
+		kubeconfig = filepath.Join(n.dir, name+".conf")
+		if err := writeKubeconfig(kubeconfig, "https://127.0.0.1:6443", ca, cc, ck); err != nil {
+			return "", "", "", err
 		}
-		sc, sk, err := issue(r.pki.Cluster, pki.Request{CommonName: "kube-" + name, DNSNames: []string{"localhost"}, IPs: loopbacks, Server: true}, certs, name+"-serving")
-		if err != nil {
-			return nil, err
-		}
-		return []string{
-			"--kubeconfig=" + kubeconfig,
-			"--authentication-kubeconfig=" + kubeconfig,
-			"--authorization-kubeconfig=" + kubeconfig,
-			"--bind-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(port),
-			"--tls-cert-file=" + sc,
-			"--tls-private-key-file=" + sk,
-			"--profiling=false",
-			"--leader-elect=false",
-		}, nil
+		cert, key, err = issue(r.pki.Cluster, pki.Request{CommonName: "kube-" + name, DNSNames: []string{"localhost"}, IPs: loopbacks, Server: true}, certs, name+"-serving")
+		return kubeconfig, cert, key, err
 	}
-	cm, err := creds("controller-manager", pki.ControllerManagerUser, 10257)
+	cmKC, cmCert, cmKey, err := creds("controller-manager", pki.ControllerManagerUser)
 	if err != nil {
 		return err
 	}
-	if err := r.start(n, "kube-controller-manager", append(cm,
-		"--controller-shutdown-timeout=3s",
-		"--allocate-node-cidrs=false",
-		"--configure-cloud-routes=false",
-		"--controllers=*,-node-ipam-controller",
-		"--use-service-account-credentials=true",
-		"--root-ca-file="+ca,
-		"--service-account-private-key-file="+r.pki.Path(pki.SAKeyFile),
-		"--cluster-signing-cert-file="+ca,
-		"--cluster-signing-key-file="+r.pki.Path("ca.key"))...); err != nil {
+	if err := r.start(n, "kube-controller-manager", controlplane.ControllerManagerArgs(r.pki, cmKC, cmCert, cmKey, 10257, controlplane.HeptoTimings)...); err != nil {
 		return err
 	}
-	sched, err := creds("scheduler", pki.SchedulerUser, 10259)
+	sk, sc, sck, err := creds("scheduler", pki.SchedulerUser)
 	if err != nil {
 		return err
 	}
-	return r.start(n, "kube-scheduler", sched...)
+	return r.start(n, "kube-scheduler", controlplane.SchedulerArgs(sk, sc, sck, 10259, controlplane.HeptoTimings)...)
 }
 
 // startNode starts containerd with hepto's configuration, imports the
@@ -437,59 +396,20 @@ func (r *refCluster) startNode(n *refNode) error {
 			return err
 		}
 	}
-	cfg := map[string]any{
-		"apiVersion":               "kubelet.config.k8s.io/v1beta1",
-		"kind":                     "KubeletConfiguration",
-		"containerRuntimeEndpoint": "unix://" + n.sock,
-		"podLogsDir":               filepath.Join(n.dir, "pod-logs"),
-		"volumePluginDir":          filepath.Join(kubeletDir, "volume-plugins"),
-		"address":                  n.ips[0].String(),
-		"port":                     10250,
-		"readOnlyPort":             0,
-		"healthzPort":              0,
-		"tlsCertFile":              sc,
-		"tlsPrivateKeyFile":        sk,
-		"authentication": map[string]any{
-			"anonymous": map[string]any{"enabled": false},
-			"webhook":   map[string]any{"enabled": true},
-			"x509":      map[string]any{"clientCAFile": r.pki.Path("ca.crt")},
-		},
-		"authorization":                   map[string]any{"mode": "Webhook"},
-		"cgroupRoot":                      root,
-		"cgroupsPerQOS":                   true,
-		"cgroupDriver":                    "cgroupfs",
-		"failCgroupV1":                    false,
-		"failSwapOn":                      false,
-		"clusterDomain":                   "cluster.local",
-		"clusterDNS":                      []string{n.ips[0].String()},
-		"resolvConf":                      "/etc/resolv.conf",
-		"registerNode":                    true,
-		"shutdownGracePeriod":             "30s",
-		"shutdownGracePeriodCriticalPods": "10s",
-		"protectKernelDefaults":           false,
-		"localStorageCapacityIsolation":   true,
-		"serializeImagePulls":             false,
-		"logging":                         map[string]any{"format": "text"},
-	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
+	// hepto's kubelet configuration, as a file and flags (k8s/kubelet).
+	config, flags, err := kubelet.Standalone(kubelet.Options{
+		Dir: kubeletDir, PodLogsDir: filepath.Join(n.dir, "pod-logs"), NodeName: n.node.Name, NodeIPs: n.ips,
+		Kubeconfig: kubeconfig, ClientCA: r.pki.Path("ca.crt"), CertFile: sc, KeyFile: sk,
+		Runtime: n.sock, CgroupRoot: root, ClusterDNS: n.ips[:1], NodeLease: controlplane.NodeLease,
+	})
 	if err != nil {
 		return err
 	}
 	cfgPath := filepath.Join(n.dir, "kubelet-config.yaml")
-	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, config, 0o644); err != nil {
 		return err
 	}
-	var ips []string
-	for _, a := range n.ips {
-		ips = append(ips, a.String())
-	}
-	if err := r.start(n, "kubelet",
-		"--config="+cfgPath,
-		"--kubeconfig="+kubeconfig,
-		"--hostname-override="+n.node.Name,
-		"--node-ip="+strings.Join(ips, ","),
-		"--root-dir="+kubeletDir,
-		"--cert-dir="+filepath.Join(kubeletDir, "pki")); err != nil {
+	if err := r.start(n, "kubelet", append([]string{"--config=" + cfgPath}, flags...)...); err != nil {
 		return err
 	}
 	// kube-proxy with hepto's flags (k8s/proxy), its own certificate.

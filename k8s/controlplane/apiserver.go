@@ -25,41 +25,68 @@ const clientStopDelay = 3 * time.Second
 // ServiceAccountIssuer is the issuer of service-account tokens.
 const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 
-// apiServerArgs are kube-apiserver's flags: the same names and meanings as
-// the stand-alone binary's, so that its documentation applies.
+// APIServerConfig is what the apiserver's flags are made of.
+type APIServerConfig struct {
+	PKI          *pki.PKI
+	Advertise    netip.Addr
+	Port         int
+	ServiceCIDRs []netip.Prefix
+	EtcdURL      string
+	// Certs: "serving", "kubelet", "front-proxy", "etcd" → (certificate,
+	// key) paths; CertDir the apiserver's own.
+	Certs   map[string][2]string
+	CertDir string
+	// DataDir is where its configuration files and audit log go
+	// (hardeningArgs).
+	DataDir string
+	Timings Timings
+}
+
+// apiServerArgs are this node's apiserver's flags.
 func (c *ControlPlane) apiServerArgs(certs map[string][2]string) ([]string, error) {
-	o := c.opts
+	return APIServerArgs(APIServerConfig{
+		PKI: c.pki, Advertise: c.opts.AdvertiseAddresses[0], Port: c.opts.APIServerPort,
+		ServiceCIDRs: c.opts.ServiceCIDRs, EtcdURL: c.etcdURL(), Certs: certs, CertDir: c.layout.Certs,
+		DataDir: c.opts.DataDir, Timings: c.timings(),
+	})
+}
+
+// APIServerArgs are kube-apiserver's flags: the same names and meanings
+// as the stand-alone binary's, so that its documentation applies, and
+// the same for upstream's binary in make bench-k8s.
+func APIServerArgs(cfg APIServerConfig) ([]string, error) {
 	var svc []string
-	for _, p := range o.ServiceCIDRs {
+	for _, p := range cfg.ServiceCIDRs {
 		svc = append(svc, p.String())
 	}
+	certs, p := cfg.Certs, cfg.PKI
 	args := []string{
-		"--advertise-address=" + o.AdvertiseAddresses[0].String(),
-		"--secure-port=" + strconv.Itoa(o.APIServerPort),
+		"--advertise-address=" + cfg.Advertise.String(),
+		"--secure-port=" + strconv.Itoa(cfg.Port),
 		"--tls-cert-file=" + certs["serving"][0],
 		"--tls-private-key-file=" + certs["serving"][1],
-		"--cert-dir=" + c.layout.Certs,
-		"--client-ca-file=" + c.pki.Path("ca.crt"),
+		"--cert-dir=" + cfg.CertDir,
+		"--client-ca-file=" + p.Path("ca.crt"),
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--service-cluster-ip-range=" + strings.Join(svc, ","),
 		"--service-account-issuer=" + ServiceAccountIssuer,
-		"--service-account-key-file=" + c.pki.Path(pki.SAPubFile),
-		"--service-account-signing-key-file=" + c.pki.Path(pki.SAKeyFile),
-		"--etcd-servers=" + c.etcdURL(),
-		"--etcd-cafile=" + c.pki.Path("etcd-ca.crt"),
+		"--service-account-key-file=" + p.Path(pki.SAPubFile),
+		"--service-account-signing-key-file=" + p.Path(pki.SAKeyFile),
+		"--etcd-servers=" + cfg.EtcdURL,
+		"--etcd-cafile=" + p.Path("etcd-ca.crt"),
 		"--etcd-certfile=" + certs["etcd"][0],
 		"--etcd-keyfile=" + certs["etcd"][1],
 		// Kubelets are reached on their overlay addresses, which their
 		// serving certificates (from the cluster CA) name.
 		"--kubelet-client-certificate=" + certs["kubelet"][0],
 		"--kubelet-client-key=" + certs["kubelet"][1],
-		"--kubelet-certificate-authority=" + c.pki.Path("ca.crt"),
+		"--kubelet-certificate-authority=" + p.Path("ca.crt"),
 		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
 		"--proxy-client-cert-file=" + certs["front-proxy"][0],
 		"--proxy-client-key-file=" + certs["front-proxy"][1],
-		"--requestheader-client-ca-file=" + c.pki.Path("front-proxy-ca.crt"),
+		"--requestheader-client-ca-file=" + p.Path("front-proxy-ca.crt"),
 		"--requestheader-allowed-names=" + pki.FrontProxyUser,
 		"--requestheader-username-headers=X-Remote-User",
 		"--requestheader-group-headers=X-Remote-Group",
@@ -70,16 +97,16 @@ func (c *ControlPlane) apiServerArgs(certs map[string][2]string) ([]string, erro
 		"--default-not-ready-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 		"--default-unreachable-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 	}
-	hard, err := c.hardeningArgs()
+	hard, err := hardeningArgs(cfg.DataDir, p.SecretsKey)
 	if err != nil {
 		return nil, err
 	}
 	args = append(args, hard...)
-	args = append(args, c.featureGateArgs()...)
-	args = append(args, "--etcd-count-metric-poll-period="+c.timings().ObjectCountPoll.String())
+	args = append(args, featureGateArgs(cfg.Timings)...)
+	args = append(args, "--etcd-count-metric-poll-period="+cfg.Timings.ObjectCountPoll.String())
 	// The endpoint reconciler refuses loopback addresses: a control plane
 	// advertising one (tests) keeps the kubernetes service's endpoints alone.
-	if o.AdvertiseAddresses[0].IsLoopback() {
+	if cfg.Advertise.IsLoopback() {
 		args = append(args, "--endpoint-reconciler-type=none")
 	}
 	return args, nil

@@ -14,12 +14,19 @@ import (
 )
 
 func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []string {
-	return append(c.featureGateArgs(),
+	return ControllerManagerArgs(c.pki, kubeconfig, cert, key, c.opts.ControllerManagerPort, c.timings())
+}
+
+// ControllerManagerArgs are kube-controller-manager's flags, with its
+// kubeconfig, serving certificate and key, and port; upstream's binary in
+// make bench-k8s runs with them too.
+func ControllerManagerArgs(p *pki.PKI, kubeconfig, cert, key string, port int, t Timings) []string {
+	return append(featureGateArgs(t),
 		"--kubeconfig="+kubeconfig,
 		"--authentication-kubeconfig="+kubeconfig,
 		"--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(c.opts.ControllerManagerPort),
+		"--secure-port="+strconv.Itoa(port),
 		"--tls-cert-file="+cert,
 		"--tls-private-key-file="+key,
 		"--profiling=false",
@@ -34,16 +41,16 @@ func (c *ControlPlane) controllerManagerArgs(kubeconfig, cert, key string) []str
 		"--controllers=*,-node-ipam-controller",
 		// A node whose lease is not renewed for this long is NotReady, and
 		// its pods leave their Services' endpoints (kubelets renew every
-		// 10 s). When every node seems gone at once (the control plane's
+		// 15 s: NodeLease). When every node seems gone at once (the control plane's
 		// own uplink is down), the node lifecycle controller evicts
 		// nothing: clusters under 50 nodes stop evictions when a zone is
 		// fully disrupted.
 		"--node-monitor-grace-period="+NodeMonitorGrace.String(),
 		"--use-service-account-credentials=true",
-		"--root-ca-file="+c.pki.Path("ca.crt"),
-		"--service-account-private-key-file="+c.pki.Path(pki.SAKeyFile),
-		"--cluster-signing-cert-file="+c.pki.Path("ca.crt"),
-		"--cluster-signing-key-file="+c.pki.Path("ca.key"),
+		"--root-ca-file="+p.Path("ca.crt"),
+		"--service-account-private-key-file="+p.Path(pki.SAKeyFile),
+		"--cluster-signing-cert-file="+p.Path("ca.crt"),
+		"--cluster-signing-key-file="+p.Path("ca.key"),
 	)
 }
 

@@ -100,10 +100,10 @@ resources:
 }
 
 // hardeningArgs writes the apiserver's configuration files under
-// DATA/config and returns the flags that name them.
-func (c *ControlPlane) hardeningArgs() ([]string, error) {
-	dir := filepath.Join(c.opts.DataDir, "config")
-	audit := filepath.Join(c.opts.DataDir, AuditDir)
+// dataDir/config and returns the flags that name them.
+func hardeningArgs(dataDir string, secretsKey []byte) ([]string, error) {
+	dir := filepath.Join(dataDir, "config")
+	audit := filepath.Join(dataDir, AuditDir)
 	for _, d := range []string{dir, audit} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("control plane: %w", err)
@@ -113,7 +113,7 @@ func (c *ControlPlane) hardeningArgs() ([]string, error) {
 		{"authentication.yaml", authenticationConfig},
 		{"audit-policy.yaml", auditPolicy},
 		{"admission.yaml", admissionConfig},
-		{"encryption.yaml", encryptionConfig(c.pki.SecretsKey)},
+		{"encryption.yaml", encryptionConfig(secretsKey)},
 	}
 	for _, f := range files {
 		if err := state.Dir(dir).WriteBytes(f.name, []byte(f.content), 0o600); err != nil {

@@ -14,12 +14,19 @@ import (
 )
 
 func (c *ControlPlane) schedulerArgs(kubeconfig, cert, key string) []string {
-	return append(c.featureGateArgs(),
+	return SchedulerArgs(kubeconfig, cert, key, c.opts.SchedulerPort, c.timings())
+}
+
+// SchedulerArgs are kube-scheduler's flags, with its kubeconfig, serving
+// certificate and key, and port; upstream's binary in make bench-k8s runs
+// with them too.
+func SchedulerArgs(kubeconfig, cert, key string, port int, t Timings) []string {
+	return append(featureGateArgs(t),
 		"--kubeconfig="+kubeconfig,
 		"--authentication-kubeconfig="+kubeconfig,
 		"--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(c.opts.SchedulerPort),
+		"--secure-port="+strconv.Itoa(port),
 		"--tls-cert-file="+cert,
 		"--tls-private-key-file="+key,
 		"--profiling=false",

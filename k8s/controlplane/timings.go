@@ -76,8 +76,8 @@ func (c *ControlPlane) timings() Timings {
 }
 
 // featureGateArgs is the --feature-gates flag of the timings, if any.
-func (c *ControlPlane) featureGateArgs() []string {
-	if g := c.timings().FeatureGates; g != "" {
+func featureGateArgs(t Timings) []string {
+	if g := t.FeatureGates; g != "" {
 		return []string{"--feature-gates=" + g}
 	}
 	return nil

@@ -18,10 +18,12 @@ import (
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/component-base/configz"
 	"k8s.io/klog/v2"
+	kubeletconfigv1beta1 "k8s.io/kubelet/config/v1beta1"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 	"k8s.io/kubernetes/pkg/kubelet/apis/config/validation"
+	"k8s.io/kubernetes/pkg/kubelet/kubeletconfig/util/codec"
 )
 
 // Port is the kubelet's API port, on the node's overlay address.
@@ -165,4 +167,27 @@ func Run(ctx context.Context, o Options) error {
 		return errors.New("kubelet stopped unexpectedly")
 	}
 	return err
+}
+
+// Standalone is the configuration of this kubelet for a kubelet of its
+// own (upstream's binary): its configuration file (KubeletConfiguration,
+// YAML) and its flags. make bench-k8s runs its reference with it, so that
+// both sides have the same settings.
+func Standalone(o Options) (config []byte, flags []string, err error) {
+	s, err := server(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	config, err = codec.EncodeKubeletConfig(&s.KubeletConfiguration, kubeletconfigv1beta1.SchemeGroupVersion)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubelet configuration: %w", err)
+	}
+	f := s.KubeletFlags
+	return config, []string{
+		"--kubeconfig=" + f.KubeConfig,
+		"--hostname-override=" + f.HostnameOverride,
+		"--node-ip=" + f.NodeIP,
+		"--root-dir=" + f.RootDirectory,
+		"--cert-dir=" + f.CertDirectory,
+	}, nil
 }

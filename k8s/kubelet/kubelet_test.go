@@ -1,11 +1,15 @@
 package kubelet
 
 import (
+	"context"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
+	kubeletscheme "k8s.io/kubernetes/pkg/kubelet/apis/config/scheme"
+	"k8s.io/kubernetes/pkg/kubelet/kubeletconfig/util/codec"
 )
 
 // The kubelet's configuration passes the kubelet's own validation, keeps
@@ -55,5 +59,56 @@ func TestServer(t *testing.T) {
 	o.NodeName = ""
 	if _, err := server(o); err == nil {
 		t.Error("a kubelet without a node name")
+	}
+}
+
+// Standalone gives upstream's kubelet the settings hepto's runs with: its
+// file decodes to the same configuration, its flags name the same files.
+func TestStandalone(t *testing.T) {
+	o := Options{
+		Dir: "/s/kubelet", PodLogsDir: "/s/pod-logs", NodeName: "pi-kitchen",
+		NodeIPs:    []netip.Addr{netip.MustParseAddr("10.77.0.5")},
+		Kubeconfig: "/s/node/kubelet.conf", ClientCA: "/s/node/ca.crt",
+		CertFile: "/s/node/serving.crt", KeyFile: "/s/node/serving.key",
+		Runtime: "/s/containerd.sock", CgroupRoot: "/hepto/pi-kitchen", NodeLease: time.Minute,
+	}
+	config, flags, err := Standalone(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, codecs, err := kubeletscheme.NewSchemeAndCodecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := codec.DecodeKubeletConfiguration(context.Background(), codecs, config)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, config)
+	}
+	want := s.KubeletConfiguration
+	for _, c := range []struct {
+		what      string
+		got, want any
+	}{
+		{"node lease", got.NodeLeaseDurationSeconds, want.NodeLeaseDurationSeconds},
+		{"pod PID limit", got.PodPidsLimit, want.PodPidsLimit},
+		{"address", got.Address, want.Address},
+		{"cgroup root", got.CgroupRoot, want.CgroupRoot},
+		{"anonymous", got.Authentication.Anonymous.Enabled, false},
+		{"runtime", got.ContainerRuntimeEndpoint, want.ContainerRuntimeEndpoint},
+		{"serialize pulls", got.SerializeImagePulls, want.SerializeImagePulls},
+		{"shutdown grace", got.ShutdownGracePeriod, want.ShutdownGracePeriod},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %v in the file, %v in hepto's kubelet", c.what, c.got, c.want)
+		}
+	}
+	for _, f := range []string{"--kubeconfig=/s/node/kubelet.conf", "--hostname-override=pi-kitchen", "--node-ip=10.77.0.5", "--root-dir=/s/kubelet"} {
+		if !slices.Contains(flags, f) {
+			t.Errorf("flags %v lack %s", flags, f)
+		}
 	}
 }
