@@ -34,7 +34,7 @@ BIN := bin$(if $(filter-out $(shell $(GO) env GOHOSTARCH),$(GOARCH)),/linux-$(GO
 
 build: containerd patched
 	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $(BIN)/hepto ./cmd/hepto
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-lab ./cmd/hepto-lab
+	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-lab ./cmd/hepto-lab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/portmap $(CNI_REF)/meta/portmap
 
