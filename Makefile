@@ -142,8 +142,8 @@ test: deps build conformance-build
 	# The kubelet's patched volume manager against its own upstream tests.
 	$(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 10m k8s.io/kubernetes/pkg/kubelet/volumemanager/...
 
-test-short:
-	$(GO) test -short -count=1 ./...
+test-short: patched
+	$(GO) test $(HEPTO_GOFLAGS) -short -count=1 ./...
 
 # fuzz runs each fuzz target for a short while.
 FUZZTIME ?= 20s
@@ -276,8 +276,8 @@ demo: deps build
 # bin/e2e-images/.cache makes later runs short.
 .PHONY: e2e-images
 # GOARCH=arm64 makes arm64 images (with hepto-lab built for this machine).
-e2e-images:
-	CGO_ENABLED=0 GOARCH=$(shell $(GO) env GOHOSTARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
+e2e-images: patched
+	CGO_ENABLED=0 GOARCH=$(shell $(GO) env GOHOSTARCH) $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/hepto-lab ./cmd/hepto-lab
 	./bin/hepto-lab e2e-images --out $(BIN)/e2e-images --arch $(GOARCH)
 
 # test-e2e-images: the images imported into a containerd of hepto's
@@ -286,9 +286,9 @@ e2e-images:
 test-e2e-images: containerd e2e-images
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test -count=1 -run TestImagesRun -v ./lab/e2eimages
 
-lint:
+lint: patched
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) vet ./...
+	$(GO) vet $(HEPTO_GOFLAGS) ./...
 
 clean:
 	rm -rf bin

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/hepto-net/hepto/membership"
 )
 
 // The kube-dns Service is for tools that look the cluster's DNS up by
@@ -74,15 +76,22 @@ func (n *Node) ensureKubeDNSService(ctx context.Context, c kubernetes.Interface)
 // one EndpointSlice per family.
 func (n *Node) syncKubeDNSEndpoints(ctx context.Context, c kubernetes.Interface, nodes []*corev1.Node) error {
 	addrs := map[discoveryv1.AddressType][]discoveryv1.Endpoint{discoveryv1.AddressTypeIPv4: nil, discoveryv1.AddressTypeIPv6: nil}
+	members := map[string]membership.Node{}
+	for _, m := range n.o.Members() {
+		members[m.Name] = m
+	}
 	for _, node := range nodes {
 		ready := slices.ContainsFunc(node.Status.Conditions, func(c corev1.NodeCondition) bool {
 			return c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
 		})
-		for _, a := range node.Status.Addresses {
-			ip, err := netip.ParseAddr(a.Address)
-			if a.Type != corev1.NodeInternalIP || err != nil {
-				continue
-			}
+		// The addresses of the signed membership, not those the Node
+		// reports: a kubelet may write its own Node's status, and would
+		// send the cluster's DNS queries wherever it liked.
+		m, ok := members[node.Name]
+		if !ok {
+			continue
+		}
+		for _, ip := range m.OverlayIPs {
 			family := discoveryv1.AddressTypeIPv4
 			if ip.Is6() {
 				family = discoveryv1.AddressTypeIPv6

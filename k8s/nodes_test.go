@@ -184,10 +184,14 @@ func TestNodesRangesDifferKept(t *testing.T) {
 	}
 }
 
-// kube-dns's endpoints are the Nodes' addresses, one slice per family,
-// ready as their Node is, and follow a Node that stops being Ready.
+// kube-dns's endpoints are the nodes' overlay addresses from the signed
+// membership (not those a Node reports: home-a's says it is 10.0.0.66),
+// one slice per family, ready as their Node is, and follow a Node that
+// stops being Ready.
 func TestNodesKubeDNSEndpoints(t *testing.T) {
-	client := fake.NewClientset(kubeNode(anchorMember, true), kubeNode(homeAMember, false))
+	liar := kubeNode(homeAMember, false)
+	liar.Status.Addresses = append([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.66"}}, liar.Status.Addresses...)
+	client := fake.NewClientset(kubeNode(anchorMember, true), liar)
 	runController(t, client, newFakeMembership(anchorMember, homeAMember))
 	endpoints := func(homeAReady bool) func() error {
 		return func() error {
