@@ -248,6 +248,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 		kube = k8s.New(k8s.Options{
 			StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
 			ControlPlane:    n.self.IsControlPlane(),
+			Anchor:          n.self.IsAnchor(),
 			ServiceCIDRs:    n.cluster.Networks.Services(),
 			PodCIDRs:        []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
 			ClusterDNS:      clusterDNS,

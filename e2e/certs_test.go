@@ -48,6 +48,7 @@ func TestCertificatesRenewed(t *testing.T) {
 	if now := servingNotAfter(t, an, st.OverlayIPs[0]); !now.After(first) {
 		t.Fatalf("the apiserver still serves its first certificate (until %s)", first)
 	}
+	untaint(t, an, "anchor") // a cluster of one node runs its pods on it
 	kubectl(t, an, "create", "deployment", "renewed", "--image", webImage, "--", "/web", "serve")
 	// controller-manager (ReplicaSet, Pod), scheduler, kubelet: all with
 	// renewed credentials.

@@ -28,6 +28,11 @@ spec:
           requiredDuringSchedulingIgnoredDuringExecution:
           - labelSelector: {matchLabels: {app: web}}
             topologyKey: kubernetes.io/hostname
+      # The anchor may take a replica of a dark home (a lab of two homes
+      # has nowhere else).
+      tolerations:
+      - {key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}
+      - {key: hepto.net/anchor, operator: Exists, effect: NoSchedule}
       containers:
       - name: web
         image: %[1]s

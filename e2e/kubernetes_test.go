@@ -131,15 +131,17 @@ func TestKubernetes(t *testing.T) {
 	}
 	checkPortForward(t, w, an)
 
-	// A Deployment of 6 spreads over the three nodes.
+	// A Deployment of 6 spreads over the two homes, not on the tainted
+	// anchor.
+	checkTaints(t, an, "anchor")
 	kubectl(t, an, "create", "deployment", "spread", "--image", webImage, "--replicas", "6", "--", "/web", "serve")
 	kubectl(t, an, "rollout", "status", "deployment/spread", "--timeout=120s")
 	spread := map[string]int{}
 	for _, line := range strings.Fields(kubectl(t, an, "get", "pods", "-l", "app=spread", "-o", "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}")) {
 		spread[line]++
 	}
-	if len(spread) != 3 {
-		t.Errorf("deployment of 6 on nodes %v, want all three", spread)
+	if len(spread) != 2 || spread["anchor"] != 0 {
+		t.Errorf("deployment of 6 on nodes %v, want both homes and not the anchor", spread)
 	}
 
 	checkServices(t, an)

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// patchedModfile is the go.mod of hepto's patched modules (Makefile).
+var patchedModfile, _ = filepath.Abs("../bin/patched/go.mod")
+
 func run(m *testing.M) int {
 	heptoBin, cniBin = os.Getenv("HEPTO_BIN"), os.Getenv("HEPTO_CNI_BIN")
 	if os.Geteuid() == 0 {
@@ -43,7 +46,12 @@ func run(m *testing.M) int {
 				continue
 			}
 			*b.bin = filepath.Join(binDir, b.name)
-			build := exec.Command("go", "build", "-o", *b.bin, b.pkg)
+			// hepto links the patched modules of bin/patched (make patched).
+			if _, err := os.Stat(patchedModfile); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v: run make patched first, or set HEPTO_BIN and HEPTO_CNI_BIN (make build)\n", b.name, err)
+				return 1
+			}
+			build := exec.Command("go", "build", "-trimpath", "-tags", "no_btrfs,grpcnotrace", "-modfile", patchedModfile, "-o", *b.bin, b.pkg)
 			build.Stdout, build.Stderr = os.Stderr, os.Stderr
 			if err := build.Run(); err != nil {
 				fmt.Fprintf(os.Stderr, "build %s: %v\n", b.name, err)

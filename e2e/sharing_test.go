@@ -203,3 +203,46 @@ func checkKubeconfigs(t *testing.T, cp *node) {
 		return nil
 	})
 }
+
+// untaint takes the control-plane and anchor taints off a node, as an
+// administrator does for a cluster too small to keep them.
+func untaint(t *testing.T, cp *node, name string) {
+	t.Helper()
+	eventually(t, time.Minute, func() error {
+		_, err := kubectlErr(cp, "get", "node", name)
+		return err
+	})
+	for _, taint := range []string{"node-role.kubernetes.io/control-plane:NoSchedule-", "hepto.net/anchor:NoSchedule-"} {
+		if out, err := kubectlErr(cp, "taint", "nodes", name, taint); err != nil && !strings.Contains(out+err.Error(), "not found") {
+			t.Fatalf("kubectl taint nodes %s %s: %v %s", name, taint, err, out)
+		}
+	}
+}
+
+// checkTaints: the anchor (a control-plane node) carries both taints; a
+// pod bound for it by a node selector waits unless it tolerates them,
+// and runs there when it does.
+func checkTaints(t *testing.T, cp *node, anchor string) {
+	t.Helper()
+	taints := kubectl(t, cp, "get", "node", anchor, "-o", "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}")
+	for _, want := range []string{"node-role.kubernetes.io/control-plane:NoSchedule", "hepto.net/anchor:NoSchedule"} {
+		if !strings.Contains(taints, want) {
+			t.Errorf("node %s taints %q, want %s", anchor, taints, want)
+		}
+	}
+	pod := func(name, tolerations string) {
+		kubectl(t, cp, "run", name, "--image", webImage, "--image-pull-policy", "Never", "--overrides",
+			fmt.Sprintf(`{"spec":{"nodeSelector":{"kubernetes.io/hostname":%q},"tolerations":%s}}`, anchor, tolerations), "--command", "--", "/web", "serve")
+	}
+	pod("intolerant", "[]")
+	pod("tolerant", `[{"key":"node-role.kubernetes.io/control-plane","operator":"Exists","effect":"NoSchedule"},{"key":"hepto.net/anchor","operator":"Exists","effect":"NoSchedule"}]`)
+	kubectl(t, cp, "wait", "--for=condition=Ready", "pod/tolerant", "--timeout=120s")
+	eventually(t, 30*time.Second, func() error {
+		out, err := kubectlErr(cp, "get", "pod", "intolerant", "-o", "jsonpath={.status.phase} {.status.conditions[?(@.type=='PodScheduled')].reason}")
+		if err != nil || strings.TrimSpace(out) != "Pending Unschedulable" {
+			return fmt.Errorf("pod without tolerations for %s: %q %v, want Pending Unschedulable", anchor, out, err)
+		}
+		return nil
+	})
+	kubectl(t, cp, "delete", "pod", "intolerant", "tolerant", "--wait=false")
+}

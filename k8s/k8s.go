@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hepto-net/hepto/control"
@@ -61,6 +62,7 @@ type Options struct {
 	NodeName     string       // the hepto node name, also Kubernetes'
 	Addresses    []netip.Addr // the node's overlay IPv4 and IPv6 addresses
 	ControlPlane bool         // this node runs the control plane
+	Anchor       bool         // this node is an anchor
 	ServiceCIDRs []netip.Prefix
 	PodCIDRs     []netip.Prefix // the cluster's pod ranges
 	ClusterDNS   []netip.Addr   // the pods' resolvers
@@ -302,6 +304,7 @@ func (n *Node) runKubelet(ctx context.Context) error {
 			ClusterDNS: n.o.ClusterDNS,
 			Domain:     n.o.ClusterDomain,
 			NodeLease:  n.nodeLease(),
+			Taints:     n.taints(),
 		})
 	})
 }
@@ -545,6 +548,29 @@ func (n *Node) fetchCerts(ctx context.Context, dir nodecert.Dir) error {
 		errs = append(errs, fmt.Errorf("%s: %w", cp.Name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// Taints of the nodes that run the cluster rather than its tenants: a
+// tenant's pod lands on a control-plane node (which holds the CAs and
+// etcd) or an anchor (the Internet's way in) only when it tolerates them.
+// The kubelet sets them when it registers its Node; an administrator may
+// take them off (kubectl taint nodes NODE KEY:NoSchedule-), and they stay
+// off.
+var (
+	ControlPlaneTaint = corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}
+	AnchorTaint       = corev1.Taint{Key: "hepto.net/anchor", Effect: corev1.TaintEffectNoSchedule}
+)
+
+// taints are the taints this node registers with.
+func (n *Node) taints() []corev1.Taint {
+	var out []corev1.Taint
+	if n.o.ControlPlane {
+		out = append(out, ControlPlaneTaint)
+	}
+	if n.o.Anchor {
+		out = append(out, AnchorTaint)
+	}
+	return out
 }
 
 // nodeLease is the kubelet's node lease: hepto's, or upstream's with

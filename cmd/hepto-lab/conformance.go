@@ -20,6 +20,12 @@ import (
 	"github.com/hepto-net/hepto/lab/registry"
 )
 
+// The taints' keys of k8s.ControlPlaneTaint and k8s.AnchorTaint.
+const (
+	controlPlaneTaint = "node-role.kubernetes.io/control-plane"
+	anchorTaint       = "hepto.net/anchor"
+)
+
 // The conformance run: the upstream end-to-end suite (e2e.test, built from
 // third_party/conformance at hepto's Kubernetes version) against a lab
 // cluster of an anchor (the control plane) and two homes, one behind an
@@ -188,6 +194,16 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 		return err
 	}
 	step("every node Ready")
+	if o.controlPlanes == 3 {
+		// Every node is a control-plane node: its administrator takes the
+		// homes' taints off, or no pod would run.
+		for _, n := range nodes[1:] {
+			if _, err := anchor.Hepto("kubectl", "taint", "nodes", n.Name, controlPlaneTaint+":NoSchedule-"); err != nil {
+				return fmt.Errorf("untaint %s: %w", n.Name, err)
+			}
+		}
+		step("home-a and home-b untainted: the pods' nodes")
+	}
 
 	kc, err := anchor.Hepto("kubeconfig")
 	if err != nil {
@@ -220,6 +236,9 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 		"--kubectl-path=" + kubectlPath,
 		"--report-dir=" + o.report,
 		"--e2e-output-dir=" + filepath.Join(dir, "e2e-output"),
+		// The anchor's and control-plane nodes' taints: the suite runs
+		// its pods on the other nodes, as tenants' run.
+		"--non-blocking-taints=" + controlPlaneTaint + "," + anchorTaint,
 	}
 	var argv []string
 	if o.ginkgo != "" {

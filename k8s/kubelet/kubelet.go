@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/component-base/configz"
@@ -49,6 +50,8 @@ type Options struct {
 	// NodeLease is the node lease's duration, renewed every quarter of
 	// it (0: upstream's 40 s).
 	NodeLease time.Duration
+	// Taints the Node is registered with (only when the kubelet makes it).
+	Taints []corev1.Taint
 }
 
 // server builds the kubelet's configuration.
@@ -101,6 +104,7 @@ func server(o Options) (*options.KubeletServer, error) {
 	}
 	c.ResolverConfig = "/etc/resolv.conf"
 	c.RegisterNode = true
+	c.RegisterWithTaints = o.Taints
 	if o.NodeLease > 0 {
 		c.NodeLeaseDurationSeconds = int32(o.NodeLease / time.Second)
 	}

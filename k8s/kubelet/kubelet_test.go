@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 	kubeletscheme "k8s.io/kubernetes/pkg/kubelet/apis/config/scheme"
 	"k8s.io/kubernetes/pkg/kubelet/kubeletconfig/util/codec"
@@ -23,6 +24,7 @@ func TestServer(t *testing.T) {
 		Runtime: "/s/kubernetes/containerd/containerd.sock", CgroupRoot: "/hepto/pi-kitchen-0a1b2c3d",
 		ClusterDNS: []netip.Addr{netip.MustParseAddr("10.77.0.5")},
 		NodeLease:  time.Minute,
+		Taints:     []corev1.Taint{{Key: "hepto.net/anchor", Effect: corev1.TaintEffectNoSchedule}},
 	}
 	s, err := server(o)
 	if err != nil {
@@ -52,6 +54,9 @@ func TestServer(t *testing.T) {
 		if check.got != check.want {
 			t.Errorf("%s = %v, want %v", check.what, check.got, check.want)
 		}
+	}
+	if len(c.RegisterWithTaints) != 1 || c.RegisterWithTaints[0].Key != "hepto.net/anchor" {
+		t.Errorf("registered with taints %v", c.RegisterWithTaints)
 	}
 	if len(c.ClusterDNS) != 1 || c.ClusterDNS[0] != "10.77.0.5" {
 		t.Errorf("cluster DNS %v", c.ClusterDNS)
