@@ -153,6 +153,7 @@ fuzz:
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenSet -fuzztime $(FUZZTIME)
 	$(GO) test ./backup -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./control -run '^$$' -fuzz FuzzSignature -fuzztime $(FUZZTIME)
 	$(GO) test ./cni/netconf -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)
 	$(GO) test ./tunnel -run '^$$' -fuzz FuzzClassify -fuzztime $(FUZZTIME)
 	$(GO) test ./dns -run '^$$' -fuzz FuzzServe -fuzztime $(FUZZTIME)
