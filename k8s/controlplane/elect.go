@@ -7,7 +7,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/hepto-net/hepto/k8s/component"
 )
@@ -19,7 +18,8 @@ import (
 // The component runs with --leader-elect=false while this node holds the
 // lease and stops (its context ends) when it loses it.
 //
-// Its timings are Timings' (timings.go).
+// Its timings are Timings' (timings.go); a standby reads the lease from a
+// watch (lock.go).
 
 // electionNamespace holds the components' leases, as upstream's.
 const electionNamespace = "kube-system"
@@ -37,11 +37,7 @@ func (c *ControlPlane) elected(ctx context.Context, name, kubeconfig string, run
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, electionNamespace, name,
-		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.opts.NodeName})
-	if err != nil {
-		return fmt.Errorf("leader election: %w", err)
-	}
+	lock := newWatchedLock(ctx, client, electionNamespace, name, c.opts.NodeName, c.timings().LeaseDuration)
 	for ctx.Err() == nil {
 		c.states.Set(name, component.Standby)
 		lead, stop := context.WithCancel(ctx)
