@@ -7,6 +7,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/hepto-net/hepto/k8s/component"
 )
@@ -37,7 +38,13 @@ func (c *ControlPlane) elected(ctx context.Context, name, kubeconfig string, run
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
-	lock := newWatchedLock(ctx, client, electionNamespace, name, c.opts.NodeName, c.timings().LeaseDuration)
+	var lock resourcelock.Interface
+	if c.timings().WatchLeases {
+		lock = newWatchedLock(ctx, client, electionNamespace, name, c.opts.NodeName, c.timings().LeaseDuration)
+	} else if lock, err = resourcelock.New(resourcelock.LeasesResourceLock, electionNamespace, name,
+		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.opts.NodeName}); err != nil {
+		return fmt.Errorf("leader election: %w", err)
+	}
 	for ctx.Err() == nil {
 		c.states.Set(name, component.Standby)
 		lead, stop := context.WithCancel(ctx)
