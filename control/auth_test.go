@@ -116,7 +116,7 @@ func TestSignedCalls(t *testing.T) {
 	}
 }
 
-func newKey(t *testing.T) key.Private {
+func newKey(t testing.TB) key.Private {
 	t.Helper()
 	k, err := key.NewPrivate()
 	if err != nil {
@@ -128,7 +128,7 @@ func newKey(t *testing.T) key.Private {
 // FuzzSignature: whatever the signature headers hold, verifying never
 // panics and never names a caller for a call its key did not sign.
 func FuzzSignature(f *testing.F) {
-	serverKey, memberKey := newKeyF(f), newKeyF(f)
+	serverKey, memberKey := newKey(f), newKey(f)
 	member := membership.Node{Name: "pi", PublicKey: memberKey.Public(), OverlayIPs: []netip.Addr{netip.MustParseAddr("10.77.0.2")}}
 	id := &Identity{Key: serverKey, Member: func(a netip.Addr) (membership.Node, bool) { return member, a == member.OverlayIPs[0] }}
 	f.Add("1700000000.AAAA", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
@@ -143,12 +143,4 @@ func FuzzSignature(f *testing.F) {
 			t.Errorf("%q %q verified as %s", sig, bodyHash, n.Name)
 		}
 	})
-}
-
-func newKeyF(f *testing.F) key.Private {
-	k, err := key.NewPrivate()
-	if err != nil {
-		f.Fatal(err)
-	}
-	return k
 }
