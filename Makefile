@@ -22,7 +22,7 @@ HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev
 
-.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-cp chaos demo lint clean
+.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-cp chaos demo lint clean
 
 all: build
 
@@ -195,6 +195,11 @@ bench-dns-k8s: deps build coredns
 bench-nat: deps build
 	./bin/hepto-lab nat-bench
 
+# bench-netpol: what NetworkPolicy costs a connection (k8s/netpol): TCP
+# throughput and connection rate with 100 policies against none.
+bench-netpol: deps patched
+	HEPTO_BENCH_NETPOL=1 $(GO) test $(HEPTO_GOFLAGS) -count=1 -run 'TestBench' -v ./k8s/netpol
+
 # bench-idle: CPU and memory of idle daemons with 10 peers each.
 bench-idle: deps build
 	./bin/hepto-lab idle-bench
@@ -240,7 +245,7 @@ bench-k8s-build: patched
 # images the suite asks for are rebuilt from Debian packages and Go sources
 # (no registry is reachable). Results: docs/conformance.md. Heavy: e2e.test
 # is a Kubernetes-sized build, and the run takes the better part of an hour.
-.PHONY: conformance conformance-full conformance-ha conformance-storage conformance-build
+.PHONY: conformance conformance-full conformance-ha conformance-storage conformance-netpol conformance-build
 CONFORMANCE := bin/conformance
 conformance-build: build e2e-images
 	cd third_party/conformance && CGO_ENABLED=0 $(GO) test -c -trimpath -tags $(K8S_TAGS) -ldflags '-s -w $(K8S_LDFLAGS)' \
@@ -265,6 +270,12 @@ conformance-ha: deps conformance-build
 # volume manager.
 conformance-storage: deps conformance-build
 	./bin/hepto-lab conformance --focus '\[sig-storage\].*\[Conformance\]' --kind 'make conformance-storage' --doc docs/conformance.md
+
+# conformance-netpol: the suite's NetworkPolicy tests ([sig-network] Netpol),
+# for hepto's own enforcement (k8s/netpol). SCTP's are left out: the lab's
+# kernel has no SCTP.
+conformance-netpol: deps conformance-build
+	./bin/hepto-lab conformance --focus '\[sig-network\] Netpol' --skip '\[Feature:SCTPConnectivity\]' --kind 'make conformance-netpol' --doc docs/conformance.md
 
 demo: deps build
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/web ./lab/web

@@ -74,6 +74,12 @@ func (w *world) wrap(n *cluster.Node, err error) *node {
 	nd := &node{Node: n, w: w}
 	w.t.Cleanup(func() {
 		if w.t.Failed() && n.Log != "" {
+			if st, _, err := n.Status(); err == nil && len(st.Kubernetes.Components) > 0 {
+				w.t.Logf("--- %s, components: %v", n.Name, st.Kubernetes.Components)
+			}
+			if f := n.Failures(20); f != "" {
+				w.t.Logf("--- %s, failures in %s\n%s", n.Name, n.Log, f)
+			}
 			w.t.Logf("--- %s, end of %s\n%s", n.Name, n.Log, n.LastLines(40))
 			keepLogs(w.t, n)
 		}

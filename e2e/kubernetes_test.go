@@ -121,6 +121,8 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 
+	checkNetworkPolicy(t, an, nodes, ips)
+
 	// logs, exec and port-forward on the pod in the symmetric home: the
 	// apiserver reaches its kubelet over the overlay.
 	if out := kubectl(t, an, "logs", "web-home-b"); !strings.Contains(out, "listening on :8080") {

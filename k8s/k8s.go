@@ -51,6 +51,7 @@ const (
 	compContainerd = "containerd"
 	compKubelet    = "kubelet"
 	compProxy      = "kube-proxy"
+	compNetpol     = "network-policy"
 )
 
 // Dir is where Kubernetes keeps its files, under hepto's state directory.
@@ -260,6 +261,7 @@ func (n *Node) Services() []supervisor.Service {
 			supervisor.Func("images", n.runImages),
 			supervisor.Func(compKubelet, n.runKubelet),
 			supervisor.Func(compProxy, n.runProxy),
+			n.tracked(compNetpol, n.runNetworkPolicy),
 		)
 		if n.o.DNS != nil {
 			out = append(out, supervisor.Func("cluster-dns", n.runClusterDNS))

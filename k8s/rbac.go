@@ -12,13 +12,16 @@ import (
 	"github.com/hepto-net/hepto/k8s/pki"
 )
 
-// dnsRole lets the nodes' DNS servers read what the Kubernetes DNS
-// specification names, as CoreDNS's system:coredns role does.
+// dnsRole lets the nodes' own agents read what they serve: their DNS
+// servers, what the Kubernetes DNS specification names (as CoreDNS's
+// system:coredns role does); their network policy, the policies and the
+// pods and namespaces they select.
 var dnsRole = &rbacv1.ClusterRole{
 	ObjectMeta: metav1.ObjectMeta{Name: pki.DNSGroup},
 	Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch"}},
 	},
 }
 

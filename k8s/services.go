@@ -39,11 +39,7 @@ func (n *Node) runClusterDNS(ctx context.Context) error {
 	if err := n.certsReady.Wait(ctx); err != nil {
 		return nil
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", nodecert.Dir(n.layout.Certs).Path(nodecert.DNSConfFile))
-	if err != nil {
-		return fmt.Errorf("cluster DNS: %w", err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := n.agentClient()
 	if err != nil {
 		return fmt.Errorf("cluster DNS: %w", err)
 	}
@@ -52,4 +48,14 @@ func (n *Node) runClusterDNS(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// agentClient is the client of the node's own agents (its DNS server, its
+// network policy), with the node's DNS credentials (group hepto:dns).
+func (n *Node) agentClient() (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", nodecert.Dir(n.layout.Certs).Path(nodecert.DNSConfFile))
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }

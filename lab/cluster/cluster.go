@@ -216,6 +216,23 @@ func (n *Node) LastLines(k int) string {
 	return strings.Join(lines[max(0, len(lines)-k):], "\n")
 }
 
+// Failures are the first k lines of the log where a service failed (the
+// supervisor's lines) or the process panicked: what a failed test needs
+// first, wherever it is in a long log.
+func (n *Node) Failures(k int) string {
+	b, _ := os.ReadFile(n.Log)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if len(out) == k {
+			break
+		}
+		if strings.Contains(l, `msg="service failed`) || strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // Peer finds a peer by name.
 func Peer(st localapi.Status, name string) (localapi.PeerStatus, bool) {
 	for _, p := range st.Peers {
