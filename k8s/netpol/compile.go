@@ -27,7 +27,8 @@ type Input struct {
 // peers: their address is the node's. A selector that does not parse
 // selects nothing (the apiserver validates them).
 func Compile(in Input) Plan {
-	c := compiler{namespaces: map[string]*corev1.Namespace{}, policies: map[string][]*networkingv1.NetworkPolicy{}}
+	c := compiler{namespaces: map[string]*corev1.Namespace{}, policies: map[string][]*networkingv1.NetworkPolicy{},
+		selectors: map[*metav1.LabelSelector]labels.Selector{}, peers: map[ruleKey]peerSet{}}
 	for _, p := range in.Pods {
 		if live(p) {
 			c.pods = append(c.pods, p)
@@ -56,6 +57,24 @@ type compiler struct {
 	pods       []*corev1.Pod // live ones
 	namespaces map[string]*corev1.Namespace
 	policies   map[string][]*networkingv1.NetworkPolicy // by namespace
+	// What does not depend on the target pod, worked out once: each
+	// selector parsed, each rule's peers.
+	selectors map[*metav1.LabelSelector]labels.Selector
+	peers     map[ruleKey]peerSet
+}
+
+// ruleKey names one rule of one policy.
+type ruleKey struct {
+	pol    *networkingv1.NetworkPolicy
+	egress bool
+	i      int
+}
+
+// peerSet is what a rule's peers match: any peer, or pods and addresses.
+type peerSet struct {
+	any   bool
+	pods  []*corev1.Pod
+	addrs []netip.Prefix
 }
 
 // live tells a pod that has addresses of its own and may use them.
@@ -77,7 +96,7 @@ func podIPs(p *corev1.Pod) []netip.Addr {
 func (c *compiler) podRules(p *corev1.Pod) PodRules {
 	r := PodRules{Key: p.Namespace + "/" + p.Name, IPs: podIPs(p)}
 	for _, pol := range c.policies[p.Namespace] {
-		if !selects(&pol.Spec.PodSelector, p.Labels) {
+		if !c.selects(&pol.Spec.PodSelector, p.Labels) {
 			continue
 		}
 		ingress, egress := policyTypes(pol)
@@ -85,16 +104,18 @@ func (c *compiler) podRules(p *corev1.Pod) PodRules {
 			if r.Ingress == nil {
 				r.Ingress = &Rules{}
 			}
-			for _, rule := range pol.Spec.Ingress {
-				r.Ingress.Clauses = append(r.Ingress.Clauses, c.clauses(pol.Namespace, rule.From, rule.Ports, p, false)...)
+			for i, rule := range pol.Spec.Ingress {
+				peers := c.peerSet(ruleKey{pol, false, i}, rule.From)
+				r.Ingress.Clauses = append(r.Ingress.Clauses, c.clauses(peers, rule.Ports, p, false)...)
 			}
 		}
 		if egress {
 			if r.Egress == nil {
 				r.Egress = &Rules{}
 			}
-			for _, rule := range pol.Spec.Egress {
-				r.Egress.Clauses = append(r.Egress.Clauses, c.clauses(pol.Namespace, rule.To, rule.Ports, p, true)...)
+			for i, rule := range pol.Spec.Egress {
+				peers := c.peerSet(ruleKey{pol, true, i}, rule.To)
+				r.Egress.Clauses = append(r.Egress.Clauses, c.clauses(peers, rule.Ports, p, true)...)
 			}
 		}
 	}
@@ -118,27 +139,45 @@ func policyTypes(pol *networkingv1.NetworkPolicy) (ingress, egress bool) {
 	return ingress, egress
 }
 
-func selects(s *metav1.LabelSelector, l map[string]string) bool {
-	sel, err := metav1.LabelSelectorAsSelector(s)
-	return err == nil && sel.Matches(labels.Set(l))
+// selects tells whether s matches l; a selector that does not parse
+// matches nothing.
+func (c *compiler) selects(s *metav1.LabelSelector, l map[string]string) bool {
+	sel, ok := c.selectors[s]
+	if !ok {
+		var err error
+		if sel, err = metav1.LabelSelectorAsSelector(s); err != nil {
+			sel = labels.Nothing()
+		}
+		c.selectors[s] = sel
+	}
+	return sel.Matches(labels.Set(l))
 }
 
-// clauses are one rule's: its peers (none: any peer) times its ports
-// (none: any port of any protocol). A named port is the target pod's for
-// ingress, and each destination pod's own for egress: there it splits the
-// peers by the number it names, and matches no ipBlock.
-func (c *compiler) clauses(ns string, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, target *corev1.Pod, egress bool) []Clause {
-	anyPeer := len(peers) == 0
-	var pods []*corev1.Pod
+// peerSet is what a rule's peers match (none: any peer).
+func (c *compiler) peerSet(k ruleKey, peers []networkingv1.NetworkPolicyPeer) peerSet {
+	if ps, ok := c.peers[k]; ok {
+		return ps
+	}
+	ps := peerSet{any: len(peers) == 0}
 	var blocks []netip.Prefix
 	for _, peer := range peers {
 		if peer.IPBlock != nil {
 			blocks = append(blocks, ipBlock(peer.IPBlock)...)
 			continue
 		}
-		pods = append(pods, c.selectPods(ns, peer)...)
+		ps.pods = append(ps.pods, c.selectPods(k.pol.Namespace, peer)...)
 	}
-	addrs := normalize(append(blocks, hostPrefixes(pods)...))
+	ps.addrs = normalize(append(blocks, hostPrefixes(ps.pods)...))
+	c.peers[k] = ps
+	return ps
+}
+
+// clauses are one rule's: its peers times its ports (none: any port of
+// any protocol). A named port is the target pod's for ingress, and each
+// destination pod's own for egress: there it splits the peers by the
+// number it names, and matches no ipBlock.
+func (c *compiler) clauses(peers peerSet, ports []networkingv1.NetworkPolicyPort, target *corev1.Pod, egress bool) []Clause {
+	anyPeer, pods, addrs := peers.any, peers.pods, peers.addrs
 	if len(ports) == 0 {
 		if !anyPeer && len(addrs) == 0 {
 			return nil
@@ -203,11 +242,11 @@ func (c *compiler) selectPods(ns string, peer networkingv1.NetworkPolicyPeer) []
 			}
 		} else {
 			n, ok := c.namespaces[p.Namespace]
-			if !ok || !selects(peer.NamespaceSelector, n.Labels) {
+			if !ok || !c.selects(peer.NamespaceSelector, n.Labels) {
 				continue
 			}
 		}
-		if peer.PodSelector != nil && !selects(peer.PodSelector, p.Labels) {
+		if peer.PodSelector != nil && !c.selects(peer.PodSelector, p.Labels) {
 			continue
 		}
 		out = append(out, p)
