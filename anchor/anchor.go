@@ -127,6 +127,9 @@ type TokenOptions struct {
 	Endpoint string
 	// ControlPlane admits a control-plane node.
 	ControlPlane bool
+	// Fabric admits a node to the fabric only: it never runs Kubernetes
+	// and gets no Kubernetes credentials.
+	Fabric bool
 }
 
 // IssueToken signs a token for a new node and opens its join peer.
@@ -137,6 +140,9 @@ func (a *Anchor) IssueToken(o TokenOptions) (string, time.Time, error) {
 	}
 	if a.restored.Load() {
 		return "", time.Time{}, ErrRestored
+	}
+	if o.Fabric && o.ControlPlane {
+		return "", time.Time{}, errors.New("a node of the fabric only (--fabric) cannot run the control plane (--control-plane)")
 	}
 	if o.Anchor != (o.Endpoint != "") {
 		return "", time.Time{}, errors.New("an anchor's token needs --endpoint HOST:PORT (its public UDP endpoint), and only an anchor's")
@@ -182,6 +188,9 @@ func (a *Anchor) IssueToken(o TokenOptions) (string, time.Time, error) {
 	}
 	if o.ControlPlane {
 		tok.Roles = append(tok.Roles, membership.RoleControlPlane)
+	}
+	if o.Fabric {
+		tok.Roles = append(tok.Roles, membership.RoleFabric)
 	}
 	// This anchor first: the new node tries the anchors in this order.
 	anchors := slices.DeleteFunc(slices.Clone(m.Nodes), func(n membership.Node) bool { return !n.IsAnchor() || n.Name == self.Name })

@@ -233,6 +233,31 @@ func TestControlPlaneToken(t *testing.T) {
 	}
 }
 
+// TestFabricToken: a --fabric token admits a node that runs no
+// Kubernetes; it cannot be a control-plane node too.
+func TestFabricToken(t *testing.T) {
+	a, _ := newAnchor(t)
+	if _, _, err := a.IssueToken(TokenOptions{Name: "shed", Fabric: true, ControlPlane: true}); err == nil {
+		t.Fatal("a token for a control-plane node of the fabric only was issued")
+	}
+	s, _, err := a.IssueToken(TokenOptions{Name: "shed", Fabric: true, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := membership.ParseToken(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := key.NewPrivate()
+	if _, err := a.Admit(control.JoinRequest{Token: s, PublicKey: k.Public()}, tok.JoinIP); err != nil {
+		t.Fatal(err)
+	}
+	n, ok := a.o.Store.Current().Find("shed")
+	if !ok || n.RunsKubernetes() || n.IsControlPlane() {
+		t.Fatalf("admitted %+v (found %v): want a node that runs no Kubernetes", n, ok)
+	}
+}
+
 // TestAdmitAnchor: a node admitted as an anchor gets the cluster key and
 // the upper half of the admitting anchor's index range; the two then admit
 // at once without a shared index, and their memberships converge.

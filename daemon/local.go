@@ -106,7 +106,7 @@ func (l *localAPI) handleToken(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteError(w, http.StatusBadRequest, errors.New("this node is not an anchor: tokens are made on an anchor"))
 		return
 	}
-	tok, exp, err := l.anchor.IssueToken(anchor.TokenOptions{Name: req.Name, TTL: req.TTL, Anchor: req.Anchor, Endpoint: req.Endpoint, ControlPlane: req.ControlPlane})
+	tok, exp, err := l.anchor.IssueToken(anchor.TokenOptions{Name: req.Name, TTL: req.TTL, Anchor: req.Anchor, Endpoint: req.Endpoint, ControlPlane: req.ControlPlane, Fabric: req.Fabric})
 	if err != nil {
 		localapi.WriteError(w, http.StatusBadRequest, err)
 		return

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -82,6 +83,16 @@ func (w *world) wrap(n *cluster.Node, err error) *node {
 			}
 			w.t.Logf("--- %s, end of %s\n%s", n.Name, n.Log, n.LastLines(40))
 			keepLogs(w.t, n)
+		}
+	})
+	// Registered after the dump above, so run before it: a CSINode set up
+	// under an empty node name (the controller manager's volume plugins,
+	// in the same process, took the kubelet's node state) ends hepto
+	// 140 s later, whenever the kubelet's Node comes late.
+	w.t.Cleanup(func() {
+		if b, err := os.ReadFile(n.Log); err == nil && bytes.Contains(b, []byte("Failed to initialize CSINode")) &&
+			bytes.Contains(b, []byte("resource name may not be empty")) {
+			w.t.Errorf("%s: the kubelet set up its CSINode without its node name", n.Name)
 		}
 	})
 	return nd

@@ -156,6 +156,8 @@ type TokenRequest struct {
 	Anchor       bool   `json:"anchor,omitempty"`
 	Endpoint     string `json:"endpoint,omitempty"`
 	ControlPlane bool   `json:"control_plane,omitempty"`
+	// Fabric: the node runs the fabric only, never Kubernetes.
+	Fabric bool `json:"fabric,omitempty"`
 }
 
 // TokenResponse is the reply of POST /v1/token.

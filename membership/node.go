@@ -16,6 +16,9 @@ const (
 	RoleAnchor = "anchor"
 	// RoleControlPlane marks a node that runs the Kubernetes control plane.
 	RoleControlPlane = "control-plane"
+	// RoleFabric marks a node admitted to the fabric only: it never runs
+	// Kubernetes, and gets no Kubernetes credentials.
+	RoleFabric = "fabric"
 )
 
 // Node is a node's record, signed for the cluster by an anchor.
@@ -66,6 +69,10 @@ func NewNode(nets Networks, index int, name string, pub key.Public) (Node, error
 
 // IsAnchor reports whether the node has the anchor role.
 func (n Node) IsAnchor() bool { return slices.Contains(n.Roles, RoleAnchor) }
+
+// RunsKubernetes tells a node that may run Kubernetes: any node not
+// admitted to the fabric only.
+func (n Node) RunsKubernetes() bool { return !slices.Contains(n.Roles, RoleFabric) }
 
 // IsControlPlane reports whether the node runs the control plane. A node
 // made by `hepto init` before the role existed carries the anchor role

@@ -116,9 +116,12 @@ func (t Token) validate() error {
 		}
 	}
 	for _, r := range t.Roles {
-		if r != RoleAnchor && r != RoleControlPlane {
+		if r != RoleAnchor && r != RoleControlPlane && r != RoleFabric {
 			return fmt.Errorf("unknown role %q", r)
 		}
+	}
+	if slices.Contains(t.Roles, RoleFabric) && slices.Contains(t.Roles, RoleControlPlane) {
+		return errors.New("a node of the fabric only cannot run the control plane")
 	}
 	if slices.Contains(t.Roles, RoleAnchor) != (t.Endpoint != "") {
 		return errors.New("an anchor's token needs its endpoint, and only an anchor's")

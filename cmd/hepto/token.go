@@ -13,7 +13,7 @@ import (
 func tokenCmd() *cobra.Command {
 	var req localapi.TokenRequest
 	cmd := &cobra.Command{
-		Use:   "token --name NODE [--ttl DURATION] [--anchor --endpoint HOST:PORT] [--control-plane]",
+		Use:   "token --name NODE [--ttl DURATION] [--anchor --endpoint HOST:PORT] [--control-plane | --fabric]",
 		Short: "Print a join token for a new node (on an anchor, daemon running)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -31,6 +31,7 @@ func tokenCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&req.Anchor, "anchor", false, "the node joins as a further anchor (it needs a public UDP endpoint, --endpoint)")
 	cmd.Flags().StringVar(&req.Endpoint, "endpoint", "", "the new anchor's public HOST:PORT (UDP)")
 	cmd.Flags().BoolVar(&req.ControlPlane, "control-plane", false, "the node joins as a control-plane node")
+	cmd.Flags().BoolVar(&req.Fabric, "fabric", false, "the node joins the fabric only: it never runs Kubernetes, and gets no Kubernetes credentials")
 	cmd.MarkFlagRequired("name")
 	return cmd
 }

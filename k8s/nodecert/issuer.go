@@ -40,6 +40,10 @@ func (is *Issuer) handle(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, err)
 		return
 	}
+	if !caller.RunsKubernetes() {
+		control.WriteError(w, control.Refused("kubelet certificates: %s was admitted to the fabric only", caller.Name))
+		return
+	}
 	m := Member{Name: caller.Name, IPs: caller.OverlayIPs}
 	var req control.NodeCertsRequest
 	if err := control.Decode(r.Body, &req); err != nil {

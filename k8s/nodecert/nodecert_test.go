@@ -141,8 +141,13 @@ func TestStoreRefusesForeignCertificates(t *testing.T) {
 // member's key, from its address), and refuses bad keys with bad_request.
 func TestIssuerRoutes(t *testing.T) {
 	is := newIssuer(t)
-	cpKey, kitchenKey, otherKey := newKey(t), newKey(t), newKey(t)
+	cpKey, kitchenKey, otherKey, shedKey := newKey(t), newKey(t), newKey(t), newKey(t)
+	// The shed's node was admitted to the fabric only.
+	shed := membership.Node{Name: "shed", OverlayIPs: []netip.Addr{netip.MustParseAddr("10.77.0.6")}, PublicKey: shedKey.Public(), Roles: []string{membership.RoleFabric}}
 	server := &control.Identity{Key: cpKey, Member: func(a netip.Addr) (membership.Node, bool) {
+		if slices.Contains(shed.OverlayIPs, a) {
+			return shed, true
+		}
 		return membership.Node{Name: kitchen.Name, OverlayIPs: kitchen.IPs, PublicKey: kitchenKey.Public()}, slices.Contains(kitchen.IPs, a)
 	}}
 	mux := http.NewServeMux()
@@ -168,6 +173,7 @@ func TestIssuerRoutes(t *testing.T) {
 		{"another process on the member", "10.77.0.5:40000", key.Private{}, body, false, http.StatusForbidden},
 		{"another key from the member's address", "10.77.0.5:40000", otherKey, body, false, http.StatusForbidden},
 		{"stranger", "10.77.0.9:40000", otherKey, body, false, http.StatusForbidden},
+		{"member of the fabric only", "10.77.0.6:40000", shedKey, body, false, http.StatusForbidden},
 		{"body changed", "10.77.0.5:40000", kitchenKey, body, true, http.StatusBadRequest},
 		{"bad key", "10.77.0.5:40000", kitchenKey, []byte(`{"client_key":"AAAA","serving_key":"AAAA","proxy_key":"AAAA","dns_key":"AAAA"}`), false, http.StatusBadRequest},
 		{"junk", "10.77.0.5:40000", kitchenKey, []byte(`{"client_key":`), false, http.StatusBadRequest},
