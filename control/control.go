@@ -211,3 +211,14 @@ const PathEtcdRemove = "/v1/kubernetes/control-plane/remove"
 type EtcdRemoveRequest struct {
 	Name string `json:"name"`
 }
+
+// PathSecretsKeys sets a control-plane node's Secrets keys (served by
+// control-plane nodes, to control-plane nodes: a rotation): POST
+// SecretsKeys → 204 once its apiserver uses them.
+const PathSecretsKeys = "/v1/kubernetes/control-plane/secrets-keys"
+
+// SecretsKeys are the keys of Secrets in etcd, the one that encrypts
+// first (32 bytes each).
+type SecretsKeys struct {
+	Keys [][]byte `json:"keys"`
+}

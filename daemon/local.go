@@ -65,6 +65,7 @@ func (l *localAPI) Run(ctx context.Context) error {
 	mux.HandleFunc("POST /v1/kubeconfig", l.handleKubeconfig)
 	mux.HandleFunc("GET /v1/kubeconfigs", l.handleKubeconfigs)
 	mux.HandleFunc("POST /v1/kubeconfig/revoke", l.handleRevoke)
+	mux.HandleFunc("POST /v1/secrets/rotate", l.handleSecretsRotate)
 	mux.HandleFunc("POST /v1/images/import", l.handleImageImport)
 	mux.HandleFunc("GET /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
 		localapi.WriteJSON(w, http.StatusOK, l.mesh.Netcheck(r.Context()))
@@ -231,6 +232,17 @@ func (l *localAPI) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	localapi.WriteJSON(w, http.StatusOK, localapi.Revoked{Bindings: n})
+}
+
+// handleSecretsRotate gives Secrets a new key on every control-plane node
+// (a minute or so: each step waits for every apiserver).
+func (l *localAPI) handleSecretsRotate(w http.ResponseWriter, r *http.Request) {
+	out, err := l.kube.RotateSecretsKey(r.Context())
+	if err != nil {
+		localapi.WriteError(w, kubeStatus(err), err)
+		return
+	}
+	localapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // kubeStatus is the HTTP status of a Kubernetes error.

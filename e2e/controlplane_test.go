@@ -112,6 +112,8 @@ func TestControlPlaneOverHomes(t *testing.T) {
 		t.Errorf("%d of %d acknowledged writes lost", lost, acked)
 	}
 
+	checkSecretsRotated(t, nodes)
+
 	// One member down: removing another would lose etcd's quorum.
 	k.b.stop(syscall.SIGTERM)
 	time.Sleep(10 * time.Second)

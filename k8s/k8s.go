@@ -229,6 +229,7 @@ func (n *Node) Routes(mux *http.ServeMux) {
 		n.issuer.Routes(mux)
 		mux.HandleFunc("POST "+control.PathControlPlaneJoin, n.handleControlPlaneJoin)
 		mux.HandleFunc("POST "+control.PathEtcdRemove, n.handleEtcdRemove)
+		mux.HandleFunc("POST "+control.PathSecretsKeys, n.handleSecretsKeys)
 	}
 }
 

@@ -124,6 +124,15 @@ type Revoked struct {
 	Bindings int `json:"bindings"`
 }
 
+// SecretsRotated is the answer of POST /v1/secrets/rotate: the key that
+// now encrypts (its name in etcd's values), the Secrets written again
+// under it, and the control-plane nodes that use it.
+type SecretsRotated struct {
+	Key           string   `json:"key"`
+	Secrets       int      `json:"secrets"`
+	ControlPlanes []string `json:"control_planes"`
+}
+
 // BackupRequest is the body of POST /v1/backup: where the daemon writes
 // the backup (an absolute path).
 type BackupRequest struct {

@@ -22,7 +22,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("state", "/var/lib/hepto", "state directory")
-	root.AddCommand(initCmd(), tokenCmd(), removeCmd(), backupCmd(), restoreCmd(), runCmd(), statusCmd(), pingCmd(), netcheckCmd(), kubectlCmd(), kubeconfigCmd(), imagesCmd(), versionCmd())
+	root.AddCommand(initCmd(), tokenCmd(), removeCmd(), backupCmd(), restoreCmd(), runCmd(), statusCmd(), pingCmd(), netcheckCmd(), kubectlCmd(), kubeconfigCmd(), secretsCmd(), imagesCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "hepto:", err)
 		os.Exit(1)

@@ -97,7 +97,13 @@ func APIServerArgs(cfg APIServerConfig) ([]string, error) {
 		"--default-not-ready-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 		"--default-unreachable-toleration-seconds=" + strconv.Itoa(int(PodEvictionAfter.Seconds())),
 	}
-	hard, err := hardeningArgs(cfg.DataDir, p.SecretsKey)
+	// The keys on disk, not those read at start: a rotation
+	// (SetSecretsKeys) changes them while hepto runs.
+	keys, err := pki.ReadSecretsKeys(string(p.Dir))
+	if err != nil {
+		return nil, err
+	}
+	hard, err := hardeningArgs(cfg.DataDir, keys)
 	if err != nil {
 		return nil, err
 	}

@@ -83,25 +83,42 @@ plugins:
 `
 
 // encryptionConfig encrypts Secrets with secretbox under the cluster's
-// key; identity last, to read what was written before encryption.
-func encryptionConfig(key []byte) string {
-	sum := sha256.Sum256(key)
-	return fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+// first key, and decrypts them under any; identity last, to read what was
+// written before encryption. A key's name is a hash of it: what etcd's
+// values are prefixed with (k8s:enc:secretbox:v1:NAME:).
+func encryptionConfig(keys [][]byte) string {
+	var b strings.Builder
+	b.WriteString(`apiVersion: apiserver.config.k8s.io/v1
 kind: EncryptionConfiguration
 resources:
 - resources: [secrets]
   providers:
   - secretbox:
       keys:
-      - name: k%s
-        secret: %s
-  - identity: {}
-`, hex.EncodeToString(sum[:4]), base64.StdEncoding.EncodeToString(key))
+`)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "      - name: %s\n        secret: %s\n", SecretsKeyName(k), base64.StdEncoding.EncodeToString(k))
+	}
+	b.WriteString("  - identity: {}\n")
+	return b.String()
+}
+
+// SecretsKeyName is the name of a Secrets key in the encryption
+// configuration and in etcd's values.
+func SecretsKeyName(key []byte) string {
+	sum := sha256.Sum256(key)
+	return "k" + hex.EncodeToString(sum[:4])
+}
+
+// encryptionFile is the apiserver's encryption configuration under
+// dataDir.
+func encryptionFile(dataDir string) string {
+	return filepath.Join(dataDir, "config", "encryption.yaml")
 }
 
 // hardeningArgs writes the apiserver's configuration files under
 // dataDir/config and returns the flags that name them.
-func hardeningArgs(dataDir string, secretsKey []byte) ([]string, error) {
+func hardeningArgs(dataDir string, secretsKeys [][]byte) ([]string, error) {
 	dir := filepath.Join(dataDir, "config")
 	audit := filepath.Join(dataDir, AuditDir)
 	for _, d := range []string{dir, audit} {
@@ -113,7 +130,7 @@ func hardeningArgs(dataDir string, secretsKey []byte) ([]string, error) {
 		{"authentication.yaml", authenticationConfig},
 		{"audit-policy.yaml", auditPolicy},
 		{"admission.yaml", admissionConfig},
-		{"encryption.yaml", encryptionConfig(secretsKey)},
+		{filepath.Base(encryptionFile(dataDir)), encryptionConfig(secretsKeys)},
 	}
 	for _, f := range files {
 		if err := state.Dir(dir).WriteBytes(f.name, []byte(f.content), 0o600); err != nil {
@@ -124,7 +141,10 @@ func hardeningArgs(dataDir string, secretsKey []byte) ([]string, error) {
 	return []string{
 		"--authentication-config=" + path("authentication.yaml"),
 		"--admission-control-config-file=" + path("admission.yaml"),
-		"--encryption-provider-config=" + path("encryption.yaml"),
+		"--encryption-provider-config=" + encryptionFile(dataDir),
+		// A rotation of the keys (SetSecretsKeys) rewrites the file: the
+		// apiserver reads it again without a restart.
+		"--encryption-provider-config-automatic-reload",
 		"--audit-policy-file=" + path("audit-policy.yaml"),
 		"--audit-log-path=" + filepath.Join(audit, "audit.log"),
 		"--audit-log-format=json",

@@ -24,7 +24,7 @@ const (
 	EtcdCAName       = "etcd-ca"        // etcd-ca.crt, .key: etcd's server and clients
 	SAKeyFile        = "sa.key"         // service-account token signing key
 	SAPubFile        = "sa.pub"         // its public half, for verifiers
-	SecretsKeyFile   = "secrets.key"    // Secrets' encryption key in etcd (32 bytes, base64)
+	SecretsKeyFile   = "secrets.key"    // Secrets' encryption keys in etcd (32 bytes each, base64, one a line; the first writes)
 )
 
 // PKI is a cluster's authorities and service-account key.
@@ -34,9 +34,10 @@ type PKI struct {
 	FrontProxy *CA
 	Etcd       *CA
 	SAKey      crypto.Signer
-	// SecretsKey encrypts Secrets in etcd (secretbox): a backup of etcd
-	// or a copy of a control-plane node's disk shows no Secret without it.
-	SecretsKey []byte
+	// SecretsKeys encrypt Secrets in etcd (secretbox): a backup of etcd
+	// or a copy of a control-plane node's disk shows no Secret without
+	// them. The first encrypts, all decrypt (several during a rotation).
+	SecretsKeys [][]byte
 }
 
 // SetLeafValidity sets how long the certificates of every CA last (the
@@ -68,7 +69,7 @@ func LoadOrCreate(dir string) (*PKI, error) {
 	if p.SAKey, err = loadOrCreateSAKey(d); err != nil {
 		return nil, err
 	}
-	if p.SecretsKey, err = loadOrCreateSecretsKey(d); err != nil {
+	if p.SecretsKeys, err = loadOrCreateSecretsKeys(d); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -90,29 +91,61 @@ func Files() []string {
 	return append(out, SAKeyFile, SAPubFile, SecretsKeyFile)
 }
 
-// loadOrCreateSecretsKey reads secrets.key, or makes it. A cluster made
-// before it had none: its first control-plane node to start makes it, and
-// any other must be given a copy before it starts (docs/architecture.md).
-func loadOrCreateSecretsKey(d state.Dir) ([]byte, error) {
+// loadOrCreateSecretsKeys reads secrets.key, or makes it with one key. A
+// cluster made before it had none: its first control-plane node to start
+// makes it, and any other must be given a copy before it starts
+// (docs/architecture.md).
+func loadOrCreateSecretsKeys(d state.Dir) ([][]byte, error) {
 	if d.Has(SecretsKeyFile) {
-		b, err := os.ReadFile(d.Path(SecretsKeyFile))
-		if err != nil {
-			return nil, err
-		}
-		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-		if err != nil || len(k) != 32 {
-			return nil, fmt.Errorf("%s: want 32 bytes in base64", d.Path(SecretsKeyFile))
-		}
-		return k, nil
+		return ReadSecretsKeys(string(d))
 	}
+	k, err := NewSecretsKey()
+	if err != nil {
+		return nil, err
+	}
+	keys := [][]byte{k}
+	return keys, WriteSecretsKeys(string(d), keys)
+}
+
+// NewSecretsKey makes a key for Secrets.
+func NewSecretsKey() ([]byte, error) {
 	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
+	_, err := rand.Read(k)
+	return k, err
+}
+
+// ReadSecretsKeys reads the Secrets' keys of the PKI directory dir.
+func ReadSecretsKeys(dir string) ([][]byte, error) {
+	path := state.Dir(dir).Path(SecretsKeyFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
 		return nil, err
 	}
-	if err := d.WriteBytes(SecretsKeyFile, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
-		return nil, err
+	var keys [][]byte
+	for _, line := range strings.Fields(string(b)) {
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || len(k) != 32 {
+			return nil, fmt.Errorf("%s: want keys of 32 bytes in base64, one a line", path)
+		}
+		keys = append(keys, k)
 	}
-	return k, nil
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s: no key", path)
+	}
+	return keys, nil
+}
+
+// WriteSecretsKeys writes the Secrets' keys of the PKI directory dir
+// (0600, atomically), the one that encrypts first.
+func WriteSecretsKeys(dir string, keys [][]byte) error {
+	var b strings.Builder
+	for _, k := range keys {
+		if len(k) != 32 {
+			return fmt.Errorf("a Secrets key has 32 bytes, not %d", len(k))
+		}
+		b.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	}
+	return state.Dir(dir).WriteBytes(SecretsKeyFile, []byte(b.String()), 0o600)
 }
 
 // loadOrCreateSAKey reads sa.key, or makes it with sa.pub. sa.pub is
