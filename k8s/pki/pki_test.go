@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/x509"
 	"net/netip"
 	"os"
@@ -209,5 +210,47 @@ func issue(ca *CA) func(Request, error) (*KeyPair, error) {
 			return nil, err
 		}
 		return ca.Issue(req)
+	}
+}
+
+// TestSecretsKeys: keys one a line, the first encrypting, written 0600
+// and read back in order; a file that is not keys is an error naming it,
+// and stays.
+func TestSecretsKeys(t *testing.T) {
+	dir := t.TempDir()
+	p, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.SecretsKeys) != 1 || len(p.SecretsKeys[0]) != 32 {
+		t.Fatalf("a new PKI's Secrets keys: %d", len(p.SecretsKeys))
+	}
+	k, err := NewSecretsKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]byte{k, p.SecretsKeys[0]}
+	if err := WriteSecretsKeys(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, SecretsKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets.key: %v %v, want 0600", fi.Mode(), err)
+	}
+	got, err := ReadSecretsKeys(dir)
+	if err != nil || len(got) != 2 || !bytes.Equal(got[0], k) || !bytes.Equal(got[1], want[1]) {
+		t.Fatalf("read back %d keys (%v), want the two written, in order", len(got), err)
+	}
+	if err := WriteSecretsKeys(dir, [][]byte{k[:16]}); err == nil {
+		t.Error("a 16-byte key was written")
+	}
+	for _, bad := range []string{"", "not base64!\n", "AAAA\n"} {
+		path := filepath.Join(dir, SecretsKeyFile)
+		os.WriteFile(path, []byte(bad), 0o600)
+		if _, err := LoadOrCreate(dir); err == nil || !strings.Contains(err.Error(), path) {
+			t.Errorf("secrets.key %q: %v, want an error naming it", bad, err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != bad {
+			t.Errorf("secrets.key %q was overwritten", bad)
+		}
 	}
 }
