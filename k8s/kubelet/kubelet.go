@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/component-base/configz"
+	utilsysctl "k8s.io/component-helpers/node/util/sysctl"
 	"k8s.io/klog/v2"
 	kubeletconfigv1beta1 "k8s.io/kubelet/config/v1beta1"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
@@ -52,6 +53,9 @@ type Options struct {
 	NodeLease time.Duration
 	// Taints the Node is registered with (only when the kubelet makes it).
 	Taints []corev1.Taint
+	// ProtectKernelDefaults: the kubelet changes no kernel setting and
+	// stops if one differs from what it wants (Run sets them first).
+	ProtectKernelDefaults bool
 }
 
 // server builds the kubelet's configuration.
@@ -112,7 +116,7 @@ func server(o Options) (*options.KubeletServer, error) {
 	// hepto restarts (this needs systemd-logind, else it is a no-op).
 	c.ShutdownGracePeriod = metav1.Duration{Duration: 30 * time.Second}
 	c.ShutdownGracePeriodCriticalPods = metav1.Duration{Duration: 10 * time.Second}
-	c.ProtectKernelDefaults = false
+	c.ProtectKernelDefaults = o.ProtectKernelDefaults
 	// A pod cannot fork-bomb its node, whoever owns it (0: no limit).
 	c.PodPidsLimit = PodPidsLimit
 	c.LocalStorageCapacityIsolation = true
@@ -144,6 +148,11 @@ func Run(ctx context.Context, o Options) error {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
+	}
+	if err := setKernelDefaults(utilsysctl.New()); err != nil {
+		klog.FromContext(ctx).Info("kernel settings: the kubelet runs without protectKernelDefaults", "err", err)
+	} else {
+		o.ProtectKernelDefaults = true
 	}
 	s, err := server(o)
 	if err != nil {
