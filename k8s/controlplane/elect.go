@@ -19,7 +19,8 @@ import (
 // The component runs with --leader-elect=false while this node holds the
 // lease and stops (its context ends) when it loses it.
 //
-// Its timings are Timings' (timings.go).
+// Its timings are Timings' (timings.go); a standby reads the lease from a
+// watch (lock.go).
 
 // electionNamespace holds the components' leases, as upstream's.
 const electionNamespace = "kube-system"
@@ -37,9 +38,11 @@ func (c *ControlPlane) elected(ctx context.Context, name, kubeconfig string, run
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, electionNamespace, name,
-		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.opts.NodeName})
-	if err != nil {
+	var lock resourcelock.Interface
+	if c.timings().WatchLeases {
+		lock = newWatchedLock(ctx, client, electionNamespace, name, c.opts.NodeName, c.timings().LeaseDuration)
+	} else if lock, err = resourcelock.New(resourcelock.LeasesResourceLock, electionNamespace, name,
+		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.opts.NodeName}); err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
 	for ctx.Err() == nil {

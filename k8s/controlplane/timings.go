@@ -26,6 +26,9 @@ type Timings struct {
 	// ObjectCountPoll: how often each apiserver counts the objects of
 	// every resource (--etcd-count-metric-poll-period; 0: never).
 	ObjectCountPoll time.Duration
+	// WatchLeases: standbys read the election leases from a watch
+	// (lock.go), not from the apiserver every RetryPeriod.
+	WatchLeases bool
 	// FeatureGates for the apiserver, the controller-manager and the
 	// scheduler (one registry per process: the same for all).
 	FeatureGates string
@@ -55,6 +58,7 @@ var HeptoTimings = Timings{
 	IdentityLeaseRenew: time.Minute,
 	EndpointReconcile:  30 * time.Second, EndpointTTL: 45 * time.Second,
 	ObjectCountPoll: 0,
+	WatchLeases:     true,
 	FeatureGates:    "UnknownVersionInteroperabilityProxy=false,SizeBasedListCostEstimate=false",
 }
 
