@@ -122,6 +122,7 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	checkNetworkPolicy(t, an, nodes, ips)
+	checkLoadBalancer(t, k)
 
 	// logs, exec and port-forward on the pod in the symmetric home: the
 	// apiserver reaches its kubelet over the overlay.

@@ -241,7 +241,7 @@ func (n *Node) Services() []supervisor.Service {
 	}
 	if n.cp != nil {
 		out = append(out, n.cp.Services()...)
-		out = append(out, supervisor.Func("nodes", n.runNodes))
+		out = append(out, supervisor.Func("nodes", n.runNodes), supervisor.Func("load-balancers", n.runLoadBalancers))
 	}
 	if n.ctrd != nil {
 		out = append(out,
