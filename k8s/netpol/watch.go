@@ -121,20 +121,15 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 		began := time.Now()
+		var again <-chan time.Time // after a failure: retry, or sooner on a change
 		if wait > 0 {
-			// Retry after wait, or sooner on a change.
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-changed:
-			case <-time.After(wait):
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-changed:
-			}
+			again = time.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-again:
 		}
 		if d := settle - time.Since(began); d > 0 {
 			select {
