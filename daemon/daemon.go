@@ -239,10 +239,12 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	dnsSvc := newDNS(cfg.DNS, n, tun, m, log)
 	// Kubernetes on TUN-mode nodes only; nil: the fabric alone.
 	var kube *k8s.Node
-	if cfg.Kubernetes && !cfg.Userspace && !n.self.RunsKubernetes() {
+	runKube := cfg.Kubernetes && !cfg.Userspace
+	if runKube && !n.self.RunsKubernetes() {
 		log.Info("no Kubernetes: this node was admitted to the fabric only")
+		runKube = false
 	}
-	if cfg.Kubernetes && !cfg.Userspace && n.self.RunsKubernetes() {
+	if runKube {
 		// Pods ask their own node's DNS server.
 		clusterDNS, names := n.self.OverlayIPs[:1], kubewatch.Sink(dnsSvc)
 		if cfg.DNS.Disable {
