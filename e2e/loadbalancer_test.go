@@ -13,7 +13,7 @@ import (
 // checkLoadBalancer: a Service of type LoadBalancer whose only pod is in
 // the symmetric-NAT home gets the anchor's public address, and a host on
 // the lab's Internet gets the pod's page there; a Service on the anchor's
-// own UDP port is refused, saying why.
+// own UDP port, or on one an older Service has, is refused, saying why.
 func checkLoadBalancer(t *testing.T, k *kubeCluster) {
 	t.Helper()
 	an := k.an
@@ -41,6 +41,20 @@ func checkLoadBalancer(t *testing.T, k *kubeCluster) {
 	})
 	t.Logf("a visitor on the Internet gets web-home-b's page at the anchor's %s, %s after the Service", url, time.Since(began).Round(time.Millisecond))
 
+	// A newer Service on the same port is not published, and says why;
+	// the older keeps it.
+	kubectl(t, an, "expose", "pod", "web-home-a", "--name", "second", "--type", "LoadBalancer", "--port", "8088", "--target-port", "8080")
+	eventually(t, 30*time.Second, func() error {
+		got := kubectl(t, an, "get", "service", "second", "-o", "jsonpath={.status.conditions[?(@.type==\"Published\")].reason} {.status.loadBalancer.ingress}")
+		if strings.TrimSpace(got) != "PortTaken" {
+			return fmt.Errorf("a newer Service on 8088: %q, want refused (PortTaken) without addresses", got)
+		}
+		return nil
+	})
+	if out, err := visitor.Run(k.w.ctx, bin, "get", url); err != nil || strings.TrimSpace(out) != "web-home-b" {
+		t.Errorf("with a newer Service on its port, the visitor gets %q (%v), want web-home-b's page still", out, err)
+	}
+
 	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "wireguard", "--type", "LoadBalancer", "--protocol", "UDP", "--port", "51820", "--target-port", "8080")
 	eventually(t, 30*time.Second, func() error {
 		got := kubectl(t, an, "get", "service", "wireguard", "-o", "jsonpath={.status.conditions[?(@.type==\"Published\")].reason} {.status.loadBalancer.ingress}")
@@ -52,5 +66,5 @@ func checkLoadBalancer(t *testing.T, k *kubeCluster) {
 	if ev := kubectl(t, an, "get", "events", "--field-selector", "involvedObject.name=wireguard,reason=PortReserved", "-o", "name"); strings.TrimSpace(ev) == "" {
 		t.Error("no PortReserved event on the refused Service")
 	}
-	kubectl(t, an, "delete", "service", "published", "wireguard")
+	kubectl(t, an, "delete", "service", "published", "second", "wireguard")
 }

@@ -73,10 +73,9 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 		list, err := services.Lister().List(labels.Everything())
 		retry := false
 		if err == nil {
-			anchors := anchorAddrs(n.o.Members())
-			for _, s := range list {
-				if err := n.publish(ctx, client, s, anchors); err != nil {
-					n.log.Warn("load balancer", "service", s.Namespace+"/"+s.Name, "err", err)
+			for _, d := range decide(list, n.o.Members()) {
+				if err := n.setStatus(ctx, client, d.service, d.ingress, d.cond); err != nil {
+					n.log.Warn("load balancer", "service", d.service.Namespace+"/"+d.service.Name, "err", err)
 					retry = true
 				}
 			}
@@ -95,26 +94,68 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 	}
 }
 
-// publish brings one Service's status in line: the anchors' addresses
-// when it is published, none when it is not (or no longer) ours.
-func (n *Node) publish(ctx context.Context, c kubernetes.Interface, s *corev1.Service, anchors []netip.Addr) error {
-	if s.Spec.Type != corev1.ServiceTypeLoadBalancer || (s.Spec.LoadBalancerClass != nil && *s.Spec.LoadBalancerClass != LoadBalancerClass) {
-		return nil
-	}
-	var want []corev1.LoadBalancerIngress
-	if port, ok := reservedPort(s, n.o.Members()); ok {
-		if !slices.ContainsFunc(s.Status.Conditions, func(c metav1.Condition) bool { return c.Type == "Published" && c.Reason == "PortReserved" }) {
-			n.log.Info("load balancer: port refused", "service", s.Namespace+"/"+s.Name, "port", port)
+// decision is what one Service's status should say.
+type decision struct {
+	service *corev1.Service
+	ingress []corev1.LoadBalancerIngress
+	cond    metav1.Condition
+}
+
+// decide publishes the Services of type LoadBalancer of hepto's class
+// (or none) on the anchors' addresses, oldest first: a port that an
+// anchor needs itself, or that an older Service has, is refused, saying
+// why.
+func decide(services []*corev1.Service, members []membership.Node) []decision {
+	var ours []*corev1.Service
+	for _, s := range services {
+		if s.Spec.Type == corev1.ServiceTypeLoadBalancer && (s.Spec.LoadBalancerClass == nil || *s.Spec.LoadBalancerClass == LoadBalancerClass) {
+			ours = append(ours, s)
 		}
-		return n.setStatus(ctx, c, s, nil, metav1.Condition{Type: "Published", Status: metav1.ConditionFalse, Reason: "PortReserved",
-			Message: fmt.Sprintf("port %s is the anchors' own (WireGuard and ICE, STUN and TURN): choose another", port)})
 	}
-	for _, a := range anchors {
+	slices.SortFunc(ours, func(a, b *corev1.Service) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	var ingress []corev1.LoadBalancerIngress
+	for _, a := range anchorAddrs(members) {
 		mode := corev1.LoadBalancerIPModeVIP
-		want = append(want, corev1.LoadBalancerIngress{IP: a.String(), IPMode: &mode})
+		ingress = append(ingress, corev1.LoadBalancerIngress{IP: a.String(), IPMode: &mode})
 	}
-	return n.setStatus(ctx, c, s, want, metav1.Condition{Type: "Published", Status: metav1.ConditionTrue, Reason: "Anchors",
-		Message: fmt.Sprintf("published on %d anchor address(es)", len(want))})
+	taken := map[string]string{} // "8080/tcp": the Service that has it
+	var out []decision
+	for _, s := range ours {
+		d := decision{service: s}
+		if port, ok := reservedPort(s, members); ok {
+			d.cond = metav1.Condition{Type: "Published", Status: metav1.ConditionFalse, Reason: "PortReserved",
+				Message: fmt.Sprintf("port %s is the anchors' own (WireGuard and ICE, STUN and TURN): choose another", port)}
+			out = append(out, d)
+			continue
+		}
+		var ports []string
+		for _, p := range s.Spec.Ports {
+			proto := strings.ToLower(string(p.Protocol))
+			if proto == "" {
+				proto = "tcp"
+			}
+			ports = append(ports, fmt.Sprintf("%d/%s", p.Port, proto))
+		}
+		if i := slices.IndexFunc(ports, func(p string) bool { return taken[p] != "" }); i >= 0 {
+			d.cond = metav1.Condition{Type: "Published", Status: metav1.ConditionFalse, Reason: "PortTaken",
+				Message: fmt.Sprintf("port %s is published already, by the older Service %s", ports[i], taken[ports[i]])}
+			out = append(out, d)
+			continue
+		}
+		for _, p := range ports {
+			taken[p] = s.Namespace + "/" + s.Name
+		}
+		d.ingress = ingress
+		d.cond = metav1.Condition{Type: "Published", Status: metav1.ConditionTrue, Reason: "Anchors",
+			Message: fmt.Sprintf("published on %d anchor address(es)", len(ingress))}
+		out = append(out, d)
+	}
+	return out
 }
 
 // setStatus writes the Service's load-balancer status and condition when

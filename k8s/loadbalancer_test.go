@@ -1,11 +1,14 @@
 package k8s
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hepto-net/hepto/membership"
 )
@@ -39,5 +42,46 @@ func TestAnchorAddrsAndReservedPorts(t *testing.T) {
 		if _, got := reservedPort(svc(c.proto, c.port), members); got != c.reserved {
 			t.Errorf("%s %d: reserved %v, want %v", c.proto, c.port, got, c.reserved)
 		}
+	}
+}
+
+// TestDecide: LoadBalancer Services of hepto's class (or none) get the
+// anchors' addresses, oldest first; a port an older one has, or an
+// anchor's own, is refused with the reason; other Services are left alone.
+func TestDecide(t *testing.T) {
+	members := []membership.Node{{Name: "vps", Roles: []string{membership.RoleAnchor}, Endpoint: "203.0.113.9:51820"}}
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	other := "example.com/other"
+	svc := func(name string, age int, proto corev1.Protocol, port int32, class *string) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: name, CreationTimestamp: metav1.NewTime(at.Add(time.Duration(-age) * time.Minute))},
+			Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: class, Ports: []corev1.ServicePort{{Protocol: proto, Port: port}}},
+		}
+	}
+	cluster := svc("internal", 9, corev1.ProtocolTCP, 80, nil)
+	cluster.Spec.Type = corev1.ServiceTypeClusterIP
+	got := map[string]string{}
+	for _, d := range decide([]*corev1.Service{
+		svc("newer", 1, corev1.ProtocolTCP, 443, nil),
+		svc("older", 5, "", 443, nil),
+		svc("dns", 3, corev1.ProtocolUDP, 443, nil), // another protocol: no conflict
+		svc("wg", 2, corev1.ProtocolUDP, 51820, nil),
+		svc("theirs", 4, corev1.ProtocolTCP, 443, &other),
+		cluster,
+	}, members) {
+		var ips []string
+		for _, i := range d.ingress {
+			ips = append(ips, i.IP)
+		}
+		got[d.service.Name] = d.cond.Reason + " " + slices.Concat(ips, []string{""})[0]
+	}
+	want := map[string]string{
+		"older": "Anchors 203.0.113.9",
+		"dns":   "Anchors 203.0.113.9",
+		"newer": "PortTaken ",
+		"wg":    "PortReserved ",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("decisions %v, want %v", got, want)
 	}
 }
