@@ -51,7 +51,11 @@ type Options struct {
 	// node's etcd member goes first, and its error (etcd's quorum would
 	// be lost) stops the removal. nil: nothing to do.
 	BeforeRemove func(ctx context.Context, n membership.Node) error
-	Logger       *slog.Logger
+	// RelayMin and RelayMax are TURN's relay ports (UDP, inclusive; 0:
+	// nat's default, 49152-65535). The ports left out are free for
+	// published Services.
+	RelayMin, RelayMax uint16
+	Logger             *slog.Logger
 }
 
 // Anchor is an anchor's state. mu serialises the writers of its token

@@ -126,6 +126,7 @@ func (t *turnServer) Start(context.Context) error {
 	o := nat.ServerOptions{
 		PublicIP: ep.Addr().AsSlice(), Realm: t.a.cluster().Name, Secret: nat.TURNSecret(t.a.o.Signer), Logger: t.a.log,
 		Forbidden: slices.Concat([]netip.Prefix{nets.OverlayV4, nets.OverlayV6, nets.PodsV4, nets.PodsV6}, nets.Services()),
+		MinPort:   t.a.o.RelayMin, MaxPort: t.a.o.RelayMax,
 	}
 	if tm := t.metrics; tm != nil {
 		o.OnAllocation = func(delta int) { tm.Allocations.Add(float64(delta)) }

@@ -19,10 +19,12 @@ import (
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/dns/kubewatch"
 	"github.com/hepto-net/hepto/k8s"
+	"github.com/hepto-net/hepto/k8s/publish"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/mesh"
 	"github.com/hepto-net/hepto/metrics"
+	"github.com/hepto-net/hepto/nat"
 	"github.com/hepto-net/hepto/podnet"
 	"github.com/hepto-net/hepto/state"
 	"github.com/hepto-net/hepto/supervisor"
@@ -60,6 +62,9 @@ type Config struct {
 	// Kubernetes runs Kubernetes on a TUN-mode node: the control plane too
 	// on the node made by `hepto init`.
 	Kubernetes bool
+	// RelayPorts are an anchor's TURN relay ports, "MIN-MAX" (UDP; "":
+	// 49152-65535); the UDP ports outside are free for Services.
+	RelayPorts string
 	// MemoryLimit is a soft memory limit for the fabric alone (0: none);
 	// not set where Kubernetes runs, whose heap is far larger.
 	MemoryLimit int64
@@ -220,9 +225,16 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	identity := &control.Identity{Key: n.priv, Member: func(ip netip.Addr) (membership.Node, bool) { return n.store.Current().At(ip) }}
 	client.Identity = identity
 	sup := supervisor.New(log)
+	relay := publish.PortRange{Proto: "udp", Min: nat.RelayMin, Max: nat.RelayMax}
+	if cfg.RelayPorts != "" {
+		if relay, err = publish.ParsePortRange(cfg.RelayPorts); err != nil || relay.Proto != "udp" {
+			return fmt.Errorf("--relay-ports %q: want MIN-MAX (UDP)", cfg.RelayPorts)
+		}
+	}
 	var an *anchor.Anchor
 	if n.signer != nil {
 		an, err = anchor.New(anchor.Options{
+			RelayMin: relay.Min, RelayMax: relay.Max,
 			State: n.st, Store: n.store, Self: n.self, Signer: n.signer, Client: client,
 			JoinPeersChanged: func() { mh.Kick() }, Logger: log,
 			Restored: n.st.Has(state.RestoredFile),
@@ -264,11 +276,13 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			Membership:      n.store,
 			CertValidity:    cfg.CertValidity,
 			UpstreamTimings: cfg.UpstreamTimings,
+			ReservedPorts:   reservedPorts(n.self, tun.ListenPort(), relay),
 			Client:          client,
 			Logger:          log,
 		})
 	}
 	m.Components(kube.ComponentsUp)
+	m.Published(func() []metrics.Published { return publishedMetrics(kube) })
 	if cfg.MemoryLimit > 0 && kube == nil {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}

@@ -3,68 +3,154 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/hepto-net/hepto/localapi"
+	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// checkLoadBalancer: a Service of type LoadBalancer whose only pod is in
-// the symmetric-NAT home gets the anchor's public address, and a host on
-// the lab's Internet gets the pod's page there; a Service on the anchor's
-// own UDP port, or on one an older Service has, is refused, saying why.
+// checkLoadBalancer: Services of type LoadBalancer whose only pod is in
+// the symmetric-NAT home get the anchor's public IPv4 and IPv6 in their
+// status, and a host on the lab's Internet gets the pod's answers there:
+// HTTP through kube-proxy (IPv4) and hepto's proxy (IPv6); with the PROXY
+// protocol, the pod sees the visitor's address; UDP the same way. A
+// Service on the anchor's own ports, or on one an older Service has, is
+// refused, saying why. The anchor's status and metrics count them.
 func checkLoadBalancer(t *testing.T, k *kubeCluster) {
 	t.Helper()
 	an := k.an
-	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "published", "--type", "LoadBalancer", "--port", "8088", "--target-port", "8080")
-	anchorIP := an.Host.IPv4.String()
-	eventually(t, 30*time.Second, func() error {
-		got := strings.TrimSpace(kubectl(t, an, "get", "service", "published", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"))
-		if got != anchorIP {
-			return fmt.Errorf("published's load-balancer addresses %q, want the anchor's %s", got, anchorIP)
-		}
-		return nil
-	})
+	v4, v6 := an.Host.IPv4.String(), an.Host.IPv6.String()
 	visitor := k.w.publicHost("visitor")
 	bin := filepath.Join(filepath.Dir(k.archive), "web")
-	url := "http://" + net.JoinHostPort(anchorIP, "8088") + "/"
-	began := time.Now()
-	eventually(t, 30*time.Second, func() error {
+	ask := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(k.w.ctx, 10*time.Second)
 		defer cancel()
-		out, err := visitor.Run(ctx, bin, "get", url)
-		if err != nil || strings.TrimSpace(out) != "web-home-b" {
-			return fmt.Errorf("visitor → %s: %q %v, want web-home-b", url, out, err)
+		out, err := visitor.Run(ctx, bin, args...)
+		return strings.TrimSpace(out), err
+	}
+
+	// Pods in home-b: an HTTP server behind the PROXY protocol, a UDP echo.
+	for name, cmd := range map[string]string{"proxied-home-b": "serve-proxy :8081", "udp-home-b": "udp-echo :5353"} {
+		kubectl(t, an, append([]string{"run", name, "--image", webImage, "--image-pull-policy", "Never",
+			"--overrides", `{"spec":{"nodeName":"home-b"}}`, "--command", "--", "/web"}, strings.Fields(cmd)...)...)
+	}
+	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "published", "--type", "LoadBalancer", "--port", "8088", "--target-port", "8080")
+	kubectl(t, an, "wait", "--for=condition=Ready", "pod/proxied-home-b", "pod/udp-home-b", "--timeout=120s")
+	kubectl(t, an, "expose", "pod", "proxied-home-b", "--name", "proxied", "--type", "LoadBalancer", "--port", "8089", "--target-port", "8081")
+	kubectl(t, an, "annotate", "service", "proxied", "hepto.net/proxy-protocol=v2")
+	kubectl(t, an, "expose", "pod", "udp-home-b", "--name", "game", "--type", "LoadBalancer", "--protocol", "UDP", "--port", "5300", "--target-port", "5353")
+
+	// The status: the anchor's two addresses; IPv6 through hepto's proxy
+	// (the Services are IPv4 only), everything through it with PROXY.
+	for svc, want := range map[string]string{
+		"published": v4 + "=VIP " + v6 + "=Proxy",
+		"game":      v4 + "=VIP " + v6 + "=Proxy",
+		"proxied":   v4 + "=Proxy " + v6 + "=Proxy",
+	} {
+		eventually(t, 30*time.Second, func() error {
+			got := strings.TrimSpace(kubectl(t, an, "get", "service", svc, "-o", `jsonpath={range .status.loadBalancer.ingress[*]}{.ip}={.ipMode} {end}`))
+			if got != want {
+				return fmt.Errorf("%s's load-balancer addresses %q, want %q", svc, got, want)
+			}
+			return nil
+		})
+	}
+
+	began := time.Now()
+	for _, ip := range []string{v4, v6} {
+		url := "http://" + net.JoinHostPort(ip, "8088") + "/"
+		eventually(t, 30*time.Second, func() error {
+			if out, err := ask("get", url); err != nil || out != "web-home-b" {
+				return fmt.Errorf("visitor → %s: %q %v, want web-home-b", url, out, err)
+			}
+			return nil
+		})
+	}
+	t.Logf("a visitor on the Internet gets web-home-b's page at the anchor's IPv4 and IPv6, %s after the Service", time.Since(began).Round(time.Millisecond))
+
+	// With the PROXY protocol, the pod sees the visitor's own address.
+	for ip, from := range map[string]string{v4: visitor.IPv4.String(), v6: visitor.IPv6.String()} {
+		url := "http://" + net.JoinHostPort(ip, "8089") + "/whoami"
+		eventually(t, 30*time.Second, func() error {
+			if out, err := ask("get", url); err != nil || out != "proxied-home-b "+from {
+				return fmt.Errorf("visitor → %s: %q %v, want the pod to see the visitor, %s", url, out, err, from)
+			}
+			return nil
+		})
+	}
+	t.Logf("with the PROXY protocol, the pod in home-b sees the visitor's %s and %s", visitor.IPv4, visitor.IPv6)
+
+	// UDP, on both addresses.
+	for _, ip := range []string{v4, v6} {
+		addr := net.JoinHostPort(ip, "5300")
+		eventually(t, 30*time.Second, func() error {
+			if out, err := ask("udp", addr, "ping"); err != nil || !strings.HasPrefix(out, "udp-home-b ") || !strings.HasSuffix(out, " ping") {
+				return fmt.Errorf("visitor → udp %s: %q %v, want udp-home-b's echo", addr, out, err)
+			}
+			return nil
+		})
+	}
+
+	// The anchor says what it publishes, with the traffic.
+	eventually(t, 30*time.Second, func() error {
+		st, _, err := an.status()
+		if err != nil {
+			return err
+		}
+		got := map[string]localapi.Published{}
+		for _, p := range st.Kubernetes.Published {
+			got[p.Service+" "+p.Address+" "+p.Mode] = p
+		}
+		for _, want := range []string{
+			"default/published " + v4 + ":8088 vip", "default/published [" + v6 + "]:8088 proxy",
+			"default/proxied " + v4 + ":8089 proxy", "default/game " + v4 + ":5300 vip", "default/game [" + v6 + "]:5300 proxy",
+		} {
+			p, ok := got[want]
+			if !ok {
+				return fmt.Errorf("anchor's status: %s not among what it publishes: %v", want, slices.Sorted(maps.Keys(got)))
+			}
+			if p.Connections == 0 || p.BytesIn == 0 || p.BytesOut == 0 {
+				return fmt.Errorf("anchor's status: %s: no traffic counted: %+v", want, p)
+			}
 		}
 		return nil
 	})
-	t.Logf("a visitor on the Internet gets web-home-b's page at the anchor's %s, %s after the Service", url, time.Since(began).Round(time.Millisecond))
+	if out, err := an.Hepto("status"); err != nil || !strings.Contains(out, "default/proxied") {
+		t.Errorf("hepto status on the anchor does not list what it publishes (%v):\n%s", err, out)
+	}
 
 	// A newer Service on the same port is not published, and says why;
 	// the older keeps it.
 	kubectl(t, an, "expose", "pod", "web-home-a", "--name", "second", "--type", "LoadBalancer", "--port", "8088", "--target-port", "8080")
-	eventually(t, 30*time.Second, func() error {
-		got := kubectl(t, an, "get", "service", "second", "-o", "jsonpath={.status.conditions[?(@.type==\"Published\")].reason} {.status.loadBalancer.ingress}")
-		if strings.TrimSpace(got) != "PortTaken" {
-			return fmt.Errorf("a newer Service on 8088: %q, want refused (PortTaken) without addresses", got)
-		}
-		return nil
-	})
-	if out, err := visitor.Run(k.w.ctx, bin, "get", url); err != nil || strings.TrimSpace(out) != "web-home-b" {
+	refusedWith(t, an, "second", "PortTaken")
+	if out, err := ask("get", "http://"+net.JoinHostPort(v4, "8088")+"/"); err != nil || out != "web-home-b" {
 		t.Errorf("with a newer Service on its port, the visitor gets %q (%v), want web-home-b's page still", out, err)
 	}
-
+	// The anchor's own ports: its WireGuard port, STUN and TURN's.
 	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "wireguard", "--type", "LoadBalancer", "--protocol", "UDP", "--port", "51820", "--target-port", "8080")
+	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "stun", "--type", "LoadBalancer", "--port", "3478", "--target-port", "8080")
+	refusedWith(t, an, "wireguard", "PortReserved")
+	refusedWith(t, an, "stun", "PortReserved")
+	kubectl(t, an, "delete", "service", "published", "second", "wireguard", "stun", "proxied", "game")
+	kubectl(t, an, "delete", "pod", "proxied-home-b", "udp-home-b", "--wait=false")
+}
+
+// refusedWith waits for a Service to be refused for reason, without
+// addresses and with an event.
+func refusedWith(t *testing.T, an *node, svc, reason string) {
+	t.Helper()
 	eventually(t, 30*time.Second, func() error {
-		got := kubectl(t, an, "get", "service", "wireguard", "-o", "jsonpath={.status.conditions[?(@.type==\"Published\")].reason} {.status.loadBalancer.ingress}")
-		if strings.TrimSpace(got) != "PortReserved" {
-			return fmt.Errorf("a Service on the anchor's WireGuard port: %q, want refused (PortReserved) without addresses", got)
+		got := kubectl(t, an, "get", "service", svc, "-o", "jsonpath={.status.conditions[?(@.type==\"Published\")].reason} {.status.loadBalancer.ingress}")
+		if strings.TrimSpace(got) != reason {
+			return fmt.Errorf("Service %s: %q, want refused (%s) without addresses", svc, got, reason)
 		}
 		return nil
 	})
-	if ev := kubectl(t, an, "get", "events", "--field-selector", "involvedObject.name=wireguard,reason=PortReserved", "-o", "name"); strings.TrimSpace(ev) == "" {
-		t.Error("no PortReserved event on the refused Service")
+	if ev := kubectl(t, an, "get", "events", "--field-selector", "involvedObject.name="+svc+",reason="+reason, "-o", "name"); strings.TrimSpace(ev) == "" {
+		t.Errorf("no %s event on the refused Service %s", reason, svc)
 	}
-	kubectl(t, an, "delete", "service", "published", "second", "wireguard")
 }

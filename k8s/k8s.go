@@ -33,6 +33,7 @@ import (
 	"github.com/hepto-net/hepto/k8s/kubelet"
 	"github.com/hepto-net/hepto/k8s/nodecert"
 	"github.com/hepto-net/hepto/k8s/proxy"
+	"github.com/hepto-net/hepto/k8s/publish"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/state"
@@ -91,6 +92,13 @@ type Options struct {
 	CertValidity time.Duration
 	// UpstreamTimings: controlplane.Options.UpstreamTimings.
 	UpstreamTimings bool
+	// ReservedPorts are the ports the node needs on its public addresses
+	// (its WireGuard port; an anchor's STUN, TURN and relay ports):
+	// refused to Services.
+	ReservedPorts []publish.PortRange
+	// PublicAddrs tells the node's public addresses (nil: those on its
+	// interfaces, publish.LocalPublicAddrs).
+	PublicAddrs func() ([]netip.Addr, error)
 }
 
 // Layout is where a node's Kubernetes writes, under STATE/kubernetes.
@@ -130,6 +138,7 @@ type Node struct {
 	certsReady  *component.Gate
 	imagesReady *component.Gate
 	ready       readyCache
+	publisher   *publish.Publisher
 }
 
 // New prepares Kubernetes for the node. It does not fail: a node whose
@@ -196,6 +205,7 @@ func New(o Options) *Node {
 		return n
 	}
 	n.runtime = n.ctrd
+	n.publisher = n.newPublisher()
 	for _, c := range []string{compContainerd, compKubelet, compProxy} {
 		n.states.Set(c, component.Starting)
 	}
@@ -263,6 +273,7 @@ func (n *Node) Services() []supervisor.Service {
 			supervisor.Func(compKubelet, n.runKubelet),
 			supervisor.Func(compProxy, n.runProxy),
 			n.tracked(compNetpol, n.runNetworkPolicy),
+			supervisor.Func("publish", n.runPublish),
 		)
 		if n.o.DNS != nil {
 			out = append(out, supervisor.Func("cluster-dns", n.runClusterDNS))
@@ -355,7 +366,8 @@ func (n *Node) Status(ctx context.Context) localapi.KubernetesStatus {
 	if n == nil {
 		return localapi.KubernetesStatus{Role: RoleNone, Components: map[string]string{}}
 	}
-	return localapi.KubernetesStatus{Role: n.role, Components: n.components(), Ready: n.ready.get(ctx), ControlPlane: n.controlPlaneStatus(), APIServer: n.endpointStatus()}
+	return localapi.KubernetesStatus{Role: n.role, Components: n.components(), Ready: n.ready.get(ctx), ControlPlane: n.controlPlaneStatus(), APIServer: n.endpointStatus(),
+		Published: n.Published(ctx)}
 }
 
 // components is each component's state.

@@ -2,38 +2,26 @@ package k8s
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/netip"
+	"errors"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/hepto-net/hepto/membership"
 )
 
-// LoadBalancerClass is the class of the Services hepto publishes through
-// the anchors: those of type LoadBalancer that name it, or no class.
-const LoadBalancerClass = "hepto.net/anchors"
-
-// Ports an anchor keeps for itself, whatever its WireGuard port: STUN and
-// TURN (UDP and TCP).
-var reservedPorts = []uint16{3478}
-
 // runLoadBalancers publishes Services of type LoadBalancer through the
-// anchors: their public addresses go into the Service's status, and
-// kube-proxy on every node, the anchors among them, carries the traffic
-// to those addresses to the Service's endpoints (over the overlay, with
-// the anchor's address as source: externalTrafficPolicy Cluster). A port
-// an anchor needs itself is refused, with an event saying why.
+// anchors: the live anchors' public addresses go into the Service's
+// status (decide), and on each anchor kube-proxy (ipMode VIP) or hepto's
+// proxy (ipMode Proxy, package publish) carries the traffic to those
+// addresses to the Service's endpoints over the overlay. A port an anchor
+// needs itself, or that an older Service has, is refused, with an event
+// saying why.
 func (n *Node) runLoadBalancers(ctx context.Context) error {
 	if err := n.cp.Ready(ctx); err != nil {
 		return nil
@@ -43,7 +31,11 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 		return err
 	}
 	f := informers.NewSharedInformerFactory(client, 0)
+	leasesF := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(corev1.NamespaceNodeLease))
 	services := f.Core().V1().Services()
+	nodes := f.Core().V1().Nodes()
+	epSlices := f.Discovery().V1().EndpointSlices()
+	leases := leasesF.Coordination().V1().Leases()
 	changed := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -51,16 +43,25 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 		default:
 		}
 	}
-	if _, err := services.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	onChange := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { poke() },
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
-	}); err != nil {
-		return err
 	}
+	for _, inf := range []cache.SharedIndexInformer{services.Informer(), nodes.Informer(), epSlices.Informer()} {
+		if _, err := inf.AddEventHandler(onChange); err != nil {
+			return err
+		}
+	}
+	// Leases are renewed every 15 s: they are read on the periodic check,
+	// not followed.
+	_ = leases.Informer()
 	f.Start(ctx.Done())
+	leasesF.Start(ctx.Done())
 	defer f.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), services.Informer().HasSynced) {
+	defer leasesF.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), services.Informer().HasSynced, nodes.Informer().HasSynced,
+		epSlices.Informer().HasSynced, leases.Informer().HasSynced) {
 		return nil
 	}
 	var memberChanges <-chan struct{}
@@ -69,11 +70,22 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 		defer cancel()
 		memberChanges = ch
 	}
+	check := time.NewTicker(lbCheck)
+	defer check.Stop()
 	for {
-		list, err := services.Lister().List(labels.Everything())
 		retry := false
-		if err == nil {
-			for _, d := range decide(list, n.o.Members()) {
+		list, err := services.Lister().List(labels.Everything())
+		nodeList, err2 := nodes.Lister().List(labels.Everything())
+		leaseList, err3 := leases.Lister().List(labels.Everything())
+		sliceList, err4 := epSlices.Lister().List(labels.Everything())
+		if err = errors.Join(err, err2, err3, err4); err == nil {
+			renewed := map[string]time.Time{}
+			for _, l := range leaseList {
+				if l.Spec.RenewTime != nil {
+					renewed[l.Name] = l.Spec.RenewTime.Time
+				}
+			}
+			for _, d := range decide(list, sites(n.o.Members(), nodeList, renewed, time.Now()), endpointNodes(sliceList)) {
 				if err := n.setStatus(ctx, client, d.service, d.ingress, d.cond); err != nil {
 					n.log.Warn("load balancer", "service", d.service.Namespace+"/"+d.service.Name, "err", err)
 					retry = true
@@ -89,71 +101,30 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 			return nil
 		case <-changed:
 		case <-memberChanges:
+		case <-check.C:
 		case <-again:
 		}
 	}
 }
 
-// decision is what one Service's status should say.
-type decision struct {
-	service *corev1.Service
-	ingress []corev1.LoadBalancerIngress
-	cond    metav1.Condition
-}
+// lbCheck is how often the sites' leases are looked at.
+const lbCheck = 5 * time.Second
 
-// decide publishes the Services of type LoadBalancer of hepto's class
-// (or none) on the anchors' addresses, oldest first: a port that an
-// anchor needs itself, or that an older Service has, is refused, saying
-// why.
-func decide(services []*corev1.Service, members []membership.Node) []decision {
-	var ours []*corev1.Service
-	for _, s := range services {
-		if s.Spec.Type == corev1.ServiceTypeLoadBalancer && (s.Spec.LoadBalancerClass == nil || *s.Spec.LoadBalancerClass == LoadBalancerClass) {
-			ours = append(ours, s)
-		}
-	}
-	slices.SortFunc(ours, func(a, b *corev1.Service) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
-	})
-	var ingress []corev1.LoadBalancerIngress
-	for _, a := range anchorAddrs(members) {
-		mode := corev1.LoadBalancerIPModeVIP
-		ingress = append(ingress, corev1.LoadBalancerIngress{IP: a.String(), IPMode: &mode})
-	}
-	taken := map[string]string{} // "8080/tcp": the Service that has it
-	var out []decision
-	for _, s := range ours {
-		d := decision{service: s}
-		if port, ok := reservedPort(s, members); ok {
-			d.cond = metav1.Condition{Type: "Published", Status: metav1.ConditionFalse, Reason: "PortReserved",
-				Message: fmt.Sprintf("port %s is the anchors' own (WireGuard and ICE, STUN and TURN): choose another", port)}
-			out = append(out, d)
+// endpointNodes are, per Service (namespace/name), the nodes running its
+// ready endpoints.
+func endpointNodes(list []*discoveryv1.EndpointSlice) map[string][]string {
+	out := map[string][]string{}
+	for _, s := range list {
+		svc := s.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
 			continue
 		}
-		var ports []string
-		for _, p := range s.Spec.Ports {
-			proto := strings.ToLower(string(p.Protocol))
-			if proto == "" {
-				proto = "tcp"
+		key := s.Namespace + "/" + svc
+		for _, e := range s.Endpoints {
+			if e.NodeName != nil && (e.Conditions.Ready == nil || *e.Conditions.Ready) {
+				out[key] = append(out[key], *e.NodeName)
 			}
-			ports = append(ports, fmt.Sprintf("%d/%s", p.Port, proto))
 		}
-		if i := slices.IndexFunc(ports, func(p string) bool { return taken[p] != "" }); i >= 0 {
-			d.cond = metav1.Condition{Type: "Published", Status: metav1.ConditionFalse, Reason: "PortTaken",
-				Message: fmt.Sprintf("port %s is published already, by the older Service %s", ports[i], taken[ports[i]])}
-			out = append(out, d)
-			continue
-		}
-		for _, p := range ports {
-			taken[p] = s.Namespace + "/" + s.Name
-		}
-		d.ingress = ingress
-		d.cond = metav1.Condition{Type: "Published", Status: metav1.ConditionTrue, Reason: "Anchors",
-			Message: fmt.Sprintf("published on %d anchor address(es)", len(ingress))}
-		out = append(out, d)
 	}
 	return out
 }
@@ -183,57 +154,15 @@ func (n *Node) setStatus(ctx context.Context, c kubernetes.Interface, s *corev1.
 }
 
 func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {
-	return slices.EqualFunc(a, b, func(x, y corev1.LoadBalancerIngress) bool { return x.IP == y.IP && x.Hostname == y.Hostname })
-}
-
-// anchorAddrs are the anchors' public addresses: the host of each
-// anchor's endpoint, when it is an address (a name is left out: kube-proxy
-// matches addresses).
-func anchorAddrs(members []membership.Node) []netip.Addr {
-	var out []netip.Addr
-	for _, m := range members {
-		if !m.IsAnchor() || m.Endpoint == "" {
-			continue
+	mode := func(m *corev1.LoadBalancerIPMode) corev1.LoadBalancerIPMode {
+		if m == nil {
+			return ""
 		}
-		host, _, err := net.SplitHostPort(m.Endpoint)
-		if err != nil {
-			continue
-		}
-		if a, err := netip.ParseAddr(host); err == nil && !slices.Contains(out, a.Unmap()) {
-			out = append(out, a.Unmap())
-		}
+		return *m
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}
-
-// reservedPort tells a Service port that an anchor needs itself: its
-// WireGuard and ICE port (UDP), STUN and TURN's.
-func reservedPort(s *corev1.Service, members []membership.Node) (string, bool) {
-	udp := map[uint16]bool{}
-	for _, p := range reservedPorts {
-		udp[p] = true
-	}
-	for _, m := range members {
-		if !m.IsAnchor() {
-			continue
-		}
-		if _, port, err := net.SplitHostPort(m.Endpoint); err == nil {
-			if p, err := strconv.ParseUint(port, 10, 16); err == nil {
-				udp[uint16(p)] = true
-			}
-		}
-	}
-	for _, p := range s.Spec.Ports {
-		port := uint16(p.Port)
-		switch {
-		case p.Protocol == corev1.ProtocolUDP && udp[port]:
-			return fmt.Sprintf("%d/udp", port), true
-		case p.Protocol != corev1.ProtocolUDP && slices.Contains(reservedPorts, port):
-			return fmt.Sprintf("%d/%s", port, strings.ToLower(string(p.Protocol))), true
-		}
-	}
-	return "", false
+	return slices.EqualFunc(a, b, func(x, y corev1.LoadBalancerIngress) bool {
+		return x.IP == y.IP && x.Hostname == y.Hostname && mode(x.IPMode) == mode(y.IPMode)
+	})
 }
 
 // event records a warning on the Service (kubectl describe shows it).

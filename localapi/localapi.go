@@ -43,6 +43,26 @@ type KubernetesStatus struct {
 	// APIServer is the node-local endpoint's current target (host:port of
 	// an apiserver), "" while none answers.
 	APIServer *APIServerStatus `json:"apiserver,omitempty"`
+	// Published are the Service ports this node serves on its public
+	// addresses (an anchor's; a home's global IPv6).
+	Published []Published `json:"published,omitempty"`
+}
+
+// Published is one Service port a node serves on one of its public
+// addresses, and its traffic since hepto started.
+type Published struct {
+	Service  string `json:"service"`  // namespace/name
+	Address  string `json:"address"`  // public IP:port
+	Protocol string `json:"protocol"` // tcp or udp
+	// Mode is who carries it: "vip" (kube-proxy; the visitor's address
+	// reaches only a pod on this node) or "proxy" (hepto's proxy).
+	Mode string `json:"mode"`
+	// ProxyProtocol: hepto's proxy sends the PROXY protocol v2 header.
+	ProxyProtocol bool   `json:"proxy_protocol,omitempty"`
+	Connections   uint64 `json:"connections"` // TCP connections, UDP visitors
+	Open          int64  `json:"open"`        // open now (hepto's proxy only)
+	BytesIn       uint64 `json:"bytes_in"`    // from visitors
+	BytesOut      uint64 `json:"bytes_out"`   // to visitors
 }
 
 // ControlPlaneStatus is etcd's membership seen from a control-plane node.

@@ -14,13 +14,19 @@ import (
 // ServerPort is where an anchor serves STUN and TURN (UDP).
 const ServerPort = 3478
 
+// TURN's relay ports by default (UDP): the dynamic range.
+const (
+	RelayMin = 49152
+	RelayMax = 65535
+)
+
 // ServerOptions configure an anchor's STUN and TURN server.
 type ServerOptions struct {
 	PublicIP net.IP // the anchor's public address, given out as relay address
 	Port     int    // default ServerPort
 	Realm    string // the cluster name
 	Secret   string // TURNSecret
-	// Relay ports, inclusive; default 49152-65535.
+	// Relay ports, inclusive; default RelayMin-RelayMax.
 	MinPort, MaxPort uint16
 	// Forbidden are ranges a relay never sends to, beside those that are
 	// never on the Internet (RelayAllowed): the cluster's overlay, pod
@@ -45,7 +51,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		o.Port = ServerPort
 	}
 	if o.MinPort == 0 {
-		o.MinPort, o.MaxPort = 49152, 65535
+		o.MinPort, o.MaxPort = RelayMin, RelayMax
 	}
 	pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(o.Port))
 	if err != nil {

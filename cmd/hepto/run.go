@@ -101,6 +101,7 @@ func runCmd() *cobra.Command {
 	f.DurationVar(&cfg.DirectRetry, "direct-retry", 0, "first direct attempt of a relayed pair after this, then at doubling intervals (default 30s)")
 	f.MarkHidden("direct-retry")
 	f.BoolVar(&cfg.Kubernetes, "kubernetes", true, "run Kubernetes on this node (the control plane on the node made by `hepto init`); never with --userspace-networking")
+	f.StringVar(&cfg.RelayPorts, "relay-ports", "", "on an anchor: TURN's relay ports, MIN-MAX (UDP; default 49152-65535); the UDP ports outside are free for published Services")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	return cmd
 }

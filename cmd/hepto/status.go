@@ -94,6 +94,22 @@ func printStatus(out io.Writer, st localapi.Status) {
 		if a := k.APIServer; a != nil {
 			fmt.Fprintf(out, "apiserver: %s → %s\n", a.Endpoint, orDash(a.Target))
 		}
+		if len(k.Published) > 0 {
+			fmt.Fprintln(out, "\npublished on this node's public addresses:")
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SERVICE\tADDRESS\tPROTOCOL\tBY\tCONNECTIONS\tIN\tOUT")
+			for _, p := range k.Published {
+				by := "kube-proxy"
+				if p.Mode == "proxy" {
+					by = "proxy"
+					if p.ProxyProtocol {
+						by = "proxy+PROXYv2"
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Service, p.Address, p.Protocol, by, p.Connections, bytes(p.BytesIn), bytes(p.BytesOut))
+			}
+			w.Flush()
+		}
 	}
 	// Only what needs attention: a service that failed or is not yet up.
 	first := true

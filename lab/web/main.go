@@ -1,7 +1,11 @@
 // Command web is the program of the lab's container image (tests, demo): a static HTTP server that
 // answers with its host name (the pod's name), and a client.
 //
-//	web serve [ADDR]      serve on ADDR (default :8080); GET /ready answers 503 once /unready was asked
+//	web serve [ADDR]      serve on ADDR (default :8080); GET /ready answers 503 once /unready was asked,
+//	                      GET /whoami the client's address as the server sees it
+//	web serve-proxy ADDR  the same, behind the PROXY protocol (v1 or v2, required): /whoami is the visitor's
+//	web udp-echo ADDR     answer each datagram with "HOST CLIENT-IP WORDS"
+//	web udp ADDR WORDS    send WORDS in a datagram to ADDR, print the answer
 //	web get URL [N]       print the body of URL, N times (default 1), each on a new connection;
 //	                      https trusts the pod's service-account CA and token
 //	web echo WORDS...     print WORDS
@@ -25,6 +29,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/pires/go-proxyproto"
 )
 
 const saDir = "/var/run/secrets/kubernetes.io/serviceaccount/"
@@ -41,7 +46,13 @@ func main() {
 		if len(os.Args) > 2 {
 			addr = os.Args[2]
 		}
-		err = serve(addr)
+		err = serve(addr, false)
+	case "serve-proxy":
+		err = serve(arg(2), true)
+	case "udp-echo":
+		err = udpEcho(arg(2))
+	case "udp":
+		err = udpAsk(arg(2), strings.Join(os.Args[3:], " "))
 	case "get":
 		n := 1
 		if len(os.Args) > 3 {
@@ -80,8 +91,12 @@ func arg(i int) string {
 	return os.Args[i]
 }
 
-func serve(addr string) error {
+func serve(addr string, proxyProtocol bool) error {
 	host, _ := os.Hostname()
+	http.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintf(w, "%s %s\n", host, ip)
+	})
 	var unready atomic.Bool
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s\n", host)
@@ -98,7 +113,54 @@ func serve(addr string) error {
 		fmt.Fprintln(w, "unready")
 	})
 	fmt.Println("listening on", addr)
-	return http.ListenAndServe(addr, nil)
+	if !proxyProtocol {
+		return http.ListenAndServe(addr, nil)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	pl := &proxyproto.Listener{Listener: ln, ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+		return proxyproto.REQUIRE, nil
+	}}
+	return http.Serve(pl, nil)
+}
+
+func udpEcho(addr string) error {
+	host, _ := os.Hostname()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Println("listening on", addr, "(udp)")
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		ip, _, _ := net.SplitHostPort(from.String())
+		pc.WriteTo([]byte(fmt.Sprintf("%s %s %s\n", host, ip, buf[:n])), from)
+	}
+}
+
+func udpAsk(addr, words string) error {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte(words)); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	os.Stdout.Write(buf[:n])
+	return nil
 }
 
 // get fetches url on a connection of its own (a new source port each

@@ -1,0 +1,76 @@
+package publish
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// PortRange is a range of ports of one protocol ("tcp" or "udp"),
+// inclusive.
+type PortRange struct {
+	Proto    string
+	Min, Max uint16
+}
+
+func (r PortRange) String() string {
+	if r.Min == r.Max {
+		return fmt.Sprintf("%d/%s", r.Min, r.Proto)
+	}
+	return fmt.Sprintf("%d-%d/%s", r.Min, r.Max, r.Proto)
+}
+
+// Has tells whether port of proto is in r.
+func (r PortRange) Has(proto string, port uint16) bool {
+	return r.Proto == proto && r.Min <= port && port <= r.Max
+}
+
+// FormatPorts is the ReservedPorts annotation of rs.
+func FormatPorts(rs []PortRange) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = r.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// ParsePorts reads a ReservedPorts annotation: "PORT/PROTO" or
+// "MIN-MAX/PROTO", comma-separated.
+func ParsePorts(s string) ([]PortRange, error) {
+	var out []PortRange
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		r, err := ParsePortRange(item)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// ParsePortRange reads "PORT/PROTO" or "MIN-MAX/PROTO"; PROTO is tcp or
+// udp, and "MIN-MAX" alone is taken as UDP (relay ports).
+func ParsePortRange(s string) (PortRange, error) {
+	ports, proto, ok := strings.Cut(s, "/")
+	if !ok {
+		proto = "udp"
+	}
+	proto = strings.ToLower(proto)
+	if proto != "tcp" && proto != "udp" {
+		return PortRange{}, fmt.Errorf("ports %q: protocol %q, want tcp or udp", s, proto)
+	}
+	lo, hi, isRange := strings.Cut(ports, "-")
+	if !isRange {
+		hi = lo
+	}
+	min, err1 := strconv.ParseUint(lo, 10, 16)
+	max, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil || min == 0 || min > max {
+		return PortRange{}, fmt.Errorf("ports %q: want PORT or MIN-MAX, from 1 to 65535", s)
+	}
+	return PortRange{Proto: proto, Min: uint16(min), Max: uint16(max)}, nil
+}
