@@ -256,6 +256,9 @@ type kubeOptions struct {
 	// secondAnchor: anchor2, a further anchor without Kubernetes, joins
 	// before the homes: it relays when the anchor is gone.
 	secondAnchor bool
+	// secondAnchorKube: anchor2 runs Kubernetes (a worker: kube-proxy
+	// carries published Services there).
+	secondAnchorKube bool
 }
 
 func startKube(t *testing.T, o kubeOptions) *kubeCluster {
@@ -290,7 +293,11 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 	k.an.start(flags...)
 	k.an.waitSocket()
 	if o.secondAnchor {
-		k.an2 = w.wrap(w.c.JoinAnchor("anchor2", w.publicHost("anchor2"), k.an.Node, "--kubernetes=false"))
+		kube := "--kubernetes=false"
+		if o.secondAnchorKube {
+			kube = "--kubernetes=true"
+		}
+		k.an2 = w.wrap(w.c.JoinAnchor("anchor2", w.publicHost("anchor2"), k.an.Node, kube))
 		k.an2.waitConnected(60*time.Second, "anchor")
 	}
 	k.homeA = w.home("home-a", lab.HomeOptions{NAT: lab.EIM})

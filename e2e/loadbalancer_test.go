@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hepto-net/hepto/lab"
 )
 
 // checkLoadBalancer: Services of type LoadBalancer whose only pod is in
@@ -153,4 +156,78 @@ func refusedWith(t *testing.T, an *node, svc, reason string) {
 	if ev := kubectl(t, an, "get", "events", "--field-selector", "involvedObject.name="+svc+",reason="+reason, "-o", "name"); strings.TrimSpace(ev) == "" {
 		t.Errorf("no %s event on the refused Service %s", reason, svc)
 	}
+}
+
+// TestPublishedOnTwoAnchors: with two anchors running Kubernetes, a
+// Service is published on both, and one naming an anchor on that one
+// only; a visitor gets the page through either; when one anchor stops,
+// the other keeps serving and the stopped one leaves the status within
+// 30 s.
+func TestPublishedOnTwoAnchors(t *testing.T) {
+	k := startKube(t, kubeOptions{secondAnchor: true, secondAnchorKube: true})
+	an, an2 := k.an, k.an2
+	eventually(t, 2*time.Minute, func() error { return allReady(an, "anchor", "anchor2", "home-a", "home-b") })
+	kubectl(t, an, "run", "web-home-b", "--image", webImage, "--image-pull-policy", "Never",
+		"--overrides", `{"spec":{"nodeName":"home-b"}}`, "--command", "--", "/web", "serve")
+	kubectl(t, an, "wait", "--for=condition=Ready", "pod/web-home-b", "--timeout=120s")
+	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "both", "--type", "LoadBalancer", "--port", "80", "--target-port", "8080")
+	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "second-only", "--type", "LoadBalancer", "--port", "81", "--target-port", "8080")
+	kubectl(t, an, "annotate", "service", "second-only", "hepto.net/anchors=anchor2")
+	addrs := func(svc string) string {
+		return strings.TrimSpace(kubectl(t, an, "get", "service", svc, "-o", `jsonpath={.status.loadBalancer.ingress[*].ip}`))
+	}
+	a1, a2 := an.Host, an2.Host
+	for svc, want := range map[string]string{
+		"both":        strings.Join([]string{a1.IPv4.String(), a2.IPv4.String(), a1.IPv6.String(), a2.IPv6.String()}, " "),
+		"second-only": a2.IPv4.String() + " " + a2.IPv6.String(),
+	} {
+		eventually(t, time.Minute, func() error {
+			if got := addrs(svc); got != want {
+				return fmt.Errorf("%s's addresses %q, want %q", svc, got, want)
+			}
+			return nil
+		})
+	}
+	visitor := k.w.publicHost("visitor")
+	bin := filepath.Join(filepath.Dir(k.archive), "web")
+	get := func(host lab.Host, v6 bool, port string) error {
+		ip := host.IPv4.String()
+		if v6 {
+			ip = host.IPv6.String()
+		}
+		ctx, cancel := context.WithTimeout(k.w.ctx, 10*time.Second)
+		defer cancel()
+		url := "http://" + net.JoinHostPort(ip, port) + "/"
+		if out, err := visitor.Run(ctx, bin, "get", url); err != nil || strings.TrimSpace(out) != "web-home-b" {
+			return fmt.Errorf("visitor → %s: %q %v, want web-home-b", url, out, err)
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		host *lab.Host
+		v6   bool
+		port string
+	}{{a1, false, "80"}, {a2, false, "80"}, {a1, true, "80"}, {a2, true, "80"}, {a2, false, "81"}, {a2, true, "81"}} {
+		eventually(t, 30*time.Second, func() error { return get(*c.host, c.v6, c.port) })
+	}
+	t.Log("the page through either anchor, IPv4 and IPv6; the Service naming anchor2 through it")
+
+	an2.stop(syscall.SIGKILL)
+	stopped := time.Now()
+	want := a1.IPv4.String() + " " + a1.IPv6.String()
+	eventually(t, time.Minute, func() error {
+		if got := addrs("both"); got != want {
+			return fmt.Errorf("with anchor2 stopped, both's addresses %q, want anchor's alone %q", got, want)
+		}
+		return nil
+	})
+	gone := time.Since(stopped)
+	t.Logf("anchor2 killed: it left the Service's addresses after %s", gone.Round(100*time.Millisecond))
+	if gone > 30*time.Second {
+		t.Errorf("anchor2 left the status %s after it stopped, want ≤ 30 s", gone.Round(time.Second))
+	}
+	if err := get(*a1, false, "80"); err != nil {
+		t.Errorf("with anchor2 stopped, the anchor: %v", err)
+	}
+	refusedWith(t, an, "second-only", "NoAnchor")
 }
