@@ -125,6 +125,7 @@ func checkLoadBalancer(t *testing.T, k *kubeCluster) {
 	if out, err := an.Hepto("status"); err != nil || !strings.Contains(out, "default/proxied") {
 		t.Errorf("hepto status on the anchor does not list what it publishes (%v):\n%s", err, out)
 	}
+	checkExposure(t, an, bin, visitor, []string{v4 + " 8088", v4 + " 8089", v6 + " 8088", v6 + " 8089"}, []string{v6 + " 5300"})
 
 	// A newer Service on the same port is not published, and says why;
 	// the older keeps it.

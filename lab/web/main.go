@@ -6,6 +6,7 @@
 //	web serve-proxy ADDR  the same, behind the PROXY protocol (v1 or v2, required): /whoami is the visitor's
 //	web udp-echo ADDR     answer each datagram with "HOST CLIENT-IP WORDS"
 //	web udp ADDR WORDS    send WORDS in a datagram to ADDR, print the answer
+//	web scan IP           print the TCP ports of IP that accept a connection, one a line
 //	web get URL [N]       print the body of URL, N times (default 1), each on a new connection;
 //	                      https trusts the pod's service-account CA and token
 //	web echo WORDS...     print WORDS
@@ -23,8 +24,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +56,8 @@ func main() {
 		err = udpEcho(arg(2))
 	case "udp":
 		err = udpAsk(arg(2), strings.Join(os.Args[3:], " "))
+	case "scan":
+		err = scan(arg(2))
 	case "get":
 		n := 1
 		if len(os.Args) > 3 {
@@ -142,6 +147,43 @@ func udpEcho(addr string) error {
 		ip, _, _ := net.SplitHostPort(from.String())
 		pc.WriteTo([]byte(fmt.Sprintf("%s %s %s\n", host, ip, buf[:n])), from)
 	}
+}
+
+// scan tries every TCP port, 256 at a time.
+func scan(ip string) error {
+	ports := make(chan int)
+	open := make(chan int)
+	var wg sync.WaitGroup
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range ports {
+				c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(p)), time.Second)
+				if err == nil {
+					c.Close()
+					open <- p
+				}
+			}
+		}()
+	}
+	go func() {
+		for p := 1; p <= 65535; p++ {
+			ports <- p
+		}
+		close(ports)
+		wg.Wait()
+		close(open)
+	}()
+	var found []int
+	for p := range open {
+		found = append(found, p)
+	}
+	slices.Sort(found)
+	for _, p := range found {
+		fmt.Println(p)
+	}
+	return nil
 }
 
 func udpAsk(addr, words string) error {
