@@ -165,7 +165,10 @@ func refusedWith(t *testing.T, an *node, svc, reason string) {
 // the other keeps serving and the stopped one leaves the status within
 // 30 s.
 func TestPublishedOnTwoAnchors(t *testing.T) {
-	k := startKube(t, kubeOptions{secondAnchor: true, secondAnchorKube: true})
+	// The anchor keeps 49152-49999 (UDP) for Services; anchor2 the
+	// default relay range.
+	k := startKube(t, kubeOptions{secondAnchor: true, secondAnchorKube: true,
+		flags: func(*world) []string { return []string{"--relay-ports", "50000-65535"} }})
 	an, an2 := k.an, k.an2
 	eventually(t, 2*time.Minute, func() error { return allReady(an, "anchor", "anchor2", "home-a", "home-b") })
 	kubectl(t, an, "run", "web-home-b", "--image", webImage, "--image-pull-policy", "Never",
@@ -212,6 +215,18 @@ func TestPublishedOnTwoAnchors(t *testing.T) {
 		eventually(t, 30*time.Second, func() error { return get(*c.host, c.v6, c.port) })
 	}
 	t.Log("the page through either anchor, IPv4 and IPv6; the Service naming anchor2 through it")
+
+	// A UDP port of TURN's range on anchor2, not on the anchor: refused
+	// on both, published when the Service names the anchor.
+	kubectl(t, an, "expose", "pod", "web-home-b", "--name", "game", "--type", "LoadBalancer", "--protocol", "UDP", "--port", "49999", "--target-port", "8080")
+	refusedWith(t, an, "game", "PortReserved")
+	kubectl(t, an, "annotate", "service", "game", "hepto.net/anchors=anchor")
+	eventually(t, 30*time.Second, func() error {
+		if got, want := addrs("game"), a1.IPv4.String()+" "+a1.IPv6.String(); got != want {
+			return fmt.Errorf("game on 49999/udp naming the anchor (relays from 50000): addresses %q, want %q", got, want)
+		}
+		return nil
+	})
 
 	an2.stop(syscall.SIGKILL)
 	stopped := time.Now()
