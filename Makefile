@@ -22,7 +22,7 @@ HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev
 
-.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-cp chaos demo lint clean
+.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-cp chaos demo lint clean
 
 all: build
 
@@ -199,6 +199,12 @@ bench-nat: deps build
 # throughput and connection rate with 100 policies against none.
 bench-netpol: deps patched
 	HEPTO_BENCH_NETPOL=1 $(GO) test $(HEPTO_GOFLAGS) -count=1 -run 'TestBench' -v ./k8s/netpol
+
+# bench-publish: a Service published through the anchor against the same
+# pod reached from inside the overlay: request rate and latency, a large
+# download, and the anchor's cost of 1,000 open connections.
+bench-publish: deps build
+	HEPTO_BENCH_PUBLISH=1 HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 20m -run 'TestBenchPublished' -v ./e2e
 
 # bench-idle: CPU and memory of idle daemons with 10 peers each.
 bench-idle: deps build

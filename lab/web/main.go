@@ -7,6 +7,11 @@
 //	web udp-echo ADDR     answer each datagram with "HOST CLIENT-IP WORDS"
 //	web udp ADDR WORDS    send WORDS in a datagram to ADDR, print the answer
 //	web scan IP           print the TCP ports of IP that accept a connection, one a line
+//	web load URL SECONDS CONC [new]  GET URL from CONC clients for SECONDS (keep-alive, or a new
+//	                      connection per request); print "RPS P50 P99 ERRORS" (seconds)
+//	web download URL      GET URL, discard the body; print "BYTES SECONDS"
+//	web hold ADDR N SECONDS  open N TCP connections to ADDR, hold them SECONDS; print how many opened
+//	GET /bytes?n=N        (serve) N zero bytes
 //	web get URL [N]       print the body of URL, N times (default 1), each on a new connection;
 //	                      https trusts the pod's service-account CA and token
 //	web echo WORDS...     print WORDS
@@ -58,6 +63,12 @@ func main() {
 		err = udpAsk(arg(2), strings.Join(os.Args[3:], " "))
 	case "scan":
 		err = scan(arg(2))
+	case "load":
+		err = load(os.Args[2:])
+	case "download":
+		err = download(arg(2))
+	case "hold":
+		err = hold(os.Args[2:])
 	case "get":
 		n := 1
 		if len(os.Args) > 3 {
@@ -106,6 +117,18 @@ func serve(addr string, proxyProtocol bool) error {
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s\n", host)
 	})
+	http.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		buf := make([]byte, 64<<10)
+		for n > 0 {
+			k := min(n, int64(len(buf)))
+			if _, err := w.Write(buf[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
 	http.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
 		if unready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -147,6 +170,103 @@ func udpEcho(addr string) error {
 		ip, _, _ := net.SplitHostPort(from.String())
 		pc.WriteTo([]byte(fmt.Sprintf("%s %s %s\n", host, ip, buf[:n])), from)
 	}
+}
+
+// load GETs a URL from CONC clients for SECONDS, and prints the rate and
+// latency quantiles of the answered requests.
+func load(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("load URL SECONDS CONC [new]")
+	}
+	url := args[0]
+	secs, err1 := strconv.Atoi(args[1])
+	conc, err2 := strconv.Atoi(args[2])
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("load: SECONDS and CONC are numbers")
+	}
+	fresh := len(args) > 3 && args[3] == "new"
+	end := time.Now().Add(time.Duration(secs) * time.Second)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs int
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{DisableKeepAlives: fresh, MaxIdleConnsPerHost: 1}
+			c := http.Client{Timeout: 5 * time.Second, Transport: tr}
+			var mine []time.Duration
+			bad := 0
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				resp, err := c.Get(url)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			errs += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(lat) == 0 {
+		return fmt.Errorf("load: no request answered (%d errors)", errs)
+	}
+	slices.Sort(lat)
+	q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))].Seconds() }
+	fmt.Printf("%.1f %.6f %.6f %d\n", float64(len(lat))/float64(secs), q(0.5), q(0.99), errs)
+	return nil
+}
+
+func download(url string) error {
+	t0 := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d %.3f\n", n, time.Since(t0).Seconds())
+	return nil
+}
+
+// hold opens N connections (each sends a request's first line, as an
+// idle browser does not) and keeps them open.
+func hold(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("hold ADDR N SECONDS")
+	}
+	n, err1 := strconv.Atoi(args[1])
+	secs, err2 := strconv.Atoi(args[2])
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("hold: N and SECONDS are numbers")
+	}
+	var conns []net.Conn
+	for range n {
+		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println(len(conns))
+	time.Sleep(time.Duration(secs) * time.Second)
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
 }
 
 // scan tries every TCP port, 256 at a time.
