@@ -20,9 +20,9 @@ K8S_TAGS := no_btrfs
 # the exported methods that nothing calls, about 25 MB (docs/architecture.md).
 HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
-APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev
+APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev curl openssl
 
-.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-cp chaos demo lint clean
+.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish ingress-tools bench-cp chaos demo lint clean
 
 all: build
 
@@ -135,9 +135,9 @@ deps:
 # that run without root again, under the race detector (-short skips the
 # tunnel's namespace tests).
 RACE_PKGS := ./supervisor ./backup ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet ./k8s/nodecert ./k8s/containerd ./k8s/images ./k8s/component ./k8s/apiendpoint
-test: deps build conformance-build
+test: deps build conformance-build ingress-tools
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -run '^$$' ./... >/dev/null
-	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test $(HEPTO_GOFLAGS) -p 1 -count=1 -timeout 25m ./...
+	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test $(HEPTO_GOFLAGS) -p 1 -count=1 -timeout 35m ./...
 	$(GO) test $(HEPTO_GOFLAGS) -race -short -p 1 -count=1 -timeout 10m $(RACE_PKGS)
 	# The kubelet's patched volume manager against its own upstream tests.
 	$(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 10m k8s.io/kubernetes/pkg/kubelet/volumemanager/...
@@ -168,6 +168,15 @@ bench: deps build
 # bridge and host-local plugins; the table goes to stdout.
 bench-cni: deps build cni-ref
 	./bin/hepto-lab cni-bench --cni-path bin:bin/cni-ref
+
+# ingress-tools builds the ingress recipe's Caddy and the lab's ACME
+# server, Pebble, from the module proxy (their own modules), into bin/.
+CADDY := github.com/caddyserver/caddy/v2/cmd/caddy@v2.11.9
+PEBBLE := github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3
+ingress-tools:
+	@test -x bin/caddy -a -x bin/pebble || { \
+	GOBIN=$(CURDIR)/bin GOFLAGS= GOARCH=$(shell $(GO) env GOHOSTARCH) CGO_ENABLED=0 $(GO) install -trimpath -ldflags '-s -w' $(PEBBLE) && \
+	GOBIN=$(CURDIR)/bin GOFLAGS= GOARCH=$(shell $(GO) env GOHOSTARCH) CGO_ENABLED=0 $(GO) install -trimpath -ldflags '-s -w' $(CADDY); }
 
 # coredns builds the CoreDNS the DNS benchmark compares with, from the
 # module proxy (its own module, not this one's requirements).
@@ -283,7 +292,7 @@ conformance-storage: deps conformance-build
 conformance-netpol: deps conformance-build
 	./bin/hepto-lab conformance --focus '\[sig-network\] Netpol' --skip '\[Feature:SCTPConnectivity\]' --kind 'make conformance-netpol' --doc docs/conformance.md
 
-demo: deps build
+demo: deps build ingress-tools
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/web ./lab/web
 	./bin/hepto-lab demo
 

@@ -14,7 +14,7 @@ import (
 
 func demoCmd() *cobra.Command {
 	var exit, kube bool
-	var web string
+	var web, caddy, pebble string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "An anchor and three homes behind NAT (one symmetric); stays up until Ctrl-C",
@@ -24,16 +24,18 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return demo(cmd, bin, exit, kube, web)
+			return demo(cmd, bin, exit, kube, web, caddy, pebble)
 		},
 	}
 	cmd.Flags().BoolVar(&exit, "exit", false, "clean up and exit once the demo has run, instead of waiting for Ctrl-C")
 	cmd.Flags().BoolVar(&kube, "kubernetes", true, "run Kubernetes on the nodes, and one pod on each")
 	cmd.Flags().StringVar(&web, "web", "bin/web", "the demo image's program (make demo builds it from lab/web)")
+	cmd.Flags().StringVar(&caddy, "caddy", "bin/caddy", "Caddy, the ingress of the published site (make ingress-tools); \"\": no published site")
+	cmd.Flags().StringVar(&pebble, "pebble", "bin/pebble", "Pebble, the lab's ACME server (make ingress-tools)")
 	return cmd
 }
 
-func demo(cmd *cobra.Command, bin string, exit, kube bool, web string) error {
+func demo(cmd *cobra.Command, bin string, exit, kube bool, web, caddy, pebble string) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	l, err := lab.New(ctx, lab.Options{Logger: logger()})
@@ -153,6 +155,11 @@ func demo(cmd *cobra.Command, bin string, exit, kube bool, web string) error {
 	if kube {
 		if err := demoKubernetes(cmd, c, nodes); err != nil {
 			return err
+		}
+		if caddy != "" {
+			if err := demoIngress(cmd, l, c, anchor, nodes[3], web, caddy, pebble); err != nil {
+				return err
+			}
 		}
 	}
 	fmt.Fprintf(out, "\nLogs and state directories are under %s.\n", dir)

@@ -2,7 +2,7 @@
 // answers with its host name (the pod's name), and a client.
 //
 //	web serve [ADDR]      serve on ADDR (default :8080); GET /ready answers 503 once /unready was asked,
-//	                      GET /whoami the client's address as the server sees it
+//	                      GET /whoami the client's address as the server sees it (X-Forwarded-For's first)
 //	web serve-proxy ADDR  the same, behind the PROXY protocol (v1 or v2, required): /whoami is the visitor's
 //	web udp-echo ADDR     answer each datagram with "HOST CLIENT-IP WORDS"
 //	web udp ADDR WORDS    send WORDS in a datagram to ADDR, print the answer
@@ -11,6 +11,8 @@
 //	                      connection per request); print "RPS P50 P99 ERRORS" (seconds)
 //	web download URL      GET URL, discard the body; print "BYTES SECONDS"
 //	web hold ADDR N SECONDS  open N TCP connections to ADDR, hold them SECONDS; print how many opened
+//	web dns-serve ADDR NAME=IP...  an authoritative DNS server (UDP and TCP) for NAME's A or AAAA
+//	                      records (the lab's Internet names); other names: NXDOMAIN
 //	GET /bytes?n=N        (serve) N zero bytes
 //	web get URL [N]       print the body of URL, N times (default 1), each on a new connection;
 //	                      https trusts the pod's service-account CA and token
@@ -65,6 +67,8 @@ func main() {
 		err = scan(arg(2))
 	case "load":
 		err = load(os.Args[2:])
+	case "dns-serve":
+		err = dnsServe(arg(2), os.Args[3:])
 	case "download":
 		err = download(arg(2))
 	case "hold":
@@ -111,7 +115,10 @@ func serve(addr string, proxyProtocol bool) error {
 	host, _ := os.Hostname()
 	http.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
 		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprintf(w, "%s %s\n", host, ip)
+		if f := r.Header.Get("X-Forwarded-For"); f != "" {
+			ip, _, _ = strings.Cut(f, ",") // behind a reverse proxy: the client it names
+		}
+		fmt.Fprintf(w, "%s %s\n", host, strings.TrimSpace(ip))
 	})
 	var unready atomic.Bool
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -267,6 +274,52 @@ func hold(args []string) error {
 		c.Close()
 	}
 	return nil
+}
+
+func dnsServe(addr string, records []string) error {
+	zone := map[string][]net.IP{}
+	for _, r := range records {
+		name, ip, ok := strings.Cut(r, "=")
+		a := net.ParseIP(ip)
+		if !ok || a == nil {
+			return fmt.Errorf("record %q: want NAME=IP", r)
+		}
+		zone[dns.Fqdn(strings.ToLower(name))] = append(zone[dns.Fqdn(strings.ToLower(name))], a)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Authoritative = true
+		if len(q.Question) != 1 {
+			m.Rcode = dns.RcodeFormatError
+			w.WriteMsg(m)
+			return
+		}
+		qn := strings.ToLower(q.Question[0].Name)
+		ips, ok := zone[qn]
+		if !ok {
+			m.Rcode = dns.RcodeNameError
+		}
+		for _, ip := range ips {
+			hdr := dns.RR_Header{Name: q.Question[0].Name, Class: dns.ClassINET, Ttl: 30}
+			switch {
+			case ip.To4() != nil && q.Question[0].Qtype == dns.TypeA:
+				hdr.Rrtype = dns.TypeA
+				m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip})
+			case ip.To4() == nil && q.Question[0].Qtype == dns.TypeAAAA:
+				hdr.Rrtype = dns.TypeAAAA
+				m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip})
+			}
+		}
+		w.WriteMsg(m)
+	})
+	errs := make(chan error, 2)
+	for _, network := range []string{"udp", "tcp"} {
+		srv := &dns.Server{Addr: addr, Net: network, Handler: h}
+		go func() { errs <- srv.ListenAndServe() }()
+	}
+	fmt.Println("DNS on", addr, "for", len(zone), "names")
+	return <-errs
 }
 
 // scan tries every TCP port, 256 at a time.
