@@ -256,6 +256,8 @@ type kubeOptions struct {
 	// secondAnchor: anchor2, a further anchor without Kubernetes, joins
 	// before the homes: it relays when the anchor is gone.
 	secondAnchor bool
+	// homeIPv6: home-a has global IPv6 (routed, firewalled by its box).
+	homeIPv6 bool
 	// secondAnchorKube: anchor2 runs Kubernetes (a worker: kube-proxy
 	// carries published Services there).
 	secondAnchorKube bool
@@ -300,7 +302,7 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 		k.an2 = w.wrap(w.c.JoinAnchor("anchor2", w.publicHost("anchor2"), k.an.Node, kube))
 		k.an2.waitConnected(60*time.Second, "anchor")
 	}
-	k.homeA = w.home("home-a", lab.HomeOptions{NAT: lab.EIM})
+	k.homeA = w.home("home-a", lab.HomeOptions{NAT: lab.EIM, IPv6: o.homeIPv6})
 	k.homeB = w.home("home-b", lab.HomeOptions{NAT: lab.Symmetric})
 	for _, h := range []**node{&k.a, &k.b} {
 		name, host := "home-a", k.homeA.Machines[0]

@@ -167,7 +167,7 @@ func refusedWith(t *testing.T, an *node, svc, reason string) {
 func TestPublishedOnTwoAnchors(t *testing.T) {
 	// The anchor keeps 49152-49999 (UDP) for Services; anchor2 the
 	// default relay range.
-	k := startKube(t, kubeOptions{secondAnchor: true, secondAnchorKube: true,
+	k := startKube(t, kubeOptions{secondAnchor: true, secondAnchorKube: true, homeIPv6: true,
 		flags: func(*world) []string { return []string{"--relay-ports", "50000-65535"} }})
 	an, an2 := k.an, k.an2
 	eventually(t, 2*time.Minute, func() error { return allReady(an, "anchor", "anchor2", "home-a", "home-b") })
@@ -215,6 +215,39 @@ func TestPublishedOnTwoAnchors(t *testing.T) {
 		eventually(t, 30*time.Second, func() error { return get(*c.host, c.v6, c.port) })
 	}
 	t.Log("the page through either anchor, IPv4 and IPv6; the Service naming anchor2 through it")
+
+	// IPv6 straight to a home: home-a's global address, once its box lets
+	// the port in.
+	kubectl(t, an, "run", "web-home-a", "--image", webImage, "--image-pull-policy", "Never",
+		"--overrides", `{"spec":{"nodeName":"home-a"}}`, "--command", "--", "/web", "serve")
+	kubectl(t, an, "wait", "--for=condition=Ready", "pod/web-home-a", "--timeout=120s")
+	kubectl(t, an, "expose", "pod", "web-home-a", "--name", "at-home", "--type", "LoadBalancer", "--port", "8090", "--target-port", "8080")
+	kubectl(t, an, "annotate", "service", "at-home", "hepto.net/home-ipv6=true", "hepto.net/anchors=anchor")
+	homeV6 := k.a.Host.IPv6
+	eventually(t, time.Minute, func() error {
+		if got, want := addrs("at-home"), a1.IPv4.String()+" "+a1.IPv6.String()+" "+homeV6.String(); got != want {
+			return fmt.Errorf("at-home's addresses %q, want the anchor's and home-a's IPv6: %q", got, want)
+		}
+		return nil
+	})
+	homeURL := "http://" + net.JoinHostPort(homeV6.String(), "8090") + "/"
+	ctx, cancel := context.WithTimeout(k.w.ctx, 5*time.Second)
+	if out, err := visitor.Run(ctx, bin, "get", homeURL); err == nil {
+		t.Errorf("home-a's box lets %s in before it was told to: %q", homeURL, out)
+	}
+	cancel()
+	if err := k.homeA.AllowIPv6(homeV6, "tcp", 8090); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(k.w.ctx, 10*time.Second)
+		defer cancel()
+		if out, err := visitor.Run(ctx, bin, "get", homeURL); err != nil || strings.TrimSpace(out) != "web-home-a" {
+			return fmt.Errorf("visitor → %s (home-a's IPv6): %q %v", homeURL, out, err)
+		}
+		return nil
+	})
+	t.Logf("a visitor gets web-home-a's page straight at home-a's IPv6 %s, once the box lets the port in", homeV6)
 
 	// A UDP port of TURN's range on anchor2, not on the anchor: refused
 	// on both, published when the Service names the anchor.

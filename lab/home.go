@@ -176,6 +176,17 @@ func (h *Home) firewall() error {
 	return nil
 }
 
+// AllowIPv6 opens the box's IPv6 firewall to a LAN address and port, as a
+// user does in the box's settings to publish a service at home.
+func (h *Home) AllowIPv6(to netip.Addr, proto string, port uint16) error {
+	if !h.ipv6 {
+		return fmt.Errorf("home %s has no IPv6", h.Name)
+	}
+	_, err := h.lab.run(h.lab.ctx, h.Box.Netns, "ip6tables", "-w", "-I", "FORWARD", "1", "-i", "wan", "-d", to.String(),
+		"-p", proto, "--dport", fmt.Sprint(port), "-j", "ACCEPT")
+	return err
+}
+
 // addMachine plugs machine i into the LAN at 192.168.1.(i+1).
 func (h *Home) addMachine(i int, lan6 netip.Prefix) (*Host, error) {
 	l := h.lab
