@@ -134,7 +134,7 @@ deps:
 # time): the lab's timings should not share two cores. Then the packages
 # that run without root again, under the race detector (-short skips the
 # tunnel's namespace tests).
-RACE_PKGS := ./supervisor ./backup ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet ./k8s/nodecert ./k8s/containerd ./k8s/images ./k8s/component ./k8s/apiendpoint
+RACE_PKGS := ./supervisor ./backup ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet ./k8s/nodecert ./k8s/containerd ./k8s/images ./k8s/component ./k8s/apiendpoint ./k8s/publish
 test: deps build conformance-build ingress-tools
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -run '^$$' ./... >/dev/null
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test $(HEPTO_GOFLAGS) -p 1 -count=1 -timeout 35m ./...
@@ -152,6 +152,7 @@ fuzz:
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenMembership -fuzztime $(FUZZTIME)
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenSet -fuzztime $(FUZZTIME)
 	$(GO) test ./backup -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME)
+	$(GO) test $(HEPTO_GOFLAGS) ./k8s/publish -run '^$$' -fuzz FuzzParsePorts -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzSignature -fuzztime $(FUZZTIME)
 	$(GO) test ./cni/netconf -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)

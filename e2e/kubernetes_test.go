@@ -364,19 +364,8 @@ func buildWebImage(t *testing.T, name string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the test image's program: %v: %s", err, out)
 	}
-	prog, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
 	archive := filepath.Join(dir, "web.tar")
-	f, err := os.Create(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img := images.Image{Name: name, Arch: runtime.GOARCH, Entrypoint: []string{"/web"}, Cmd: []string{"serve"},
-		Files: []images.File{{Path: "/web", Mode: 0o755, Data: prog}}}
-	if err := images.WriteArchive(f, img); err != nil {
+	if err := images.ProgramArchive(archive, name, bin, "serve"); err != nil {
 		t.Fatal(err)
 	}
 	return archive

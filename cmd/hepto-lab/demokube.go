@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -19,19 +18,11 @@ const demoImage = "hepto.demo/web:1"
 
 // webArchive packs the web program into an image archive in dir.
 func webArchive(prog, dir string) (string, error) {
-	b, err := os.ReadFile(prog)
-	if err != nil {
+	path := filepath.Join(dir, "web.tar")
+	if err := images.ProgramArchive(path, demoImage, prog, "serve"); err != nil {
 		return "", fmt.Errorf("the demo image's program: %w (make demo builds it)", err)
 	}
-	path := filepath.Join(dir, "web.tar")
-	f, err := os.Create(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	err = images.WriteArchive(f, images.Image{Name: demoImage, Arch: runtime.GOARCH,
-		Entrypoint: []string{"/web"}, Cmd: []string{"serve"}, Files: []images.File{{Path: "/web", Mode: 0o755, Data: b}}})
-	return path, err
+	return path, nil
 }
 
 // demoDaemonSet runs the web server on every node.

@@ -17,6 +17,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -584,3 +586,23 @@ type (
 		Layers   []string
 	}
 )
+
+// ProgramArchive writes, as file, the archive of an image named name
+// holding one static program, prog, at /NAME-OF-PROG, run with args.
+func ProgramArchive(file, name, prog string, args ...string) error {
+	b, err := os.ReadFile(prog)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	path := "/" + filepath.Base(prog)
+	err = WriteArchive(f, Image{Name: name, Arch: runtime.GOARCH, Entrypoint: []string{path}, Cmd: args,
+		Files: []File{{Path: path, Mode: 0o755, Data: b}}})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -2,9 +2,7 @@ package ingress
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/hepto-net/hepto/k8s/images"
@@ -16,19 +14,11 @@ const CaddyImage = "hepto.lab/caddy:2.11.9"
 
 // CaddyArchive packs the caddy program into an image archive in dir.
 func CaddyArchive(prog, dir string) (string, error) {
-	b, err := os.ReadFile(prog)
-	if err != nil {
+	path := filepath.Join(dir, "caddy.tar")
+	if err := images.ProgramArchive(path, CaddyImage, prog, "version"); err != nil {
 		return "", fmt.Errorf("caddy: %w (make ingress-tools builds it)", err)
 	}
-	path := filepath.Join(dir, "caddy.tar")
-	f, err := os.Create(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	err = images.WriteArchive(f, images.Image{Name: CaddyImage, Arch: runtime.GOARCH,
-		Entrypoint: []string{"/caddy"}, Cmd: []string{"version"}, Files: []images.File{{Path: "/caddy", Mode: 0o755, Data: b}}})
-	return path, err
+	return path, nil
 }
 
 // Site is one host name the ingress serves, and the Service behind it.
