@@ -23,9 +23,9 @@ const Table = "hepto-published"
 // chain only counts; it decides nothing.
 type Counters struct {
 	nft   knftables.Interface
-	fresh bool // the table was made anew by this process (Sync's alone)
 	mu    sync.Mutex
-	keys  []string // the entries counted
+	fresh bool     // the table was made anew by this process
+	keys  []string // the entries counted, sorted
 }
 
 // NewCounters needs the nft program (kube-proxy's nftables mode does too).
@@ -46,8 +46,16 @@ func counterName(key, what string) string {
 
 // Sync counts the entries of want (kube-proxy's); counters of entries
 // that stay keep their counts.
-// Sync is called by one goroutine at a time.
+// Sync is called by one goroutine at a time; it writes nothing when the
+// entries are the same as last time.
 func (c *Counters) Sync(ctx context.Context, want map[string]localapi.Published) error {
+	keys := slices.Sorted(maps.Keys(want))
+	c.mu.Lock()
+	same := c.fresh && slices.Equal(keys, c.keys)
+	c.mu.Unlock()
+	if same {
+		return nil
+	}
 	tx := c.nft.NewTransaction()
 	comment := knftables.PtrTo("traffic of the Services published on this node")
 	tx.Add(&knftables.Table{Comment: comment})
@@ -94,9 +102,8 @@ func (c *Counters) Sync(ctx context.Context, want map[string]localapi.Published)
 	if err := c.nft.Run(ctx, tx); err != nil {
 		return err
 	}
-	c.fresh = true
 	c.mu.Lock()
-	c.keys = slices.Collect(maps.Keys(want))
+	c.fresh, c.keys = true, keys
 	c.mu.Unlock()
 	return nil
 }
