@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -124,6 +125,16 @@ func checkLoadBalancer(t *testing.T, k *kubeCluster) {
 	})
 	if out, err := an.Hepto("status"); err != nil || !strings.Contains(out, "default/proxied") {
 		t.Errorf("hepto status on the anchor does not list what it publishes (%v):\n%s", err, out)
+	}
+	// The same counts in the metrics, kube-proxy's (nftables) and hepto's proxy's.
+	metrics := k.w.fetch(an.Host, "http://127.0.0.1:9469/metrics")
+	for _, want := range []string{
+		`hepto_published_connections_total{address="` + v4 + `:8088",protocol="tcp",service="default/published"}`,
+		`hepto_published_bytes_total{address="` + v4 + `:8089",direction="in",protocol="tcp",service="default/proxied"}`,
+	} {
+		if !metricPositive(metrics, want) {
+			t.Errorf("metrics: no positive %s", want)
+		}
 	}
 	checkExposure(t, an, bin, visitor, []string{v4 + " 8088", v4 + " 8089", v6 + " 8088", v6 + " 8089"}, []string{v6 + " 5300"})
 
@@ -279,4 +290,16 @@ func TestPublishedOnTwoAnchors(t *testing.T) {
 		t.Errorf("with anchor2 stopped, the anchor: %v", err)
 	}
 	refusedWith(t, an, "second-only", "NoAnchor")
+}
+
+// metricPositive tells whether a sample of the exposition text has a
+// value above zero.
+func metricPositive(text, series string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err == nil && f > 0
+		}
+	}
+	return false
 }
