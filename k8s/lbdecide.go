@@ -21,9 +21,10 @@ import (
 // the anchors: those of type LoadBalancer that name it, or no class.
 const LoadBalancerClass = "hepto.net/anchors"
 
-// siteLive is how recently a site's node lease must have been renewed
-// (every 15 s) for the site to be published on: a stopped anchor leaves
-// the Services' addresses within siteLive and a check (5 s).
+// siteLive is how recently a site's node lease must have been seen
+// renewed (every 15 s) for the site to be published on: a stopped anchor
+// leaves the Services' addresses within siteLive and a check (5 s). A
+// lease already there when the controller starts counts as renewed then.
 const siteLive = 22 * time.Second
 
 // site is a node that can carry published Services: an anchor, or a home

@@ -72,6 +72,7 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 	}
 	check := time.NewTicker(lbCheck)
 	defer check.Stop()
+	renewals := leaseClock{}
 	for {
 		retry := false
 		list, err := services.Lister().List(labels.Everything())
@@ -79,13 +80,13 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 		leaseList, err3 := leases.Lister().List(labels.Everything())
 		sliceList, err4 := epSlices.Lister().List(labels.Everything())
 		if err = errors.Join(err, err2, err3, err4); err == nil {
-			renewed := map[string]time.Time{}
+			now := time.Now()
 			for _, l := range leaseList {
 				if l.Spec.RenewTime != nil {
-					renewed[l.Name] = l.Spec.RenewTime.Time
+					renewals.observe(l.Name, l.Spec.RenewTime.Time, now)
 				}
 			}
-			for _, d := range decide(list, sites(n.o.Members(), nodeList, renewed, time.Now()), endpointNodes(sliceList)) {
+			for _, d := range decide(list, sites(n.o.Members(), nodeList, renewals.seen(), now), endpointNodes(sliceList)) {
 				if err := n.setStatus(ctx, client, d.service, d.ingress, d.cond); err != nil {
 					n.log.Warn("load balancer", "service", d.service.Namespace+"/"+d.service.Name, "err", err)
 					retry = true
@@ -109,6 +110,25 @@ func (n *Node) runLoadBalancers(ctx context.Context) error {
 
 // lbCheck is how often the sites' leases are looked at.
 const lbCheck = 5 * time.Second
+
+// leaseClock tells when this node saw each lease renewed, on its own
+// clock: a home's clock may be off by more than the liveness window, the
+// time between two readings is not.
+type leaseClock map[string]struct{ renew, at time.Time }
+
+func (c leaseClock) observe(name string, renew, now time.Time) {
+	if l, ok := c[name]; !ok || !l.renew.Equal(renew) {
+		c[name] = struct{ renew, at time.Time }{renew, now}
+	}
+}
+
+func (c leaseClock) seen() map[string]time.Time {
+	out := make(map[string]time.Time, len(c))
+	for name, l := range c {
+		out[name] = l.at
+	}
+	return out
+}
 
 // endpointNodes are, per Service (namespace/name), the nodes running its
 // ready endpoints.

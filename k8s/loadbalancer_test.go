@@ -144,3 +144,19 @@ func TestDecide(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseClock: a renewal counts when this node sees the lease change,
+// whatever the time it carries (the renewing node's clock may be off).
+func TestLeaseClock(t *testing.T) {
+	c := leaseClock{}
+	skewed := lbNow.Add(-time.Hour) // the anchor's clock is an hour late
+	c.observe("anchor", skewed, lbNow)
+	c.observe("anchor", skewed, lbNow.Add(10*time.Second)) // no renewal since
+	if got := c.seen()["anchor"]; !got.Equal(lbNow) {
+		t.Errorf("seen renewed at %v, want %v (the first reading)", got, lbNow)
+	}
+	c.observe("anchor", skewed.Add(15*time.Second), lbNow.Add(16*time.Second))
+	if got := c.seen()["anchor"]; !got.Equal(lbNow.Add(16 * time.Second)) {
+		t.Errorf("seen renewed at %v, want when the change was read", got)
+	}
+}
