@@ -68,7 +68,21 @@ func CaddyManifests(o CaddyOptions) string {
 	if o.Node != "" {
 		node = "      nodeName: " + o.Node + "\n"
 	}
+	// The Service first: published by the time Caddy asks for its
+	// certificates, which the ACME server checks through the anchors.
 	return `apiVersion: v1
+kind: Service
+metadata:
+  name: caddy
+  annotations: {hepto.net/proxy-protocol: v2}
+spec:
+  type: LoadBalancer
+  selector: {app: caddy}
+  ports:
+  - {name: http, port: 80}
+  - {name: https, port: 443}
+---
+apiVersion: v1
 kind: ConfigMap
 metadata: {name: caddy}
 data:
@@ -101,18 +115,6 @@ spec:
       volumes:
       - {name: config, configMap: {name: caddy}}
       - {name: data, emptyDir: {}}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: caddy
-  annotations: {hepto.net/proxy-protocol: v2}
-spec:
-  type: LoadBalancer
-  selector: {app: caddy}
-  ports:
-  - {name: http, port: 80}
-  - {name: https, port: 443}
 `
 }
 
