@@ -27,5 +27,9 @@ func (n *Node) runNetworkPolicy(ctx context.Context) error {
 		Applied: func(netpol.Plan) {
 			n.states.SetLive(ctx, compNetpol, component.Running)
 		},
+		// Pods go unchecked until a write succeeds: status says so.
+		Failed: func(err error) {
+			n.states.SetLive(ctx, compNetpol, "failed: "+err.Error())
+		},
 	})
 }

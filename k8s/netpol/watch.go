@@ -22,8 +22,10 @@ type Options struct {
 	Node   string               // the Kubernetes node whose pods are enforced
 	NFT    knftables.Interface  // family inet, table Table; nil: New()
 	Log    *slog.Logger
-	// Applied, if set, is called after each plan is in the kernel.
+	// Applied, if set, is called after each plan is in the kernel;
+	// Failed, when a plan could not be written (it is retried).
 	Applied func(Plan)
+	Failed  func(error)
 }
 
 // settle is the least time between two writes of the table: a rollout's
@@ -111,6 +113,9 @@ func Run(ctx context.Context, o Options) error {
 					}
 					o.Log.Error("network policy: nftables", "err", err)
 					wait, retry = retry, min(2*retry, time.Minute)
+					if o.Failed != nil {
+						o.Failed(err)
+					}
 				} else {
 					last, retry = s, time.Second
 					o.Log.Debug("network policy: table written", "isolated_pods", len(plan.Pods))
