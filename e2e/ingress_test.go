@@ -53,6 +53,13 @@ func TestIngressACME(t *testing.T) {
 			"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, node), "--command", "--", "/web", "serve")
 		kubectl(t, an, "expose", "pod", name, "--port", "8080")
 	}
+	// The Service first, until the anchor serves it.
+	svc := filepath.Join(dir, "caddy-service.yaml")
+	if err := os.WriteFile(svc, []byte(ingress.CaddyService), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, an, "apply", "-f", svc)
+	eventually(t, time.Minute, func() error { return servedBy(an, "default/caddy", 4) })
 	manifest := filepath.Join(dir, "caddy.yaml")
 	if err := os.WriteFile(manifest, []byte(ingress.CaddyManifests(ingress.CaddyOptions{
 		ACME: acme, Email: "webmaster@example.test", Overlay: "10.77.0.0/16", Node: "home-b", RenewInterval: "10s",
@@ -132,4 +139,23 @@ func TestIngressACME(t *testing.T) {
 func mustSerial(f func() (string, error)) string {
 	s, _ := f()
 	return s
+}
+
+// servedBy waits until node n's status lists n entries of a published
+// Service.
+func servedBy(n *node, service string, want int) error {
+	st, _, err := n.status()
+	if err != nil {
+		return err
+	}
+	got := 0
+	for _, p := range st.Kubernetes.Published {
+		if p.Service == service {
+			got++
+		}
+	}
+	if got != want {
+		return fmt.Errorf("%s publishes %d addresses and ports of %s, want %d", n.Name, got, service, want)
+	}
+	return nil
 }

@@ -47,6 +47,33 @@ func demoIngress(cmd *cobra.Command, l *lab.Lab, c *cluster.Cluster, anchor, hom
 	if _, err := kubectl("expose", "pod", "site", "--port", "8080"); err != nil {
 		return err
 	}
+	// The Service first, until the anchor serves it: Caddy's first
+	// request for a certificate then succeeds.
+	svcFile := filepath.Join(dir, "caddy-service.yaml")
+	if err := os.WriteFile(svcFile, []byte(ingress.CaddyService), 0o644); err != nil {
+		return err
+	}
+	if _, err := kubectl("apply", "-f", svcFile); err != nil {
+		return err
+	}
+	if err := cluster.Eventually(time.Minute, func() error {
+		st, _, err := anchor.Status()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, p := range st.Kubernetes.Published {
+			if p.Service == "default/caddy" {
+				n++
+			}
+		}
+		if n < 4 {
+			return fmt.Errorf("the anchor serves %d of the Service's 4 addresses and ports", n)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	manifest := filepath.Join(dir, "caddy.yaml")
 	if err := os.WriteFile(manifest, []byte(ingress.CaddyManifests(ingress.CaddyOptions{
 		ACME: acme, Email: "webmaster@example.test", Overlay: "10.77.0.0/16", Node: home.Name,

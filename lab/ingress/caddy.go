@@ -70,18 +70,7 @@ func CaddyManifests(o CaddyOptions) string {
 	}
 	// The Service first: published by the time Caddy asks for its
 	// certificates, which the ACME server checks through the anchors.
-	return `apiVersion: v1
-kind: Service
-metadata:
-  name: caddy
-  annotations: {hepto.net/proxy-protocol: v2}
-spec:
-  type: LoadBalancer
-  selector: {app: caddy}
-  ports:
-  - {name: http, port: 80}
-  - {name: https, port: 443}
----
+	return CaddyService + `---
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: caddy}
@@ -117,6 +106,23 @@ spec:
       - {name: data, emptyDir: {}}
 `
 }
+
+// CaddyService is the recipe's Service alone (the first document of
+// CaddyManifests): applied first and waited for, Caddy's first request
+// for certificates finds the anchors serving it (else Caddy retries a
+// minute later).
+const CaddyService = `apiVersion: v1
+kind: Service
+metadata:
+  name: caddy
+  annotations: {hepto.net/proxy-protocol: v2}
+spec:
+  type: LoadBalancer
+  selector: {app: caddy}
+  ports:
+  - {name: http, port: 80}
+  - {name: https, port: 443}
+`
 
 func indent(s, prefix string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
