@@ -12,7 +12,7 @@ import (
 // both ports with TLS on 443 only.
 func TestCaddyManifests(t *testing.T) {
 	m := CaddyManifests(CaddyOptions{
-		ACME: &ACME{DirURL: "https://203.0.113.9:14000/dir", APICA: []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")},
+		ACME:  &ACME{DirURL: "https://203.0.113.9:14000/dir", APICA: []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")},
 		Sites: []Site{{Host: "a.example.test", Upstream: "a.default.svc:8080"}, {Host: "b.example.test", Upstream: "b.default.svc:80"}},
 		Email: "webmaster@example.test", Overlay: "10.77.0.0/16", Node: "home-b", RenewInterval: "10s",
 	})
