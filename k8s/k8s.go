@@ -96,9 +96,6 @@ type Options struct {
 	// (its WireGuard port; an anchor's STUN, TURN and relay ports):
 	// refused to Services.
 	ReservedPorts []publish.PortRange
-	// PublicAddrs tells the node's public addresses (nil: those on its
-	// interfaces, publish.LocalPublicAddrs).
-	PublicAddrs func() ([]netip.Addr, error)
 }
 
 // Layout is where a node's Kubernetes writes, under STATE/kubernetes.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -45,14 +44,7 @@ func (n *Node) runPublish(ctx context.Context) error {
 
 // newPublisher is the node's publisher (runPublish runs it).
 func (n *Node) newPublisher() *publish.Publisher {
-	return publish.New(publish.Options{Log: n.log.With("part", "publish"), Addrs: n.publicAddrs, Counters: n.counters()})
-}
-
-func (n *Node) publicAddrs() ([]netip.Addr, error) {
-	if n.o.PublicAddrs != nil {
-		return n.o.PublicAddrs()
-	}
-	return publish.LocalPublicAddrs()
+	return publish.New(publish.Options{Log: n.log.With("part", "publish"), Counters: n.counters()})
 }
 
 // counters counts kube-proxy's published ports when it drives nftables.
@@ -71,7 +63,7 @@ func (n *Node) counters() *publish.Counters {
 func (n *Node) announce(ctx context.Context, c kubernetes.Interface) {
 	said := ""
 	for {
-		addrs, err := n.publicAddrs()
+		addrs, err := publish.LocalPublicAddrs()
 		wait := 30 * time.Second
 		if err == nil {
 			s := make([]string, len(addrs))
