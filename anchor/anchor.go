@@ -275,6 +275,8 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 			return control.JoinResponse{}, control.Refused("%v", err)
 		}
 		node.Roles, node.Endpoint = tok.Roles, tok.Endpoint
+		node.Home = req.Home
+		node.Zone, node.ZoneFixed = membership.ChooseZone(m.Nodes, node, req.Home, req.Zone)
 		entries := []any{node}
 		if node.IsAnchor() {
 			// The new anchor admits nodes from the upper half of this
@@ -318,7 +320,7 @@ func (a *Anchor) Admit(req control.JoinRequest, remote netip.Addr) (control.Join
 	if node.IsAnchor() {
 		resp.SigningKey = &membership.SigningKey{PrivateKey: a.o.Signer}
 	}
-	a.log.Info("node admitted", "name", node.Name, "overlay", node.OverlayIPs, "roles", node.Roles)
+	a.log.Info("node admitted", "name", node.Name, "overlay", node.OverlayIPs, "roles", node.Roles, "zone", node.Zone)
 	return resp, nil
 }
 

@@ -21,6 +21,7 @@ func (a *Anchor) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+control.PathJoin, a.handleJoin)
 	mux.HandleFunc("GET "+control.PathTURN, a.handleTURN)
 	mux.HandleFunc("POST "+control.PathTokens, a.handleTokens)
+	mux.HandleFunc("POST "+control.PathHome, a.handleHome)
 }
 
 func (a *Anchor) handleJoin(w http.ResponseWriter, r *http.Request) {

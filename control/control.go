@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hepto-net/hepto/key"
@@ -36,6 +37,7 @@ const MaxMessage = 1 << 20
 type JoinRequest struct {
 	Token     string     `json:"token"`
 	PublicKey key.Public `json:"public_key"` // the node's own WireGuard key
+	HomeReport
 }
 
 // JoinResponse admits the node.
@@ -76,6 +78,9 @@ func DecodeJoinRequest(r io.Reader) (JoinRequest, error) {
 	if req.Token == "" || req.PublicKey.IsZero() {
 		return JoinRequest{}, errors.New("malformed message: join request needs a token and a public key")
 	}
+	if err := req.HomeReport.validate(); err != nil {
+		return JoinRequest{}, err
+	}
 	return req, nil
 }
 
@@ -96,6 +101,39 @@ type RelayedICE struct {
 // PathTURN gives a member STUN and TURN servers with fresh credentials:
 // GET → TURNCredentials (anchors).
 const PathTURN = "/v1/turn"
+
+// PathHome is how a member tells an anchor which home it is in: POST
+// HomeReport → its record (membership.Signed), with the zone decided.
+const PathHome = "/v1/home"
+
+// HomeReport is what a node knows of its home: the fingerprint of its
+// LAN (home.Find; "" when it has none) and the zone its owner chose
+// (hepto run --zone; "" to have it found).
+type HomeReport struct {
+	Home string `json:"home,omitempty"`
+	Zone string `json:"zone,omitempty"`
+}
+
+// DecodeHomeReport reads and checks a HomeReport.
+func DecodeHomeReport(r io.Reader) (HomeReport, error) {
+	var rep HomeReport
+	if err := Decode(r, &rep); err != nil {
+		return HomeReport{}, err
+	}
+	return rep, rep.validate()
+}
+
+func (r HomeReport) validate() error {
+	if len(r.Home) > 64 || strings.Trim(r.Home, "0123456789abcdef") != "" {
+		return errors.New("malformed message: a home is at most 64 hexadecimal digits")
+	}
+	if r.Zone != "" {
+		if err := membership.CheckName("zone", r.Zone); err != nil {
+			return fmt.Errorf("malformed message: %w", err)
+		}
+	}
+	return nil
+}
 
 // PathTokens is how anchors share their token books (anchors only): POST
 // the sender's book → the receiver's, merged.

@@ -86,6 +86,7 @@ func roundTrip[T any](t *testing.T, v T, decode func([]byte) (T, error)) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"token":"hepto1.a.b","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
+	f.Add([]byte(`{"home":"0123456789abcdef","zone":"flat"}`))
 	f.Add([]byte(`{"kind":"membership","payload":"e30=","sig":"AA=="}`))
 	f.Add([]byte(`{"from":"home-a","session":7,"ufrag":"u","pwd":"p","candidates":["candidate:1 1 udp 1 192.168.1.2 4000 typ host"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -93,6 +94,10 @@ func FuzzDecode(f *testing.F) {
 		if req, err := DecodeJoinRequest(bytes.NewReader(b)); err == nil {
 			accepted = true
 			roundTrip(t, req, func(b []byte) (JoinRequest, error) { return DecodeJoinRequest(bytes.NewReader(b)) })
+		}
+		if rep, err := DecodeHomeReport(bytes.NewReader(b)); err == nil {
+			accepted = true
+			roundTrip(t, rep, func(b []byte) (HomeReport, error) { return DecodeHomeReport(bytes.NewReader(b)) })
 		}
 		if m, err := DecodeICEMessage(bytes.NewReader(b)); err == nil {
 			accepted = true

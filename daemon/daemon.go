@@ -65,6 +65,9 @@ type Config struct {
 	// RelayPorts are an anchor's TURN relay ports, "MIN-MAX" (UDP; "":
 	// 49152-65535); the UDP ports outside are free for Services.
 	RelayPorts string
+	// Zone is the node's zone, chosen by its owner ("": found from its
+	// LAN, see membership.ChooseZone).
+	Zone string
 	// MemoryLimit is a soft memory limit for the fabric alone (0: none);
 	// not set where Kubernetes runs, whose heap is far larger.
 	MemoryLimit int64
@@ -94,6 +97,11 @@ type node struct {
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Zone != "" {
+		if err := membership.CheckName("zone", cfg.Zone); err != nil {
+			return fmt.Errorf("--zone: %w", err)
+		}
 	}
 	st := state.Dir(cfg.State)
 	if !st.Has(state.NodeFile) {
@@ -309,6 +317,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			return errors.New("the WireGuard device stopped")
 		}
 	}), true)
+	sup.Add(supervisor.Func("home", (&homeReporter{n: n, zone: cfg.Zone, anchor: an, client: client, log: log}).run), false)
 	// A membership that removes this node stops it.
 	sup.Add(supervisor.Func("membership", mh.Removed), true)
 	ctl := control.NewServer(n.self.OverlayIPs, tun.Listen)

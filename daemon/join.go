@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/home"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/mesh"
@@ -114,9 +115,11 @@ func joinVia(ctx context.Context, cfg Config, tok membership.Token, a membership
 	}
 	cfg.Logger.Debug("joining", "cluster", tok.Cluster, "name", tok.Name, "anchor", a.Name, "endpoint", ep)
 	client := control.NewClient(t.DialContext)
-	req := control.JoinRequest{Token: cfg.Join, PublicKey: pub}
+	req := control.JoinRequest{Token: cfg.Join, PublicKey: pub, HomeReport: control.HomeReport{Zone: cfg.Zone}}
 	deadline := time.Now().Add(wait)
 	for {
+		// The gateway is known once the tunnel's first packets went out.
+		req.Home, _ = home.Find(tok.Cluster)
 		var resp control.JoinResponse
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := client.Post(pctx, anchorIP, control.PathJoin, req, &resp)

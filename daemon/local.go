@@ -87,7 +87,7 @@ func (l *localAPI) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	n := l.node
 	st := localapi.Status{
-		Name: n.self.Name, Cluster: n.cluster.Name, Anchor: l.anchor != nil,
+		Name: n.self.Name, Cluster: n.cluster.Name, Zone: zoneOf(n), Anchor: l.anchor != nil,
 		OverlayIPs: strs(n.self.OverlayIPs), PodCIDRs: strs(n.self.PodCIDRs),
 		ListenPort: l.tun.ListenPort(), Peers: peers, Kubernetes: l.kube.Status(r.Context()),
 	}

@@ -27,7 +27,7 @@ import (
 
 // runNodes gives each Node its pod ranges from the membership (the
 // ranges hepto-cni allocates from), in place of the controller-manager's
-// node IPAM, and its role label; it keeps the kube-dns Service's endpoints
+// node IPAM, its role label and its zone; it keeps the kube-dns Service's endpoints
 // on the Ready nodes, and deletes the Nodes of nodes removed from the
 // cluster; first, it makes the roles of hepto's own clients. The ranges
 // are immutable once set: a Node whose ranges differ is reported, not
@@ -200,8 +200,8 @@ func (n *Node) deleteRemoved(ctx context.Context, client kubernetes.Interface, l
 	return errors.Join(errs...)
 }
 
-// setNodeCIDRs gives a Node its member's pod ranges, if it has none, and
-// the control-plane label.
+// setNodeCIDRs gives a Node its member's pod ranges, if it has none, the
+// control-plane label and its zone.
 func (n *Node) setNodeCIDRs(ctx context.Context, client kubernetes.Interface, node *corev1.Node) error {
 	m, ok := memberNamed(n.o.Members(), node.Name)
 	if !ok {
@@ -218,6 +218,11 @@ func (n *Node) setNodeCIDRs(ctx context.Context, client kubernetes.Interface, no
 	// The role label, which a kubelet may not set on itself.
 	if _, ok := node.Labels[controlPlaneLabel]; isControlPlane(m) && !ok {
 		labels[controlPlaneLabel] = ""
+	}
+	// The zone, from the signed record: a kubelet may label itself with a
+	// zone, and is overruled.
+	if m.Zone != "" && node.Labels[corev1.LabelTopologyZone] != m.Zone {
+		labels[corev1.LabelTopologyZone] = m.Zone
 	}
 	if len(spec) == 0 && len(labels) == 0 {
 		return nil

@@ -170,6 +170,26 @@ func TestNodesPodRangesAndRole(t *testing.T) {
 	waitFor(t, "home-a", nodeHas(client, "home-a", prefixStrings(homeAMember.PodCIDRs), false))
 }
 
+// A Node gets its member's zone, over the one its kubelet gave itself.
+func TestNodesZone(t *testing.T) {
+	member := homeAMember
+	member.Zone = "home-a"
+	node := kubeNode(member, true)
+	node.Labels = map[string]string{corev1.LabelTopologyZone: "elsewhere"}
+	client := fake.NewClientset(node)
+	runController(t, client, newFakeMembership(anchorMember, member))
+	waitFor(t, "zone", func() error {
+		node, err := client.CoreV1().Nodes().Get(context.Background(), "home-a", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if z := node.Labels[corev1.LabelTopologyZone]; z != "home-a" {
+			return fmt.Errorf("zone %q, want home-a", z)
+		}
+		return nil
+	})
+}
+
 // A Node whose ranges differ from its membership is reported, not changed:
 // pod ranges are immutable.
 func TestNodesRangesDifferKept(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 type Status struct {
 	Name       string       `json:"name"`
 	Cluster    string       `json:"cluster"`
+	Zone       string       `json:"zone,omitempty"` // this node's home (topology.kubernetes.io/zone)
 	OverlayIPs []string     `json:"overlay_ips"`
 	PodCIDRs   []string     `json:"pod_cidrs,omitempty"`
 	Anchor     bool         `json:"anchor"`
@@ -98,6 +99,7 @@ type ServiceStatus struct {
 // PeerStatus is one peer in Status.
 type PeerStatus struct {
 	Name       string   `json:"name"`
+	Zone       string   `json:"zone,omitempty"` // its home (topology.kubernetes.io/zone)
 	OverlayIPs []string `json:"overlay_ips"`
 	Connected  bool     `json:"connected"`
 	Path       string   `json:"path"`          // "direct" or "relay"

@@ -39,6 +39,15 @@ type Node struct {
 	// anchors admitting at once never pick one index. An anchor without a
 	// range is the only one, and owns the whole plan.
 	Indexes *IndexRange `json:"indexes,omitempty"`
+	// Zone is the node's home, its failure domain (Kubernetes'
+	// topology.kubernetes.io/zone); see zone.go for how it is decided.
+	Zone string `json:"zone,omitempty"`
+	// Home names the LAN the node reported last (HomeOf): machines behind
+	// one box share it.
+	Home string `json:"home,omitempty"`
+	// ZoneFixed: the zone was chosen by the node's owner (hepto run
+	// --zone), not found from its LAN.
+	ZoneFixed bool `json:"zone_fixed,omitempty"`
 }
 
 // IndexRange is a range of indexes of the address plan, both ends included.

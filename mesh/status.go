@@ -61,7 +61,7 @@ func (m *Mesh) peers(ctx context.Context, probe bool) ([]localapi.PeerStatus, er
 		if n.Name == self.Name {
 			continue
 		}
-		p := localapi.PeerStatus{Name: n.Name, OverlayIPs: strs(n.OverlayIPs), Path: "direct"}
+		p := localapi.PeerStatus{Name: n.Name, Zone: n.Zone, OverlayIPs: strs(n.OverlayIPs), Path: "direct"}
 		s := byKey[n.PublicKey]
 		// Anchors reach everyone, and everyone reaches anchors, on their own
 		// link; two homes have one once ICE found it.

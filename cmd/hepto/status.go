@@ -46,9 +46,9 @@ func printStatus(out io.Writer, st localapi.Status) {
 	if st.Anchor {
 		role = "anchor"
 	}
-	fmt.Fprintf(out, "%s (%s) in cluster %s, %s, UDP port %d\n\n", st.Name, role, st.Cluster, strings.Join(st.OverlayIPs, " "), st.ListenPort)
+	fmt.Fprintf(out, "%s (%s) in cluster %s, zone %s, %s, UDP port %d\n\n", st.Name, role, st.Cluster, orDash(st.Zone), strings.Join(st.OverlayIPs, " "), st.ListenPort)
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "PEER\tOVERLAY\tSTATE\tPATH\tENDPOINT\tRTT\tHANDSHAKE\tRX\tTX")
+	fmt.Fprintln(w, "PEER\tZONE\tOVERLAY\tSTATE\tPATH\tENDPOINT\tRTT\tHANDSHAKE\tRX\tTX")
 	for _, p := range st.Peers {
 		state, path, rtt, hs := "down", p.Path, "-", "never"
 		if p.Connected {
@@ -67,7 +67,7 @@ func printStatus(out io.Writer, st localapi.Status) {
 		if len(p.OverlayIPs) > 0 {
 			ip = p.OverlayIPs[0]
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, ip, state, path, orDash(p.Endpoint), rtt, hs, bytes(p.RxBytes), bytes(p.TxBytes))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, orDash(p.Zone), ip, state, path, orDash(p.Endpoint), rtt, hs, bytes(p.RxBytes), bytes(p.TxBytes))
 	}
 	w.Flush()
 	if k := st.Kubernetes; k.Role != "" && k.Role != "none" {

@@ -3,6 +3,8 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"k8s.io/client-go/tools/cache"
@@ -13,8 +15,50 @@ import (
 	"github.com/hepto-net/hepto/k8s/pki"
 )
 
-func (c *ControlPlane) schedulerArgs(kubeconfig, cert, key string) []string {
-	return SchedulerArgs(kubeconfig, cert, key, c.opts.SchedulerPort, c.timings())
+func (c *ControlPlane) schedulerArgs(kubeconfig, cert, key, config string) []string {
+	return append(SchedulerArgs(kubeconfig, cert, key, c.opts.SchedulerPort, c.timings()), "--config="+config)
+}
+
+// schedulerConfig is the scheduler's configuration: homes are failure
+// domains, so the replicas of a Deployment or StatefulSet (any pod of a
+// Service or controller without constraints of its own) are spread over
+// zones, then nodes. Softly (ScheduleAnyway): a home that is down or full
+// must not leave replicas Pending, as DoNotSchedule would; the spreading
+// score's weight (upstream: 2) makes it prevail over the others (1 to 3)
+// wherever a choice remains. With --config, the file gives what the
+// deprecated flags gave: the kubeconfig and profiling.
+const schedulerConfig = `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: %q
+enableProfiling: false
+profiles:
+- schedulerName: default-scheduler
+  plugins:
+    score:
+      enabled:
+      - name: PodTopologySpread
+        weight: 6
+  pluginConfig:
+  - name: PodTopologySpread
+    args:
+      defaultingType: List
+      defaultConstraints:
+      - maxSkew: 1
+        topologyKey: topology.kubernetes.io/zone
+        whenUnsatisfiable: ScheduleAnyway
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: ScheduleAnyway
+`
+
+// writeSchedulerConfig writes schedulerConfig beside the kubeconfig.
+func writeSchedulerConfig(kubeconfig string) (string, error) {
+	p := filepath.Join(filepath.Dir(kubeconfig), "scheduler-config.yaml")
+	if err := os.WriteFile(p, fmt.Appendf(nil, schedulerConfig, kubeconfig), 0o600); err != nil {
+		return "", fmt.Errorf("scheduler configuration: %w", err)
+	}
+	return p, nil
 }
 
 // SchedulerArgs are kube-scheduler's flags, with its kubeconfig, serving
@@ -53,8 +97,12 @@ func (c *ControlPlane) runScheduler(ctx context.Context) error {
 
 // scheduler runs the scheduler until ctx ends.
 func (c *ControlPlane) scheduler(ctx context.Context, kubeconfig, cert, key string) error {
+	config, err := writeSchedulerConfig(kubeconfig)
+	if err != nil {
+		return err
+	}
 	opts := schedoptions.NewOptions()
-	if err := parseFlags("kube-scheduler", *opts.Flags, c.schedulerArgs(kubeconfig, cert, key)); err != nil {
+	if err := parseFlags("kube-scheduler", *opts.Flags, c.schedulerArgs(kubeconfig, cert, key, config)); err != nil {
 		return err
 	}
 	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
