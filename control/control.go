@@ -260,3 +260,28 @@ const PathSecretsKeys = "/v1/kubernetes/control-plane/secrets-keys"
 type SecretsKeys struct {
 	Keys [][]byte `json:"keys"`
 }
+
+// PathVolumes makes and deletes a node's local persistent volumes, for
+// the control plane's provisioner (served by Kubernetes nodes, to
+// control-plane nodes): POST VolumeRequest → VolumeResponse.
+const PathVolumes = "/v1/kubernetes/volumes"
+
+// Operations of a VolumeRequest.
+const (
+	VolumeCreate = "create"
+	VolumeDelete = "delete"
+)
+
+// VolumeRequest asks a node to create or delete one local volume.
+type VolumeRequest struct {
+	Op   string `json:"op"`
+	Name string `json:"name"`
+}
+
+// VolumeResponse is the volume's path on the node (create), and the
+// node's space for volumes after the operation, in bytes.
+type VolumeResponse struct {
+	Path      string `json:"path,omitempty"`
+	Available int64  `json:"available"`
+	Capacity  int64  `json:"capacity"`
+}

@@ -65,6 +65,9 @@ type Config struct {
 	// RelayPorts are an anchor's TURN relay ports, "MIN-MAX" (UDP; "":
 	// 49152-65535); the UDP ports outside are free for Services.
 	RelayPorts string
+	// VolumesDir holds the node's local persistent volumes ("":
+	// STATE/volumes).
+	VolumesDir string
 	// Zone is the node's zone, chosen by its owner ("": found from its
 	// LAN, see membership.ChooseZone).
 	Zone string
@@ -271,7 +274,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			clusterDNS, names = nil, nil
 		}
 		kube = k8s.New(k8s.Options{
-			StateDir: cfg.State, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
+			StateDir: cfg.State, VolumesDir: cfg.VolumesDir, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
 			ControlPlane:    n.self.IsControlPlane(),
 			Anchor:          n.self.IsAnchor(),
 			ServiceCIDRs:    n.cluster.Networks.Services(),

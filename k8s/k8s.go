@@ -8,6 +8,7 @@
 package k8s
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,7 @@ const Dir = "kubernetes"
 // Options configure a node's Kubernetes.
 type Options struct {
 	StateDir     string       // hepto's state directory
+	VolumesDir   string       // local persistent volumes ("": STATE/volumes)
 	NodeName     string       // the hepto node name, also Kubernetes'
 	Addresses    []netip.Addr // the node's overlay IPv4 and IPv6 addresses
 	ControlPlane bool         // this node runs the control plane
@@ -108,6 +110,7 @@ type Layout struct {
 	CNIConf    string // the pod network configuration containerd reads
 	Images     string // STATE/images: archives imported at start
 	Registries string // STATE/registries: HOST/hosts.toml, mirrors of registry HOST
+	Volumes    string // local persistent volumes: Options.VolumesDir, or STATE/volumes
 }
 
 // Node is a node's Kubernetes.
@@ -159,6 +162,7 @@ func New(o Options) *Node {
 			CNIConf:    filepath.Join(root, "cni"),
 			Images:     filepath.Join(o.StateDir, "images"),
 			Registries: filepath.Join(o.StateDir, "registries"),
+			Volumes:    cmp.Or(o.VolumesDir, filepath.Join(o.StateDir, "volumes")),
 		},
 		certsReady:  component.NewGate(),
 		imagesReady: component.NewGate(),
@@ -238,6 +242,9 @@ func (n *Node) Routes(mux *http.ServeMux) {
 		mux.HandleFunc("POST "+control.PathEtcdRemove, n.handleEtcdRemove)
 		mux.HandleFunc("POST "+control.PathSecretsKeys, n.handleSecretsKeys)
 	}
+	if n != nil && n.ctrd != nil {
+		mux.HandleFunc("POST "+control.PathVolumes, n.handleVolume)
+	}
 }
 
 // Services are the components to supervise, in start order.
@@ -248,7 +255,7 @@ func (n *Node) Services() []supervisor.Service {
 	}
 	if n.cp != nil {
 		out = append(out, n.cp.Services()...)
-		out = append(out, supervisor.Func("nodes", n.runNodes), supervisor.Func("load-balancers", n.runLoadBalancers))
+		out = append(out, supervisor.Func("nodes", n.runNodes), supervisor.Func("load-balancers", n.runLoadBalancers), supervisor.Func("local-volumes", n.runStorage))
 	}
 	if n.ctrd != nil {
 		out = append(out,

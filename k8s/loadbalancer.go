@@ -187,15 +187,20 @@ func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {
 
 // event records a warning on the Service (kubectl describe shows it).
 func (n *Node) event(ctx context.Context, c kubernetes.Interface, s *corev1.Service, reason, msg string) {
+	ref := corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: s.Namespace, Name: s.Name, UID: s.UID}
+	n.recordEvent(ctx, c, ref, "hepto-load-balancers", corev1.EventTypeWarning, reason, msg)
+}
+
+// recordEvent records an event of component on an object.
+func (n *Node) recordEvent(ctx context.Context, c kubernetes.Interface, ref corev1.ObjectReference, component, typ, reason, msg string) {
 	now := metav1.Now()
-	_, err := c.CoreV1().Events(s.Namespace).Create(ctx, &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{GenerateName: s.Name + ".", Namespace: s.Namespace},
-		InvolvedObject: corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: s.Namespace, Name: s.Name, UID: s.UID},
-		Reason:         reason, Message: msg, Type: corev1.EventTypeWarning,
-		Source:         corev1.EventSource{Component: "hepto-load-balancers"},
+	_, err := c.CoreV1().Events(ref.Namespace).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: ref.Name + ".", Namespace: ref.Namespace},
+		InvolvedObject: ref, Reason: reason, Message: msg, Type: typ,
+		Source:         corev1.EventSource{Component: component},
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 	}, metav1.CreateOptions{})
 	if err != nil {
-		n.log.Debug("load balancer: event", "err", err)
+		n.log.Debug("event", "component", component, "err", err)
 	}
 }

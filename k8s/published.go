@@ -57,9 +57,9 @@ func (n *Node) counters() *publish.Counters {
 	return c
 }
 
-// announce keeps the Node's publish annotations in line with the node's
-// public addresses and reserved ports: at start (once the kubelet has
-// registered the Node), then whenever they change.
+// announce keeps the Node's annotations in line with the node's public
+// addresses, reserved ports and space for local volumes: at start (once
+// the kubelet has registered the Node), then whenever they change.
 func (n *Node) announce(ctx context.Context, c kubernetes.Interface) {
 	said := ""
 	for {
@@ -71,14 +71,17 @@ func (n *Node) announce(ctx context.Context, c kubernetes.Interface) {
 				s[i] = a.String()
 			}
 			ann := map[string]string{publish.PublicIPs: strings.Join(s, ","), publish.ReservedPorts: publish.FormatPorts(n.o.ReservedPorts)}
-			key := ann[publish.PublicIPs] + " " + ann[publish.ReservedPorts]
+			if space := n.volumeSpace(); space != "" {
+				ann[VolumeSpace] = space
+			}
+			key := ann[publish.PublicIPs] + " " + ann[publish.ReservedPorts] + " " + ann[VolumeSpace]
 			if key != said {
 				patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
 				_, err = c.CoreV1().Nodes().Patch(ctx, n.o.NodeName, types.MergePatchType, patch, metav1.PatchOptions{})
 				switch {
 				case err == nil:
 					said = key
-					n.log.Info("public addresses", "addresses", ann[publish.PublicIPs], "reserved_ports", ann[publish.ReservedPorts])
+					n.log.Info("node announced", "addresses", ann[publish.PublicIPs], "reserved_ports", ann[publish.ReservedPorts], "volume_space", ann[VolumeSpace])
 				case apierrors.IsNotFound(err):
 					wait = 5 * time.Second // not registered yet
 				case ctx.Err() == nil:

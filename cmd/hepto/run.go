@@ -102,6 +102,7 @@ func runCmd() *cobra.Command {
 	f.MarkHidden("direct-retry")
 	f.BoolVar(&cfg.Kubernetes, "kubernetes", true, "run Kubernetes on this node (the control plane on the node made by `hepto init`); never with --userspace-networking")
 	f.StringVar(&cfg.RelayPorts, "relay-ports", "", "on an anchor: TURN's relay ports, MIN-MAX (UDP; default 49152-65535); the UDP ports outside are free for published Services")
+	f.StringVar(&cfg.VolumesDir, "volumes-dir", "", "where this node keeps its local persistent volumes (default STATE/volumes)")
 	f.StringVar(&cfg.Zone, "zone", "", "this node's zone (its home, topology.kubernetes.io/zone); default: found from its LAN, shared by the machines behind one box")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	return cmd
