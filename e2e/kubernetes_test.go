@@ -236,7 +236,9 @@ type kubeCluster struct {
 	w            *world
 	an, a, b     *node
 	an2          *node // with kubeOptions.secondAnchor
+	a2, c        *node // with kubeOptions.threeHomes
 	homeA, homeB *lab.Home
+	homeC        *lab.Home // with kubeOptions.threeHomes
 	archive      string // the test image, lab/web
 }
 
@@ -261,6 +263,10 @@ type kubeOptions struct {
 	// secondAnchorKube: anchor2 runs Kubernetes (a worker: kube-proxy
 	// carries published Services there).
 	secondAnchorKube bool
+	// threeHomes: home-a has a second machine on its LAN, home-a2, and a
+	// third home, home-c (endpoint-independent NAT), joins: four workers
+	// in three homes.
+	threeHomes bool
 }
 
 func startKube(t *testing.T, o kubeOptions) *kubeCluster {
@@ -302,13 +308,26 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 		k.an2 = w.wrap(w.c.JoinAnchor("anchor2", w.publicHost("anchor2"), k.an.Node, kube))
 		k.an2.waitConnected(60*time.Second, "anchor")
 	}
-	k.homeA = w.home("home-a", lab.HomeOptions{NAT: lab.EIM, IPv6: o.homeIPv6})
+	machines := 1
+	if o.threeHomes {
+		machines = 2
+	}
+	k.homeA = w.home("home-a", lab.HomeOptions{NAT: lab.EIM, IPv6: o.homeIPv6, Machines: machines})
 	k.homeB = w.home("home-b", lab.HomeOptions{NAT: lab.Symmetric})
-	for _, h := range []**node{&k.a, &k.b} {
-		name, host := "home-a", k.homeA.Machines[0]
-		if h == &k.b {
-			name, host = "home-b", k.homeB.Machines[0]
-		}
+	type joining struct {
+		n    **node
+		name string
+		host *lab.Host
+	}
+	joins := []joining{{&k.a, "home-a", k.homeA.Machines[0]}, {&k.b, "home-b", k.homeB.Machines[0]}}
+	names := []string{"anchor", "home-a", "home-b"}
+	if o.threeHomes {
+		k.homeC = w.home("home-c", lab.HomeOptions{NAT: lab.EIM})
+		joins = append(joins, joining{&k.a2, "home-a2", k.homeA.Machines[1]}, joining{&k.c, "home-c", k.homeC.Machines[0]})
+		names = append(names, "home-a2", "home-c")
+	}
+	for _, j := range joins {
+		h, name, host := j.n, j.name, j.host
 		*h = w.node(name, host)
 		prepare(*h)
 		var tokenFlags []string
@@ -319,8 +338,8 @@ func startKube(t *testing.T, o kubeOptions) *kubeCluster {
 		(*h).waitSocket()
 	}
 	start := time.Now()
-	eventually(t, 3*time.Minute, func() error { return allReady(k.an, "anchor", "home-a", "home-b") })
-	t.Logf("three nodes Ready %.1fs after the homes started", time.Since(start).Seconds())
+	eventually(t, 3*time.Minute, func() error { return allReady(k.an, names...) })
+	t.Logf("%d nodes Ready %.1fs after the homes started", len(names), time.Since(start).Seconds())
 	if o.importLater != "" {
 		for _, n := range []*node{k.an, k.a, k.b} {
 			if n.Name == o.importLater {
