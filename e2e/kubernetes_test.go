@@ -239,7 +239,7 @@ type kubeCluster struct {
 	a2, c        *node // with kubeOptions.threeHomes
 	homeA, homeB *lab.Home
 	homeC        *lab.Home // with kubeOptions.threeHomes
-	archive      string // the test image, lab/web
+	archive      string    // the test image, lab/web
 }
 
 type kubeOptions struct {
