@@ -375,16 +375,22 @@ func needKubernetesBinaries(t *testing.T) {
 // buildWebImage builds lab/web and packs it into an OCI archive, as image
 // name.
 func buildWebImage(t *testing.T, name string) string {
+	return buildProgramImage(t, "../lab/web", name, "serve")
+}
+
+// buildProgramImage builds the program of package dir and packs it into
+// an OCI archive, as image name, run with args.
+func buildProgramImage(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "web")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../lab/web")
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, filepath.Base(dir))
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, dir)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the test image's program: %v: %s", err, out)
+		t.Fatalf("build the test image's program %s: %v: %s", dir, err, out)
 	}
-	archive := filepath.Join(dir, "web.tar")
-	if err := images.ProgramArchive(archive, name, bin, "serve"); err != nil {
+	archive := filepath.Join(tmp, filepath.Base(dir)+".tar")
+	if err := images.ProgramArchive(archive, name, bin, args...); err != nil {
 		t.Fatal(err)
 	}
 	return archive

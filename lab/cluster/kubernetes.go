@@ -30,20 +30,9 @@ func (c *Cluster) RemovePods() error {
 		}
 	}
 	for _, n := range c.nodes {
-		dirs := cgroupDirs(n.Name + "-" + state.Dir(n.State).ID())
-		for try := 0; ; try++ {
-			pids := cgroupPids(dirs)
-			if len(pids) == 0 {
-				break
-			}
-			if try == 50 {
-				errs = append(errs, fmt.Errorf("%s: processes left in its cgroups: %v", n.Name, pids))
-				break
-			}
-			for _, pid := range pids {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			time.Sleep(100 * time.Millisecond)
+		dirs := cgroupDirs(n.cgroup())
+		if err := killCgroups(dirs); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.Name, err))
 		}
 		// Deepest first.
 		slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
@@ -60,6 +49,35 @@ func (c *Cluster) RemovePods() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// PowerCut stops a node as a power cut does: hepto and its pods'
+// processes killed at once, nothing cleaned up.
+func (n *Node) PowerCut() error {
+	if n.Proc != nil {
+		n.Proc.Stop(syscall.SIGKILL, 5*time.Second)
+	}
+	return killCgroups(cgroupDirs(n.cgroup()))
+}
+
+// cgroup is the node's cgroup name, under /hepto.
+func (n *Node) cgroup() string { return n.Name + "-" + state.Dir(n.State).ID() }
+
+// killCgroups kills every process in dirs, until none is left (5 s).
+func killCgroups(dirs []string) error {
+	for try := 0; ; try++ {
+		pids := cgroupPids(dirs)
+		if len(pids) == 0 {
+			return nil
+		}
+		if try == 50 {
+			return fmt.Errorf("processes left in its cgroups: %v", pids)
+		}
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // cgroupDirs are the directories of cgroup /hepto/NAME, and all below, in

@@ -19,6 +19,8 @@
 //	web echo WORDS...     print WORDS
 //	web cat FILE          print FILE
 //	web write FILE WORDS  write WORDS to FILE, made if missing
+//	web disk DIR MIB      write a file of MIB MiB in DIR (1 MiB writes, then fsync), drop it from the
+//	                      page cache, read it back; print "WRITE-MB/S READ-MB/S"
 //	web dig TYPE NAME     ask the resolver of /etc/resolv.conf (no search list); print the rcode,
 //	                      then the answer section, one record a line
 package main
@@ -94,6 +96,11 @@ func main() {
 		err = os.WriteFile(arg(2), []byte(strings.Join(os.Args[3:], " ")+"\n"), 0o644)
 	case "dig":
 		err = dig(arg(2), arg(3))
+	case "disk":
+		var mib int
+		if mib, err = strconv.Atoi(arg(3)); err == nil {
+			err = disk(arg(2), mib)
+		}
 	default:
 		err = fmt.Errorf("unknown command %s", os.Args[1])
 	}
@@ -430,5 +437,46 @@ func dig(qtype, name string) error {
 	for _, rr := range r.Answer {
 		fmt.Println(strings.ReplaceAll(rr.String(), "\t", " "))
 	}
+	return nil
+}
+
+// disk measures sequential I/O in dir: mib MiB written and synced, then
+// read back past the page cache.
+func disk(dir string, mib int) error {
+	f, err := os.CreateTemp(dir, "disk-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	block := make([]byte, 1<<20)
+	for i := range block {
+		block[i] = byte(i * 7)
+	}
+	start := time.Now()
+	for range mib {
+		if _, err := f.Write(block); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	write := time.Since(start)
+	// POSIX_FADV_DONTNEED: the data was synced, the cache may let it go.
+	if err := fadviseDontNeed(f); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	start = time.Now()
+	n, err := io.CopyBuffer(io.Discard, f, block)
+	if err != nil {
+		return err
+	}
+	read := time.Since(start)
+	mb := float64(n) / 1e6
+	fmt.Printf("%.1f %.1f\n", mb/write.Seconds(), mb/read.Seconds())
 	return nil
 }
