@@ -22,7 +22,7 @@ HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev curl openssl
 
-.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-volumes ingress-tools bench-cp chaos demo lint clean
+.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-volumes ingress-tools bench-cp chaos demo lint clean conformance-local-volumes
 
 all: build
 
@@ -153,6 +153,7 @@ fuzz:
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenSet -fuzztime $(FUZZTIME)
 	$(GO) test ./backup -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME)
 	$(GO) test $(HEPTO_GOFLAGS) ./k8s/publish -run '^$$' -fuzz FuzzParsePorts -fuzztime $(FUZZTIME)
+	$(GO) test $(HEPTO_GOFLAGS) ./k8s -run '^$$' -fuzz FuzzParseVolumeSpace -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzSignature -fuzztime $(FUZZTIME)
 	$(GO) test ./cni/netconf -run '^$$' -fuzz FuzzParseConf -fuzztime $(FUZZTIME)
@@ -292,6 +293,16 @@ conformance-ha: deps conformance-build
 # volume manager.
 conformance-storage: deps conformance-build
 	./bin/hepto-lab conformance --focus '\[sig-storage\].*\[Conformance\]' --kind 'make conformance-storage' --doc docs/conformance.md
+
+# conformance-local-volumes: the storage suite's tests of dynamically
+# provisioned file-system volumes (provisioning, volume I/O, subPath,
+# several pods, volume mode, expansion, capacity, topology) against the
+# default class local (k8s/provision.go), described in
+# docs/conformance/local-volumes.yaml.
+conformance-local-volumes: deps conformance-build
+	./bin/hepto-lab conformance --focus 'External.Storage \[Driver: local.hepto.net\].*\[Testpattern: Dynamic PV \((default fs|filesystem volmode)\)\]' \
+		--skip '\[Disruptive\]|\[Serial\]|\[Slow\]' --suite-arg=--storage.testdriver=$(CURDIR)/docs/conformance/local-volumes.yaml \
+		--kind 'make conformance-local-volumes' --doc docs/conformance.md
 
 # conformance-netpol: the suite's NetworkPolicy tests ([sig-network] Netpol),
 # for hepto's own enforcement (k8s/netpol). SCTP's are left out: the lab's

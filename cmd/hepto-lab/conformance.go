@@ -66,6 +66,7 @@ type conformanceOptions struct {
 	report, doc, kind        string
 	keep                     bool
 	controlPlanes            int
+	suiteArgs                []string
 }
 
 func conformanceCmd() *cobra.Command {
@@ -96,6 +97,7 @@ func conformanceCmd() *cobra.Command {
 	f.StringVar(&o.doc, "doc", "", "markdown file whose results section gets the summary (docs/conformance.md)")
 	f.StringVar(&o.kind, "kind", "", "the document's results section (default: make conformance, or make conformance-full without the skip)")
 	f.BoolVar(&o.keep, "keep", false, "keep the nodes' directories (logs) and print where")
+	f.StringArrayVar(&o.suiteArgs, "suite-arg", nil, "a further flag for e2e.test (as --suite-arg=--storage.testdriver=FILE)")
 	f.IntVar(&o.controlPlanes, "control-planes", 1, "control-plane nodes: 1 (the anchor) or 3 (the anchor and both homes)")
 	return cmd
 }
@@ -240,6 +242,7 @@ func conformance(ctx context.Context, out io.Writer, o conformanceOptions) error
 		// its pods on the other nodes, as tenants' run.
 		"--non-blocking-taints=" + controlPlaneTaint + "," + anchorTaint,
 	}
+	suiteArgs = append(suiteArgs, o.suiteArgs...)
 	var argv []string
 	if o.ginkgo != "" {
 		argv = append([]string{o.ginkgo, "--procs", fmt.Sprint(o.procs), "--timeout", o.timeout.String(),
