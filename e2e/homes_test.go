@@ -113,6 +113,18 @@ func TestHomes(t *testing.T) {
 		return nil
 	})
 
+	// Draining a home, as documented: its replica goes to another home
+	// (within the Deployment's disruption budget), and the home takes
+	// pods again once uncordoned.
+	kubectl(t, an, "create", "poddisruptionbudget", "spread", "--selector", "app=spread", "--max-unavailable", "1")
+	kubectl(t, an, "drain", "-l", "topology.kubernetes.io/zone=home-c", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=120s")
+	kubectl(t, an, "rollout", "status", "deployment/spread", "--timeout=120s")
+	out = kubectl(t, an, "get", "pods", "-l", "app=spread", "--field-selector", "status.phase=Running", "-o", `jsonpath={.items[*].spec.nodeName}`)
+	if nodes := strings.Fields(out); len(nodes) != 3 || slices.Contains(nodes, "home-c") {
+		t.Errorf("replicas on %v after home-c's drain, want three outside home-c", nodes)
+	}
+	kubectl(t, an, "uncordon", "-l", "topology.kubernetes.io/zone=home-c")
+
 	checkLocalVolumes(t, k)
 }
 

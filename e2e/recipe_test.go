@@ -135,10 +135,8 @@ func TestEtcdRecipe(t *testing.T) {
 		t.Fatalf("hepto remove home-c: %v: %s", err, out)
 	}
 	kubectl(t, an, "delete", "pvc", "data-"+lost, "--wait=false")
-	kubectl(t, an, "delete", "pod", lost, "--force", "--grace-period=0")
-	kubectl(t, an, "wait", "--for=delete", "pvc/data-"+lost, "--timeout=120s")
-	// The StatefulSet may have made the pod again before its claim was
-	// gone: once more, and it gets a new claim.
+	// The claim first: the StatefulSet makes no pod on a claim being
+	// deleted, and makes a new claim with the pod once it is gone.
 	kubectl(t, an, "delete", "pod", lost, "--force", "--grace-period=0", "--ignore-not-found")
 	kubectl(t, an, "rollout", "status", "statefulset/etcd", "--timeout=300s")
 	now := memberOn()
