@@ -42,7 +42,7 @@ func TestBenchVolumes(t *testing.T) {
 
 	// Sequential I/O, 256 MiB written and synced then read back uncached:
 	// in the pod, on its volume; on the host, in a directory beside the
-	// volumes (the same file system). Alternated, three each.
+	// volumes (the same file system). Alternated, five each.
 	direct := filepath.Join(k.a.State, "volumes", "bench-direct")
 	if err := os.MkdirAll(direct, 0o755); err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestBenchVolumes(t *testing.T) {
 		return w, r
 	}
 	var vw, vr, dw, dr []float64
-	for range 3 {
+	for range 5 {
 		out, err := exec.Command(filepath.Join(dir, "web"), "disk", direct, "256").CombinedOutput()
 		if err != nil {
 			t.Fatalf("disk on the host: %v: %s", err, out)
@@ -72,10 +72,11 @@ func TestBenchVolumes(t *testing.T) {
 		vw, vr = append(vw, w), append(vr, r)
 	}
 	med := func(xs []float64) float64 { slices.Sort(xs); return xs[len(xs)/2] }
-	fmt.Printf("\nlocal volumes (%s)\n", time.Now().UTC().Format("2006-01-02"))
-	fmt.Printf("%-34s %10s %10s %8s\n", "", "volume", "direct", "ratio")
-	fmt.Printf("%-34s %10.0f %10.0f %7.2fx\n", "write 256 MiB + fsync (MB/s)", med(vw), med(dw), med(vw)/med(dw))
-	fmt.Printf("%-34s %10.0f %10.0f %7.2fx\n", "read back, uncached (MB/s)", med(vr), med(dr), med(vr)/med(dr))
+	span := func(xs []float64) string { slices.Sort(xs); return fmt.Sprintf("%.0f-%.0f", xs[0], xs[len(xs)-1]) }
+	fmt.Printf("\nlocal volumes (%s), medians of 5 (range)\n", time.Now().UTC().Format("2006-01-02"))
+	fmt.Printf("%-30s %16s %16s %8s\n", "", "volume (pod)", "direct (host)", "ratio")
+	fmt.Printf("%-30s %6.0f %9s %6.0f %9s %7.2fx\n", "write 256 MiB + fsync (MB/s)", med(vw), span(vw), med(dw), span(dw), med(vw)/med(dw))
+	fmt.Printf("%-30s %6.0f %9s %6.0f %9s %7.2fx\n", "read back, uncached (MB/s)", med(vr), span(vr), med(dr), span(dr), med(vr)/med(dr))
 	slices.Sort(bound)
 	fmt.Printf("claim to Bound, with scheduling: median %.2f s, max %.2f s (5 claims)\n", bound[2], bound[4])
 }
