@@ -36,6 +36,7 @@ import (
 	"k8s.io/kubectl/pkg/cmd/wait"
 
 	"github.com/hepto-net/hepto/k8s"
+	_ "github.com/hepto-net/hepto/k8s/kubectli18n" // before kubectl's initialisers
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/state"
 )
