@@ -22,7 +22,7 @@ HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev curl openssl
 
-.PHONY: all build containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-volumes ingress-tools bench-cp chaos demo lint clean conformance-local-volumes
+.PHONY: all build cross containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-volumes ingress-tools bench-cp chaos demo lint clean conformance-local-volumes
 
 all: build
 
@@ -37,6 +37,13 @@ build: containerd patched
 	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-lab ./cmd/hepto-lab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/portmap $(CNI_REF)/meta/portmap
+
+# cross: hepto's own two programs for GOARCH (CI checks arm64, for
+# Raspberry Pis); make build GOARCH=arm64 builds containerd and portmap
+# too.
+cross: patched
+	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $(BIN)/hepto ./cmd/hepto
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
 
 # patch-modules copies each module named by $(3)/MODULE@VERSION.patch
 # (MODULE with _ for /) from the module cache into $(2), applies the
