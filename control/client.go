@@ -55,19 +55,36 @@ func (c *Client) Get(ctx context.Context, node netip.Addr, path string, out any)
 	return c.do(ctx, http.MethodGet, node, path, nil, out)
 }
 
-func (c *Client) do(ctx context.Context, method string, node netip.Addr, path string, body []byte, out any) (bool, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
+// Open sends a request without a body (GET, HEAD) to path on node and
+// returns the 200 reply, for the caller to read and close: a stream, with
+// no time limit but ctx's. Another status is an error.
+func (c *Client) Open(ctx context.Context, method string, node netip.Addr, path string) (*http.Response, error) {
+	req, err := c.request(ctx, method, node, path, nil)
+	if err != nil {
+		return nil, err
 	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	var e ErrorReply
+	Decode(resp.Body, &e)
+	return nil, replyError(resp.StatusCode, e, resp.Status)
+}
+
+// request is a call to path on node, signed when node is a member.
+func (c *Client) request(ctx context.Context, method string, node netip.Addr, path string, body []byte) (*http.Request, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, URL(node, path), r)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -75,9 +92,22 @@ func (c *Client) do(ctx context.Context, method string, node netip.Addr, path st
 	if id := c.Identity; id != nil {
 		if m, ok := id.Member(node); ok {
 			if err := id.Sign(req, m.PublicKey, body); err != nil {
-				return false, err
+				return nil, err
 			}
 		}
+	}
+	return req, nil
+}
+
+func (c *Client) do(ctx context.Context, method string, node netip.Addr, path string, body []byte, out any) (bool, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	req, err := c.request(ctx, method, node, path, body)
+	if err != nil {
+		return false, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

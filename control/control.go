@@ -285,3 +285,8 @@ type VolumeResponse struct {
 	Available int64  `json:"available"`
 	Capacity  int64  `json:"capacity"`
 }
+
+// PathBlobs serves, to members, the image content a Kubernetes node holds,
+// by digest: GET or HEAD PathBlobs + "sha256:HEX" → the bytes (404 when
+// the node has none). Nodes share images so, before the registry.
+const PathBlobs = "/v1/kubernetes/blobs/"

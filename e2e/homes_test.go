@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hepto-net/hepto/lab/registry"
 )
 
 // TestHomes: homes as failure domains. Three homes, one with two
@@ -126,6 +129,77 @@ func TestHomes(t *testing.T) {
 	kubectl(t, an, "uncordon", "-l", "topology.kubernetes.io/zone=home-c")
 
 	checkLocalVolumes(t, k)
+	checkImageSharing(t, k)
+}
+
+// checkImageSharing: an image that no node holds comes from the registry
+// (home-b); the next node takes it from a node that holds it, of its own
+// home first: home-a2's pull after home-a's crosses home-a's uplink only
+// for what the registry alone says (the tag), not the image.
+func checkImageSharing(t *testing.T, k *kubeCluster) {
+	an := k.an
+	const name = "hepto.test/etcd-member:shared"
+	r := registry.New(nil)
+	if _, err := r.Add(buildProgramImage(t, "../lab/etcdmember", name)); err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(an.Host.IPv4.String(), "5000")
+	ln, err := an.Host.Listen("tcp", addr)
+	if err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Serve(ln))
+	for _, n := range []*node{k.a, k.a2, k.b} {
+		dir := filepath.Join(n.State, "registries", "hepto.test")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(registry.HostsTOML("hepto.test", "http://"+addr)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pull := func(n *node) {
+		t.Helper()
+		pod := "pull-" + n.Name
+		kubectl(t, an, "run", pod, "--image", name, "--image-pull-policy", "Always", "--restart", "Never",
+			"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, n.Name), "--command", "--", "/etcdmember", "keys", "http://127.0.0.1:1", "x")
+		eventually(t, 2*time.Minute, func() error {
+			id := kubectl(t, an, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].imageID}")
+			if id == "" {
+				ev, _ := kubectlErr(an, "get", "events", "--field-selector", "involvedObject.name="+pod, "-o", "jsonpath={.items[*].message}")
+				return fmt.Errorf("%s: image not pulled yet: %s", pod, ev)
+			}
+			return nil
+		})
+	}
+	pull(k.b)
+	fromRegistry := r.Served.Load()
+	t.Logf("home-b pulled %s from the registry: %d bytes", name, fromRegistry)
+	if fromRegistry < 1<<20 {
+		t.Fatalf("the registry served %d bytes for the first pull", fromRegistry)
+	}
+	pull(k.a)
+	rx0, tx0, err := k.w.lab.UplinkCounters(k.homeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := r.Served.Load()
+	pull(k.a2)
+	rx1, tx1, err := k.w.lab.UplinkCounters(k.homeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uplink := (rx1 - rx0) + (tx1 - tx0)
+	t.Logf("home-a2's pull after home-a's: %d bytes across home-a's uplink, %d from the registry; the image is %d bytes",
+		uplink, r.Served.Load()-served, fromRegistry)
+	if uplink > uint64(fromRegistry)/10 {
+		t.Errorf("home-a2's pull took %d bytes across home-a's uplink, want at most a tenth of the image's %d", uplink, fromRegistry)
+	}
+	if total := r.Served.Load(); total > fromRegistry+fromRegistry/10 {
+		t.Errorf("the registry served %d bytes for three pulls of a %d-byte image, want it once", total, fromRegistry)
+	}
 }
 
 const spreadManifest = `apiVersion: apps/v1

@@ -30,6 +30,7 @@ import (
 	"github.com/hepto-net/hepto/k8s/component"
 	"github.com/hepto-net/hepto/k8s/containerd"
 	"github.com/hepto-net/hepto/k8s/controlplane"
+	"github.com/hepto-net/hepto/k8s/imageshare"
 	"github.com/hepto-net/hepto/k8s/images"
 	"github.com/hepto-net/hepto/k8s/kubelet"
 	"github.com/hepto-net/hepto/k8s/nodecert"
@@ -111,6 +112,7 @@ type Layout struct {
 	Images     string // STATE/images: archives imported at start
 	Registries string // STATE/registries: HOST/hosts.toml, mirrors of registry HOST
 	Volumes    string // local persistent volumes: Options.VolumesDir, or STATE/volumes
+	Hosts      string // containerd's registry configuration: Registries with the nodes' mirror first
 }
 
 // Node is a node's Kubernetes.
@@ -139,6 +141,7 @@ type Node struct {
 	imagesReady *component.Gate
 	ready       readyCache
 	publisher   *publish.Publisher
+	share       *imageshare.Share
 }
 
 // New prepares Kubernetes for the node. It does not fail: a node whose
@@ -163,6 +166,7 @@ func New(o Options) *Node {
 			Images:     filepath.Join(o.StateDir, "images"),
 			Registries: filepath.Join(o.StateDir, "registries"),
 			Volumes:    cmp.Or(o.VolumesDir, filepath.Join(o.StateDir, "volumes")),
+			Hosts:      filepath.Join(root, "registries"),
 		},
 		certsReady:  component.NewGate(),
 		imagesReady: component.NewGate(),
@@ -195,7 +199,7 @@ func New(o Options) *Node {
 			Dir:          n.layout.Containerd,
 			CNIConfDir:   n.layout.CNIConf,
 			CNIBinDirs:   cniDirs,
-			Registries:   n.layout.Registries,
+			Registries:   n.layout.Hosts,
 			SandboxImage: images.PauseName,
 			Logger:       o.Logger,
 		})
@@ -207,6 +211,7 @@ func New(o Options) *Node {
 	}
 	n.runtime = n.ctrd
 	n.publisher = n.newPublisher()
+	n.share = n.newImageShare()
 	for _, c := range []string{compContainerd, compKubelet, compProxy} {
 		n.states.Set(c, component.Starting)
 	}
@@ -244,6 +249,7 @@ func (n *Node) Routes(mux *http.ServeMux) {
 	}
 	if n != nil && n.ctrd != nil {
 		mux.HandleFunc("POST "+control.PathVolumes, n.handleVolume)
+		mux.HandleFunc("GET "+control.PathBlobs, n.share.ServeBlob)
 	}
 }
 
@@ -278,6 +284,7 @@ func (n *Node) Services() []supervisor.Service {
 			supervisor.Func(compProxy, n.runProxy),
 			n.tracked(compNetpol, n.runNetworkPolicy),
 			supervisor.Func("publish", n.runPublish),
+			supervisor.Func("image-sharing", n.runImageShare),
 		)
 		if n.o.DNS != nil {
 			out = append(out, supervisor.Func("cluster-dns", n.runClusterDNS))

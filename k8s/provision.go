@@ -159,48 +159,54 @@ func (s *storage) unselect(ctx context.Context, pvc *corev1.PersistentVolumeClai
 
 // expand grows a bound claim's volume to its new request, where the class
 // allows it and the node's disk has the room: a directory has no size to
-// change, the volume's and the claim's are recorded.
+// change, the claim's and the volume's are recorded, the claim's first (the
+// volume controller copies a volume's capacity to its claim, and would
+// record a resize without its allocation).
 func (s *storage) expand(ctx context.Context, pvc *corev1.PersistentVolumeClaim, class *storagev1.StorageClass) error {
 	want, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
-	have := pvc.Status.Capacity[corev1.ResourceStorage]
-	if !ok || want.Cmp(have) <= 0 {
+	if !ok || !ptr.Deref(class.AllowVolumeExpansion, false) {
 		return nil
 	}
 	pv, err := s.volumes.Get(pvc.Spec.VolumeName)
 	if err != nil || pv.Annotations[annProvisionedBy] != LocalProvisioner {
 		return nil
 	}
-	if !ptr.Deref(class.AllowVolumeExpansion, false) {
-		return nil // the apiserver refuses such a change already
-	}
-	node := volumeNode(pv)
-	grow := want.Value() - have.Value()
-	if avail, _, known := s.space(node); known && grow > avail {
-		s.claimEvent(ctx, pvc, corev1.EventTypeWarning, "VolumeResizeFailed",
-			fmt.Sprintf("node %s has %s free for local volumes, growing the volume takes %s", node, quantity(avail), quantity(grow)))
+	have := pvc.Status.Capacity[corev1.ResourceStorage]
+	pvCap := pv.Spec.Capacity[corev1.ResourceStorage]
+	if want.Cmp(have) <= 0 && want.Cmp(pvCap) <= 0 {
 		return nil
 	}
-	if pvCap := pv.Spec.Capacity[corev1.ResourceStorage]; pvCap.Cmp(want) < 0 {
+	node := volumeNode(pv)
+	if grow := want.Value() - pvCap.Value(); grow > 0 {
+		if avail, _, known := s.space(node); known && grow > avail {
+			s.claimEvent(ctx, pvc, corev1.EventTypeWarning, "VolumeResizeFailed",
+				fmt.Sprintf("node %s has %s free for local volumes, growing the volume takes %s", node, quantity(avail), quantity(grow)))
+			return nil
+		}
+	}
+	if want.Cmp(have) > 0 {
+		pvc = pvc.DeepCopy()
+		pvc.Status.Capacity[corev1.ResourceStorage] = want
+		if pvc.Status.AllocatedResources == nil {
+			pvc.Status.AllocatedResources = corev1.ResourceList{}
+		}
+		pvc.Status.AllocatedResources[corev1.ResourceStorage] = want
+		pvc.Status.Conditions = slices.DeleteFunc(pvc.Status.Conditions, func(c corev1.PersistentVolumeClaimCondition) bool {
+			return c.Type == corev1.PersistentVolumeClaimResizing || c.Type == corev1.PersistentVolumeClaimFileSystemResizePending
+		})
+		pvc.Status.AllocatedResourceStatuses = nil
+		if _, err := s.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("claim status: %w", err)
+		}
+	}
+	if want.Cmp(pvCap) > 0 {
 		pv = pv.DeepCopy()
 		pv.Spec.Capacity[corev1.ResourceStorage] = want
 		if _, err := s.client.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("volume %s: %w", pv.Name, err)
 		}
+		s.claimEvent(ctx, pvc, corev1.EventTypeNormal, "VolumeResizeSuccessful", fmt.Sprintf("local volume %s grown to %s", pv.Name, want.String()))
 	}
-	pvc = pvc.DeepCopy()
-	pvc.Status.Capacity[corev1.ResourceStorage] = want
-	if pvc.Status.AllocatedResources == nil {
-		pvc.Status.AllocatedResources = corev1.ResourceList{}
-	}
-	pvc.Status.AllocatedResources[corev1.ResourceStorage] = want
-	pvc.Status.Conditions = slices.DeleteFunc(pvc.Status.Conditions, func(c corev1.PersistentVolumeClaimCondition) bool {
-		return c.Type == corev1.PersistentVolumeClaimResizing || c.Type == corev1.PersistentVolumeClaimFileSystemResizePending
-	})
-	pvc.Status.AllocatedResourceStatuses = nil
-	if _, err := s.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("claim status: %w", err)
-	}
-	s.claimEvent(ctx, pvc, corev1.EventTypeNormal, "VolumeResizeSuccessful", fmt.Sprintf("local volume %s grown to %s", pv.Name, want.String()))
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/reference"
@@ -34,6 +35,8 @@ type Registry struct {
 	blobs map[string]blob   // digest → where it is
 	tags  map[string]string // "HOST/REPO:TAG" → manifest digest
 	types map[string]string // manifest digest → media type
+	// Served counts the bytes of content sent (manifests and blobs).
+	Served atomic.Int64
 }
 
 // blob is a file's section: an entry of an archive.
@@ -218,7 +221,8 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method == http.MethodHead {
 		return
 	}
-	io.Copy(w, io.NewSectionReader(b.f, b.off, b.size))
+	n, _ := io.Copy(w, io.NewSectionReader(b.f, b.off, b.size))
+	r.Served.Add(n)
 }
 
 // apiError writes an error the way the distribution API has them.

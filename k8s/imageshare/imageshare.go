@@ -1,0 +1,232 @@
+// Package imageshare shares the images a node holds with the other nodes
+// of its cluster, so that an image crosses a home's uplink once: each node
+// serves the content of its containerd store by digest to members (over
+// the control protocol: only members' hepto may ask), and runs, on its
+// loopback, a mirror that containerd asks first for every registry. The
+// mirror asks the nodes of its own home, then the others; when none holds
+// the content, containerd goes on to the registry as before. Only content
+// named by its digest is shared (layers, configs, manifests by digest),
+// which containerd verifies; tags are resolved by the registry.
+package imageshare
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hepto-net/hepto/control"
+)
+
+// Port is the mirror's port on the node's loopback.
+const Port = 9655
+
+// askTimeout bounds the question to a group of nodes: who holds this?
+const askTimeout = 2 * time.Second
+
+// Peer is a node to ask, Home when it is in this node's home.
+type Peer struct {
+	Name string
+	Addr netip.Addr
+	Home bool
+}
+
+// Options configure a Share.
+type Options struct {
+	Content string        // containerd's content store (io.containerd.content.v1.content)
+	Peers   func() []Peer // the other Kubernetes nodes
+	Client  *control.Client
+	Log     *slog.Logger
+}
+
+// Share serves this node's content and runs the mirror.
+type Share struct {
+	o Options
+	// Bytes served to other nodes, fetched from them, and asked for but
+	// found nowhere (gone to the registry).
+	Served, Fetched, Missed atomic.Int64
+}
+
+// New makes a Share.
+func New(o Options) *Share {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Share{o: o}
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// open is the content of digest in this node's store.
+func (s *Share) open(digest string) (*os.File, error) {
+	if !digestRE.MatchString(digest) {
+		return nil, errors.New("not a sha256 digest")
+	}
+	return os.Open(filepath.Join(s.o.Content, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:")))
+}
+
+// ServeBlob serves control.PathBlobs to members.
+func (s *Share) ServeBlob(w http.ResponseWriter, r *http.Request) {
+	if _, err := control.RequireCaller(r, "image content"); err != nil {
+		control.WriteError(w, err)
+		return
+	}
+	f, err := s.open(strings.TrimPrefix(r.URL.Path, control.PathBlobs))
+	if err != nil {
+		http.Error(w, "no such content", http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, "no such content", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if r.Method == http.MethodHead {
+		return
+	}
+	n, _ := io.Copy(w, f)
+	s.Served.Add(n)
+}
+
+// mirrorPathRE is a registry's content by digest: /v2/NAME/blobs/DIGEST
+// or /v2/NAME/manifests/DIGEST.
+var mirrorPathRE = regexp.MustCompile(`^/v2/.+/(blobs|manifests)/(sha256:[0-9a-f]{64})$`)
+
+// Run serves the mirror on the loopback until ctx ends.
+func (s *Share) Run(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(Port)))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(s.mirror), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// mirror answers containerd: the content from a node that holds it, or
+// 404 (containerd asks the next host).
+func (s *Share) mirror(w http.ResponseWriter, r *http.Request) {
+	m := mirrorPathRE.FindStringSubmatch(r.URL.Path)
+	if m == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		http.Error(w, "only content by digest", http.StatusNotFound)
+		return
+	}
+	kind, digest := m[1], m[2]
+	peer, size, ok := s.find(r.Context(), digest)
+	if !ok {
+		s.Missed.Add(1)
+		http.Error(w, "no node holds it", http.StatusNotFound)
+		return
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Header().Set("Docker-Content-Digest", digest)
+		return
+	}
+	resp, err := s.o.Client.Open(r.Context(), http.MethodGet, peer.Addr, control.PathBlobs+digest)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("Docker-Content-Digest", digest)
+	if kind == "manifests" {
+		w.Header().Set("Content-Type", mediaType(resp, size))
+	}
+	n, _ := io.Copy(w, resp.Body)
+	s.Fetched.Add(n)
+	s.o.Log.Debug("image content from a node", "digest", digest, "node", peer.Name, "home", peer.Home, "bytes", n)
+}
+
+// find asks the nodes of this home, then the others, which holds digest:
+// the first to say it does, and the size.
+func (s *Share) find(ctx context.Context, digest string) (Peer, int64, bool) {
+	var home, away []Peer
+	for _, p := range s.o.Peers() {
+		if p.Home {
+			home = append(home, p)
+		} else {
+			away = append(away, p)
+		}
+	}
+	for _, group := range [][]Peer{home, away} {
+		if p, size, ok := s.ask(ctx, group, digest); ok {
+			return p, size, true
+		}
+	}
+	return Peer{}, 0, false
+}
+
+// ask asks a group of nodes at once.
+func (s *Share) ask(ctx context.Context, group []Peer, digest string) (Peer, int64, bool) {
+	if len(group) == 0 {
+		return Peer{}, 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	type answer struct {
+		p    Peer
+		size int64
+		ok   bool
+	}
+	answers := make(chan answer, len(group))
+	for _, p := range group {
+		go func() {
+			resp, err := s.o.Client.Open(ctx, http.MethodHead, p.Addr, control.PathBlobs+digest)
+			if err != nil {
+				answers <- answer{}
+				return
+			}
+			resp.Body.Close()
+			answers <- answer{p, resp.ContentLength, resp.ContentLength >= 0}
+		}()
+	}
+	for range group {
+		if a := <-answers; a.ok {
+			return a.p, a.size, true
+		}
+	}
+	return Peer{}, 0, false
+}
+
+// mediaType is a manifest's media type, which containerd wants as its
+// Content-Type: read from the manifest itself (small).
+func mediaType(resp *http.Response, size int64) string {
+	const fallback = "application/vnd.oci.image.manifest.v1+json"
+	if size > 4<<20 {
+		return fallback
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, size))
+	if err != nil {
+		return fallback
+	}
+	resp.Body = io.NopCloser(strings.NewReader(string(b)))
+	var v struct {
+		MediaType string `json:"mediaType"`
+	}
+	if json.Unmarshal(b, &v) != nil || v.MediaType == "" {
+		return fallback
+	}
+	return v.MediaType
+}
