@@ -22,7 +22,7 @@ HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev curl openssl
 
-.PHONY: all build cross containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-volumes ingress-tools bench-cp chaos demo lint clean conformance-local-volumes
+.PHONY: all build cross containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-volumes bench-images ingress-tools bench-cp chaos demo lint clean conformance-local-volumes
 
 all: build
 
@@ -217,6 +217,12 @@ bench-nat: deps build
 # throughput and connection rate with 100 policies against none.
 bench-netpol: deps patched
 	HEPTO_BENCH_NETPOL=1 $(GO) test $(HEPTO_GOFLAGS) -count=1 -run 'TestBench' -v ./k8s/netpol
+
+# bench-images: a 100 MB image deployed on every node of a 5-node,
+# 3-home cluster, with the nodes sharing images and without: the bytes
+# across each home's uplink and the registry's.
+bench-images: deps build
+	HEPTO_BENCH_IMAGES=1 HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -timeout 30m -run 'TestBenchImages' -v ./e2e
 
 # bench-volumes: a local volume's sequential I/O against its disk written
 # directly, and the time from a claim to its volume.

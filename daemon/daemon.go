@@ -62,6 +62,9 @@ type Config struct {
 	// Kubernetes runs Kubernetes on a TUN-mode node: the control plane too
 	// on the node made by `hepto init`.
 	Kubernetes bool
+	// NoImageSharing: containerd pulls from the registries alone, not
+	// from the other nodes first.
+	NoImageSharing bool
 	// RelayPorts are an anchor's TURN relay ports, "MIN-MAX" (UDP; "":
 	// 49152-65535); the UDP ports outside are free for Services.
 	RelayPorts string
@@ -288,6 +291,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			CertValidity:    cfg.CertValidity,
 			UpstreamTimings: cfg.UpstreamTimings,
 			ReservedPorts:   reservedPorts(n.self, tun.ListenPort(), relay),
+			NoImageSharing:  cfg.NoImageSharing,
 			Client:          client,
 			Logger:          log,
 		})

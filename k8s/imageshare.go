@@ -29,7 +29,11 @@ func (n *Node) newImageShare() *imageshare.Share {
 }
 
 func (n *Node) writeHosts() error {
-	return imageshare.WriteHosts(n.layout.Registries, n.layout.Hosts, fmt.Sprintf("http://127.0.0.1:%d", imageshare.Port))
+	mirror := fmt.Sprintf("http://127.0.0.1:%d", imageshare.Port)
+	if n.o.NoImageSharing {
+		mirror = ""
+	}
+	return imageshare.WriteHosts(n.layout.Registries, n.layout.Hosts, mirror)
 }
 
 // imagePeers are the other Kubernetes nodes, this node's home marked.
@@ -49,11 +53,11 @@ func (n *Node) imagePeers() []imageshare.Peer {
 // runImageShare serves the mirror, and writes containerd's registry
 // configuration again when the user's (STATE/registries) changes.
 func (n *Node) runImageShare(ctx context.Context) error {
-	if n.o.Client == nil {
+	go n.followRegistries(ctx)
+	if n.o.Client == nil || n.o.NoImageSharing {
 		<-ctx.Done()
 		return nil
 	}
-	go n.followRegistries(ctx)
 	return n.share.Run(ctx)
 }
 

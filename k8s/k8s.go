@@ -99,6 +99,9 @@ type Options struct {
 	// (its WireGuard port; an anchor's STUN, TURN and relay ports):
 	// refused to Services.
 	ReservedPorts []publish.PortRange
+	// NoImageSharing: containerd pulls from the registries alone, not
+	// from the other nodes first (k8s/imageshare).
+	NoImageSharing bool
 }
 
 // Layout is where a node's Kubernetes writes, under STATE/kubernetes.

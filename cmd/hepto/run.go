@@ -50,6 +50,7 @@ func runCmd() *cobra.Command {
 	var cfg daemon.Config
 	var logLevel slog.Level
 	var joinFile string
+	shareImages := true
 	cmd := &cobra.Command{
 		Use:   "run [--join TOKEN | --join-file FILE] [--port N]",
 		Short: "Run the node in the foreground (logs on stderr)",
@@ -71,6 +72,7 @@ func runCmd() *cobra.Command {
 				// instead of letting the heap double. Not with Kubernetes.
 				cfg.MemoryLimit = memoryLimit
 			}
+			cfg.NoImageSharing = !shareImages
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
@@ -102,6 +104,7 @@ func runCmd() *cobra.Command {
 	f.MarkHidden("direct-retry")
 	f.BoolVar(&cfg.Kubernetes, "kubernetes", true, "run Kubernetes on this node (the control plane on the node made by `hepto init`); never with --userspace-networking")
 	f.StringVar(&cfg.RelayPorts, "relay-ports", "", "on an anchor: TURN's relay ports, MIN-MAX (UDP; default 49152-65535); the UDP ports outside are free for published Services")
+	f.BoolVar(&shareImages, "share-images", true, "pull images from the other nodes (this home's first) before the registries")
 	f.StringVar(&cfg.VolumesDir, "volumes-dir", "", "where this node keeps its local persistent volumes (default STATE/volumes)")
 	f.StringVar(&cfg.Zone, "zone", "", "this node's zone (its home, topology.kubernetes.io/zone); default: found from its LAN, shared by the machines behind one box")
 	f.TextVar(&logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")

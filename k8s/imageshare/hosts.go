@@ -13,7 +13,7 @@ import (
 // files they name), with mirror first among each registry's hosts, and
 // _default for every other registry. Content is fetched by digest from
 // the mirror first, the registry (or the user's mirrors) after; tags are
-// resolved as before.
+// resolved as before. With mirror "", the user's configuration alone.
 func WriteHosts(user, out, mirror string) error {
 	tmp := out + ".new"
 	if err := os.RemoveAll(tmp); err != nil {
@@ -26,7 +26,10 @@ func WriteHosts(user, out, mirror string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	section := fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\"]\n\n", mirror)
+	section := ""
+	if mirror != "" {
+		section = fmt.Sprintf("[host.%q]\n  capabilities = [\"pull\"]\n\n", mirror)
+	}
 	wroteDefault := false
 	for _, e := range entries {
 		if !e.IsDir() {
@@ -57,12 +60,15 @@ func WriteHosts(user, out, mirror string) error {
 				return err
 			}
 		}
-		if err := os.WriteFile(filepath.Join(dst, "hosts.toml"), withMirror(hosts, section), 0o644); err != nil {
+		if section != "" {
+			hosts = withMirror(hosts, section)
+		}
+		if err := os.WriteFile(filepath.Join(dst, "hosts.toml"), hosts, 0o644); err != nil {
 			return err
 		}
 		wroteDefault = wroteDefault || e.Name() == "_default"
 	}
-	if !wroteDefault {
+	if !wroteDefault && section != "" {
 		if err := os.MkdirAll(filepath.Join(tmp, "_default"), 0o755); err != nil {
 			return err
 		}
