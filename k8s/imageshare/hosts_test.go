@@ -52,8 +52,8 @@ func TestWriteHosts(t *testing.T) {
 func TestWithMirror(t *testing.T) {
 	section := "[host.\"M\"]\n"
 	for in, want := range map[string]string{
-		"":                              "\n[host.\"M\"]\n",
-		"server = \"https://r\"":        "server = \"https://r\"\n\n[host.\"M\"]\n",
+		"":                               "\n[host.\"M\"]\n",
+		"server = \"https://r\"":         "server = \"https://r\"\n\n[host.\"M\"]\n",
 		"server = \"x\"\n[host.\"A\"]\n": "server = \"x\"\n[host.\"M\"]\n[host.\"A\"]\n",
 	} {
 		if got := string(withMirror([]byte(in), section)); got != want {
