@@ -17,6 +17,7 @@ import (
 // with the nodes' mirror first, before containerd starts.
 func (n *Node) newImageShare() *imageshare.Share {
 	share := imageshare.New(imageshare.Options{
+		Self:    imageshare.Peer{Name: n.o.NodeName, Anchor: n.o.Anchor},
 		Content: filepath.Join(n.layout.Containerd, "root", "io.containerd.content.v1.content"),
 		Peers:   n.imagePeers,
 		Client:  n.o.Client,
@@ -45,7 +46,7 @@ func (n *Node) imagePeers() []imageshare.Peer {
 		if m.Name == n.o.NodeName || !m.RunsKubernetes() || len(m.OverlayIPs) == 0 {
 			continue
 		}
-		out = append(out, imageshare.Peer{Name: m.Name, Addr: m.OverlayIPs[0], Home: me.Zone != "" && m.Zone == me.Zone})
+		out = append(out, imageshare.Peer{Name: m.Name, Addr: m.OverlayIPs[0], Home: me.Zone != "" && m.Zone == me.Zone, Anchor: m.IsAnchor()})
 	}
 	return out
 }

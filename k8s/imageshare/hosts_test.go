@@ -83,3 +83,11 @@ func TestMirrorPath(t *testing.T) {
 		}
 	}
 }
+
+// Who waits for whom: anchors first, then by name; never both ways.
+func TestBefore(t *testing.T) {
+	anchor, a, b := Peer{Name: "z", Anchor: true}, Peer{Name: "home-a"}, Peer{Name: "home-b"}
+	if !before(anchor, a) || before(a, anchor) || !before(a, b) || before(b, a) || before(a, a) {
+		t.Error("before is not a strict order with anchors first")
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,13 +38,25 @@ const askTimeout = 2 * time.Second
 
 // Peer is a node to ask, Home when it is in this node's home.
 type Peer struct {
-	Name string
-	Addr netip.Addr
-	Home bool
+	Name   string
+	Addr   netip.Addr
+	Home   bool
+	Anchor bool
+}
+
+// before orders the nodes that may go to the registry for content several
+// want at once: anchors (in a datacenter, uplinks to spare) first, then by
+// name. A node waits only for nodes before it: no two wait for each other.
+func before(a, b Peer) bool {
+	if a.Anchor != b.Anchor {
+		return a.Anchor
+	}
+	return a.Name < b.Name
 }
 
 // Options configure a Share.
 type Options struct {
+	Self    Peer          // this node (Name, Anchor)
 	Content string        // containerd's content store (io.containerd.content.v1.content)
 	Peers   func() []Peer // the other Kubernetes nodes
 	Client  *control.Client
@@ -53,6 +66,12 @@ type Options struct {
 // Share serves this node's content and runs the mirror.
 type Share struct {
 	o Options
+	// claims are the digests this node is getting: asking for them, or
+	// gone to the registry for them (the mirror found them nowhere);
+	// others wait for it rather than go too.
+	mu     sync.Mutex
+	claims map[string]time.Time
+	asking map[string]int
 	// Bytes served to other nodes, fetched from them, and asked for but
 	// found nowhere (gone to the registry).
 	Served, Fetched, Missed atomic.Int64
@@ -63,7 +82,61 @@ func New(o Options) *Share {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Share{o: o}
+	return &Share{o: o, claims: map[string]time.Time{}, asking: map[string]int{}}
+}
+
+// Timings of content being pulled elsewhere: a claim lasts until
+// containerd's download shows in its store; a node waits for another's
+// download at most pullWait, asking every pollEvery.
+const (
+	claimFor  = 30 * time.Second
+	pullWait  = 3 * time.Minute
+	pollEvery = time.Second
+)
+
+// pullingHeader marks, in an answer to HEAD, content the node does not
+// hold yet but is downloading.
+const pullingHeader = "Hepto-Content"
+
+// pulling tells whether this node is getting digest: its mirror is
+// asking for it, or its containerd went to the registry for it (a moment
+// ago, or its download is still in progress).
+func (s *Share) pulling(digest string) bool {
+	s.mu.Lock()
+	t, claimed := s.claims[digest]
+	asking := s.asking[digest] > 0
+	s.mu.Unlock()
+	if asking || (claimed && time.Since(t) < claimFor) {
+		return true
+	}
+	if !claimed {
+		return false
+	}
+	refs, _ := filepath.Glob(filepath.Join(s.o.Content, "ingest", "*", "ref"))
+	for _, r := range refs {
+		if b, err := os.ReadFile(r); err == nil && strings.HasSuffix(strings.TrimSpace(string(b)), digest) {
+			return true
+		}
+	}
+	s.mu.Lock()
+	delete(s.claims, digest)
+	s.mu.Unlock()
+	return false
+}
+
+func (s *Share) setAsking(digest string, d int) {
+	s.mu.Lock()
+	s.asking[digest] += d
+	if s.asking[digest] <= 0 {
+		delete(s.asking, digest)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Share) claim(digest string) {
+	s.mu.Lock()
+	s.claims[digest] = time.Now()
+	s.mu.Unlock()
 }
 
 var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
@@ -82,8 +155,13 @@ func (s *Share) ServeBlob(w http.ResponseWriter, r *http.Request) {
 		control.WriteError(w, err)
 		return
 	}
-	f, err := s.open(strings.TrimPrefix(r.URL.Path, control.PathBlobs))
+	digest := strings.TrimPrefix(r.URL.Path, control.PathBlobs)
+	f, err := s.open(digest)
 	if err != nil {
+		if r.Method == http.MethodHead && digestRE.MatchString(digest) && s.pulling(digest) {
+			w.Header().Set(pullingHeader, "pulling")
+			return
+		}
 		http.Error(w, "no such content", http.StatusNotFound)
 		return
 	}
@@ -134,6 +212,9 @@ func (s *Share) mirror(w http.ResponseWriter, r *http.Request) {
 	kind, digest := m[1], m[2]
 	peer, size, ok := s.find(r.Context(), digest)
 	if !ok {
+		// This node's containerd goes to the registry: the others wait for
+		// it rather than go too.
+		s.claim(digest)
 		s.Missed.Add(1)
 		http.Error(w, "no node holds it", http.StatusNotFound)
 		return
@@ -160,8 +241,12 @@ func (s *Share) mirror(w http.ResponseWriter, r *http.Request) {
 }
 
 // find asks the nodes of this home, then the others, which holds digest:
-// the first to say it does, and the size.
+// the first to say it does, and the size. A node before this one (before)
+// that is getting it too is waited for, so that content deployed on every
+// node at once crosses each uplink once, and the registry's once.
 func (s *Share) find(ctx context.Context, digest string) (Peer, int64, bool) {
+	s.setAsking(digest, 1)
+	defer s.setAsking(digest, -1)
 	var home, away []Peer
 	for _, p := range s.o.Peers() {
 		if p.Home {
@@ -170,44 +255,93 @@ func (s *Share) find(ctx context.Context, digest string) (Peer, int64, bool) {
 			away = append(away, p)
 		}
 	}
-	for _, group := range [][]Peer{home, away} {
-		if p, size, ok := s.ask(ctx, group, digest); ok {
-			return p, size, true
+	for attempt := range 2 {
+		for _, group := range [][]Peer{home, away} {
+			a := s.ask(ctx, group, digest)
+			if a.pulling {
+				a = s.await(ctx, a.p, digest)
+			}
+			if a.holds {
+				return a.p, a.size, true
+			}
+		}
+		if attempt == 0 {
+			// Others asking at the same moment show by now.
+			select {
+			case <-ctx.Done():
+				return Peer{}, 0, false
+			case <-time.After(settle):
+			}
 		}
 	}
 	return Peer{}, 0, false
 }
 
-// ask asks a group of nodes at once.
-func (s *Share) ask(ctx context.Context, group []Peer, digest string) (Peer, int64, bool) {
-	if len(group) == 0 {
-		return Peer{}, 0, false
-	}
+// settle is how long a node that found the content nowhere waits before
+// asking again, and going to the registry.
+const settle = 500 * time.Millisecond
+
+// answer is a node's answer: it holds the content (of size), or is
+// downloading it.
+type answer struct {
+	p       Peer
+	size    int64
+	holds   bool
+	pulling bool
+}
+
+// ask asks a group of nodes at once: a node that holds the content if
+// there is one, else one that is downloading it.
+func (s *Share) ask(ctx context.Context, group []Peer, digest string) answer {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
-	type answer struct {
-		p    Peer
-		size int64
-		ok   bool
-	}
 	answers := make(chan answer, len(group))
 	for _, p := range group {
-		go func() {
-			resp, err := s.o.Client.Open(ctx, http.MethodHead, p.Addr, control.PathBlobs+digest)
-			if err != nil {
-				answers <- answer{}
-				return
-			}
-			resp.Body.Close()
-			answers <- answer{p, resp.ContentLength, resp.ContentLength >= 0}
-		}()
+		go func() { answers <- s.head(ctx, p, digest) }()
 	}
+	var pulling answer
 	for range group {
-		if a := <-answers; a.ok {
-			return a.p, a.size, true
+		a := <-answers
+		if a.holds {
+			return a
+		}
+		if a.pulling && before(a.p, s.o.Self) && (!pulling.pulling || before(a.p, pulling.p)) {
+			pulling = a
 		}
 	}
-	return Peer{}, 0, false
+	return pulling
+}
+
+// head asks one node.
+func (s *Share) head(ctx context.Context, p Peer, digest string) answer {
+	resp, err := s.o.Client.Open(ctx, http.MethodHead, p.Addr, control.PathBlobs+digest)
+	if err != nil {
+		return answer{p: p}
+	}
+	resp.Body.Close()
+	if resp.Header.Get(pullingHeader) != "" {
+		return answer{p: p, pulling: true}
+	}
+	return answer{p: p, size: resp.ContentLength, holds: resp.ContentLength >= 0}
+}
+
+// await waits for p's download of digest to end.
+func (s *Share) await(ctx context.Context, p Peer, digest string) answer {
+	deadline := time.Now().Add(pullWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return answer{}
+		case <-time.After(pollEvery):
+		}
+		actx, cancel := context.WithTimeout(ctx, askTimeout)
+		a := s.head(actx, p, digest)
+		cancel()
+		if !a.pulling {
+			return a
+		}
+	}
+	return answer{}
 }
 
 // mediaType is a manifest's media type, which containerd wants as its
