@@ -99,8 +99,8 @@ const (
 const pullingHeader = "Hepto-Content"
 
 // pulling tells whether this node is getting digest: its mirror is
-// asking for it, or its containerd went to the registry for it (a moment
-// ago, or its download is still in progress).
+// asking for it, or it is on its way (from the registry or another node)
+// and containerd's download is not over.
 func (s *Share) pulling(digest string) bool {
 	s.mu.Lock()
 	t, claimed := s.claims[digest]
@@ -224,6 +224,9 @@ func (s *Share) mirror(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Docker-Content-Digest", digest)
 		return
 	}
+	// Getting it: the nodes after this one wait for it, until containerd
+	// has it in its store.
+	s.claim(digest)
 	resp, err := s.o.Client.Open(r.Context(), http.MethodGet, peer.Addr, control.PathBlobs+digest)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
