@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/hepto-net/hepto/lab/registry"
 )
 
 // TestHomes: homes as failure domains. Three homes, one with two
@@ -139,27 +136,7 @@ func TestHomes(t *testing.T) {
 func checkImageSharing(t *testing.T, k *kubeCluster) {
 	an := k.an
 	const name = "hepto.test/etcd-member:shared"
-	r := registry.New(nil)
-	if _, err := r.Add(buildProgramImage(t, "../lab/etcdmember", name)); err != nil {
-		r.Close()
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort(an.Host.IPv4.String(), "5000")
-	ln, err := an.Host.Listen("tcp", addr)
-	if err != nil {
-		r.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Serve(ln))
-	for _, n := range []*node{k.a, k.a2, k.b} {
-		dir := filepath.Join(n.State, "registries", "hepto.test")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(registry.HostsTOML("hepto.test", "http://"+addr)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r := serveRegistry(t, an.Host, buildProgramImage(t, "../lab/etcdmember", name), k.a, k.a2, k.b)
 	pull := func(n *node) {
 		t.Helper()
 		pod := "pull-" + n.Name

@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/hepto-net/hepto/k8s/images"
 	"github.com/hepto-net/hepto/lab"
-	"github.com/hepto-net/hepto/lab/registry"
 )
 
 // TestBenchImages (make bench-images): a 100 MB image deployed on every
@@ -57,25 +55,7 @@ func TestBenchImages(t *testing.T) {
 		t.Run(fmt.Sprintf("share=%v", share), func(t *testing.T) {
 			flags := func(*world) []string { return []string{fmt.Sprintf("--share-images=%v", share)} }
 			k := startKube(t, kubeOptions{threeHomes: true, flags: flags})
-			r := registry.New(nil)
-			if _, err := r.Add(web); err != nil {
-				r.Close()
-				t.Fatal(err)
-			}
-			addr := net.JoinHostPort(k.an.Host.IPv4.String(), "5000")
-			ln, err := k.an.Host.Listen("tcp", addr)
-			if err != nil {
-				r.Close()
-				t.Fatal(err)
-			}
-			t.Cleanup(r.Serve(ln))
-			for _, n := range []*node{k.an, k.a, k.a2, k.b, k.c} {
-				d := filepath.Join(n.State, "registries", "hepto.test")
-				os.MkdirAll(d, 0o755)
-				if err := os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(registry.HostsTOML("hepto.test", "http://"+addr)), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			r := serveRegistry(t, k.an.Host, web, k.an, k.a, k.a2, k.b, k.c)
 			homes := []*lab.Home{k.homeA, k.homeB, k.homeC}
 			var before [3]uint64
 			for i, h := range homes {

@@ -396,6 +396,35 @@ func buildProgramImage(t *testing.T, dir, name string, args ...string) string {
 	return archive
 }
 
+// serveRegistry serves the images of archive as registry hepto.test from
+// host (port 5000, plain HTTP), and makes it the registry's mirror on
+// nodes (their STATE/registries/hepto.test/hosts.toml, as a user would).
+func serveRegistry(t *testing.T, host *lab.Host, archive string, nodes ...*node) *registry.Registry {
+	t.Helper()
+	r := registry.New(nil)
+	if _, err := r.Add(archive); err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(host.IPv4.String(), "5000")
+	ln, err := host.Listen("tcp", addr)
+	if err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Serve(ln))
+	for _, n := range nodes {
+		dir := filepath.Join(n.State, "registries", "hepto.test")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(registry.HostsTOML("hepto.test", "http://"+addr)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
 // placeImage puts an archive in a node's STATE/images.
 func placeImage(t *testing.T, stateDir, archive string) {
 	t.Helper()
@@ -827,25 +856,7 @@ func checkHostPort(t *testing.T, cp, home *node, lanPeer *lab.Host) {
 func checkMirror(t *testing.T, cp, home *node) {
 	t.Helper()
 	const name = "hepto.test/web:pulled"
-	r := registry.New(nil)
-	if _, err := r.Add(buildWebImage(t, name)); err != nil {
-		r.Close()
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort(cp.Host.IPv4.String(), "5000")
-	ln, err := cp.Host.Listen("tcp", addr)
-	if err != nil {
-		r.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Serve(ln))
-	dir := filepath.Join(home.State, "registries", "hepto.test")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(registry.HostsTOML("hepto.test", "http://"+addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	serveRegistry(t, cp.Host, buildWebImage(t, name), home)
 	kubectl(t, cp, "run", "pulled", "--image", name, "--image-pull-policy", "Always",
 		"--overrides", fmt.Sprintf(`{"spec":{"nodeName":%q}}`, home.Name), "--command", "--", "/web", "serve")
 	if out, err := kubectlErr(cp, "wait", "--for=condition=Ready", "pod/pulled", "--timeout=120s"); err != nil {
