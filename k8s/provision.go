@@ -48,6 +48,15 @@ func (s *storage) sync(ctx context.Context) {
 		}
 	}
 	claims, _ := s.claims.List(labels.Everything())
+	live := map[types.UID]bool{}
+	for _, pvc := range claims {
+		live[pvc.UID] = true
+	}
+	for uid := range s.said {
+		if !live[uid] {
+			delete(s.said, uid) // the claim is gone
+		}
+	}
 	for _, pvc := range claims {
 		class := classes[ptr.Deref(pvc.Spec.StorageClassName, "")]
 		if class == nil {
