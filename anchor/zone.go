@@ -11,6 +11,10 @@ import (
 // decided from it (membership.ChooseZone): its record is signed again,
 // with the next revision, when either changed. It returns the record.
 func (a *Anchor) SetHome(name string, rep control.HomeReport) (membership.Node, error) {
+	if a.restored.Load() {
+		// Its records may be older than the cluster's: it signs none yet.
+		return membership.Node{}, control.Unavailable(ErrRestored)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	m := a.o.Store.Current()
