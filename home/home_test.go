@@ -1,9 +1,16 @@
 package home
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
 	"testing"
+
+	"github.com/vishvananda/netns"
 )
 
 func TestFingerprint(t *testing.T) {
@@ -21,5 +28,59 @@ func TestFingerprint(t *testing.T) {
 		if other == a {
 			t.Errorf("two homes share the fingerprint %s", a)
 		}
+	}
+}
+
+// Find in a network namespace of its own: a LAN interface, a default
+// route through a gateway whose link-layer address is known.
+func TestFind(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes a network namespace")
+	}
+	name := fmt.Sprintf("hepto-home-%d", os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ip("netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	in := func(args ...string) { ip(append([]string{"-n", name}, args...)...) }
+	in("link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+	in("link", "set", "lan0", "up")
+	in("link", "set", "lan1", "up")
+	in("addr", "add", "192.168.7.2/24", "dev", "lan0")
+	find := func() (string, error) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			return "", err
+		}
+		defer orig.Close()
+		ns, err := netns.GetFromName(name)
+		if err != nil {
+			return "", err
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			return "", err
+		}
+		defer netns.Set(orig)
+		return Find("c")
+	}
+	if _, err := find(); !errors.Is(err, ErrNoGateway) {
+		t.Fatalf("no default route: %v, want ErrNoGateway", err)
+	}
+	in("route", "add", "default", "via", "192.168.7.1", "dev", "lan0")
+	if _, err := find(); !errors.Is(err, ErrNoGateway) {
+		t.Fatalf("a gateway never spoken to: %v, want ErrNoGateway", err)
+	}
+	in("neigh", "replace", "192.168.7.1", "lladdr", "02:00:00:00:07:01", "dev", "lan0", "nud", "permanent")
+	got, err := find()
+	mac, _ := net.ParseMAC("02:00:00:00:07:01")
+	if want := Fingerprint("c", netip.MustParseAddr("192.168.7.1"), mac); err != nil || got != want {
+		t.Fatalf("Find: %q %v, want %q", got, err, want)
 	}
 }
