@@ -1,8 +1,15 @@
 package k8s
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hepto-net/hepto/control"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -78,5 +85,19 @@ func TestVolumeNodeAndCapacityName(t *testing.T) {
 	long := strings.Repeat("n", 63)
 	if a, b := capacityName(long, strings.Repeat("c", 253)), capacityName(long, "local"); a == b || len(a) > 63 {
 		t.Errorf("capacity names %q, %q: want distinct and short", a, b)
+	}
+}
+
+// Only a control-plane node's hepto makes volumes: an unsigned call (a
+// pod, a host on the LAN) makes none.
+func TestVolumeRequestUnsigned(t *testing.T) {
+	n := &Node{layout: Layout{Volumes: t.TempDir()}, log: slog.New(slog.DiscardHandler)}
+	w := httptest.NewRecorder()
+	n.handleVolume(w, httptest.NewRequest(http.MethodPost, control.PathVolumes, strings.NewReader(`{"op":"create","name":"pvc-x"}`)))
+	if w.Code == http.StatusOK {
+		t.Errorf("unsigned create: %d %s, want a refusal", w.Code, w.Body)
+	}
+	if _, err := os.Stat(filepath.Join(n.layout.Volumes, "pvc-x")); !os.IsNotExist(err) {
+		t.Errorf("unsigned create made the volume: %v", err)
 	}
 }

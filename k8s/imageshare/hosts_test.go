@@ -1,10 +1,14 @@
 package imageshare
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hepto-net/hepto/control"
 )
 
 func TestWriteHosts(t *testing.T) {
@@ -89,5 +93,22 @@ func TestBefore(t *testing.T) {
 	anchor, a, b := Peer{Name: "z", Anchor: true}, Peer{Name: "home-a"}, Peer{Name: "home-b"}
 	if !before(anchor, a) || before(a, anchor) || !before(a, b) || before(b, a) || before(a, a) {
 		t.Error("before is not a strict order with anchors first")
+	}
+}
+
+// Content goes to members' hepto only: an unsigned call (a pod, a host on
+// the LAN, a process on the node) gets none, even of content the node holds.
+func TestServeBlobUnsigned(t *testing.T) {
+	dir := t.TempDir()
+	hex := strings.Repeat("ab", 32)
+	os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755)
+	os.WriteFile(filepath.Join(dir, "blobs", "sha256", hex), []byte("secret layer"), 0o644)
+	s := New(Options{Content: dir})
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		w := httptest.NewRecorder()
+		s.ServeBlob(w, httptest.NewRequest(method, control.PathBlobs+"sha256:"+hex, nil))
+		if w.Code == http.StatusOK || strings.Contains(w.Body.String(), "secret layer") {
+			t.Errorf("%s unsigned: %d %q, want a refusal", method, w.Code, w.Body.String())
+		}
 	}
 }

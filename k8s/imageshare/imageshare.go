@@ -10,6 +10,7 @@
 package imageshare
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -358,7 +359,7 @@ func mediaType(resp *http.Response, size int64) string {
 	if err != nil {
 		return fallback
 	}
-	resp.Body = io.NopCloser(strings.NewReader(string(b)))
+	resp.Body = io.NopCloser(bytes.NewReader(b))
 	var v struct {
 		MediaType string `json:"mediaType"`
 	}
