@@ -20,6 +20,8 @@ K8S_TAGS := no_btrfs
 # the exported methods that nothing calls, about 25 MB (docs/architecture.md).
 HEPTO_TAGS := $(K8S_TAGS),grpcnotrace
 HEPTO_GOFLAGS = -trimpath -tags $(HEPTO_TAGS) -modfile $(CURDIR)/bin/patched/go.mod
+# The fabric build of hepto (kubebin): no Kubernetes linked.
+FABRIC_GOFLAGS = -trimpath -tags $(HEPTO_TAGS),fabric -modfile $(CURDIR)/bin/patched/go.mod
 APT_PKGS := runc nftables iproute2 iptables iperf3 conntrack iputils-ping procps wireguard-tools bind9-dnsutils dnsperf prometheus coturn dpkg-dev gcc libc6-dev curl openssl
 
 .PHONY: all build cross containerd install install-files deps test test-short fuzz bench bench-cni cni-ref coredns bench-dns bench-dns-k8s bench-nat bench-idle bench-netpol bench-publish bench-volumes bench-images ingress-tools bench-cp chaos demo lint clean conformance-local-volumes
@@ -32,8 +34,7 @@ export GOARCH ?= $(shell $(GO) env GOARCH)
 CNI_REF := github.com/containernetworking/plugins/plugins
 BIN := bin$(if $(filter-out $(shell $(GO) env GOHOSTARCH),$(GOARCH)),/linux-$(GOARCH))
 
-build: containerd patched
-	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $(BIN)/hepto ./cmd/hepto
+build: containerd patched hepto
 	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-lab ./cmd/hepto-lab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/portmap $(CNI_REF)/meta/portmap
@@ -41,9 +42,17 @@ build: containerd patched
 # cross: hepto's own two programs for GOARCH (CI checks arm64, for
 # Raspberry Pis); make build GOARCH=arm64 builds containerd and portmap
 # too.
-cross: patched
-	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $(BIN)/hepto ./cmd/hepto
+cross: patched hepto
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hepto-cni ./cmd/hepto-cni
+
+# hepto: built twice (kubebin). $(BIN)/hepto-full links Kubernetes;
+# $(BIN)/hepto, the one installed, runs the fabric and the commands and
+# carries hepto-full, compressed, for the nodes that run Kubernetes.
+.PHONY: hepto
+hepto: patched
+	CGO_ENABLED=0 $(GO) build $(HEPTO_GOFLAGS) -ldflags '$(LDFLAGS) $(K8S_LDFLAGS)' -o $(BIN)/hepto-full ./cmd/hepto
+	GOARCH=$(shell $(GO) env GOHOSTARCH) $(GO) run $(HEPTO_GOFLAGS) ./kubebin/pack $(BIN)/hepto-full kubebin
+	CGO_ENABLED=0 $(GO) build $(FABRIC_GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/hepto ./cmd/hepto
 
 # patch-modules copies each module named by $(3)/MODULE@VERSION.patch
 # (MODULE with _ for /) from the module cache into $(2), applies the
@@ -159,7 +168,7 @@ fuzz:
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenMembership -fuzztime $(FUZZTIME)
 	$(GO) test ./membership -run '^$$' -fuzz FuzzOpenSet -fuzztime $(FUZZTIME)
 	$(GO) test ./backup -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME)
-	$(GO) test $(HEPTO_GOFLAGS) ./k8s/publish -run '^$$' -fuzz FuzzParsePorts -fuzztime $(FUZZTIME)
+	$(GO) test $(HEPTO_GOFLAGS) ./k8s/publish/ports -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test $(HEPTO_GOFLAGS) ./k8s -run '^$$' -fuzz FuzzParseVolumeSpace -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./control -run '^$$' -fuzz FuzzSignature -fuzztime $(FUZZTIME)

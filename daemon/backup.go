@@ -11,8 +11,6 @@ import (
 	"strings"
 
 	"github.com/hepto-net/hepto/backup"
-	"github.com/hepto-net/hepto/k8s"
-	"github.com/hepto-net/hepto/k8s/controlplane"
 	"github.com/hepto-net/hepto/state"
 )
 
@@ -51,7 +49,7 @@ func backupKey(st state.Dir) (backup.Key, error) {
 }
 
 // takeBackup seals a backup of this control-plane node to path.
-func takeBackup(ctx context.Context, st state.Dir, kube *k8s.Node, path string) (int, error) {
+func takeBackup(ctx context.Context, st state.Dir, kube *kubeNode, path string) (int, error) {
 	var snap bytes.Buffer
 	if err := kube.Snapshot(ctx, &snap); err != nil {
 		return 0, err
@@ -67,7 +65,7 @@ func takeBackup(ctx context.Context, st state.Dir, kube *k8s.Node, path string) 
 		}
 		files = append(files, backup.File{Name: backupStatePrefix + name, Mode: 0o600, Data: b})
 	}
-	pkiDir := filepath.Join(st.Path(k8s.Dir), "pki")
+	pkiDir := filepath.Join(st.Path(state.KubernetesDir), "pki")
 	entries, err := os.ReadDir(pkiDir)
 	if err != nil {
 		return 0, err
@@ -142,11 +140,11 @@ func Restore(dir, keyText, file string) (err error) {
 			}
 			written = append(written, st.Path(name))
 		case strings.HasPrefix(fl.Name, backupPKIPrefix) && !strings.Contains(strings.TrimPrefix(fl.Name, backupPKIPrefix), "/"):
-			pki := state.Dir(filepath.Join(st.Path(k8s.Dir), "pki"))
+			pki := state.Dir(filepath.Join(st.Path(state.KubernetesDir), "pki"))
 			if err := os.MkdirAll(string(pki), 0o700); err != nil {
 				return err
 			}
-			written = append(written, st.Path(k8s.Dir))
+			written = append(written, st.Path(state.KubernetesDir))
 			if err := pki.WriteBytes(strings.TrimPrefix(fl.Name, backupPKIPrefix), fl.Data, 0o600); err != nil {
 				return err
 			}
@@ -176,8 +174,8 @@ func Restore(dir, keyText, file string) (err error) {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	written = append(written, st.Path(k8s.Dir))
-	if err := controlplane.RestoreEtcd(tmp.Name(), st.Path(k8s.Dir), n.self.Name); err != nil {
+	written = append(written, st.Path(state.KubernetesDir))
+	if err := restoreEtcd(tmp.Name(), st.Path(state.KubernetesDir), n.self.Name); err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	if err := st.WriteBytes(state.BackupKeyFile, []byte(k.String()+"\n"), 0o600); err != nil {

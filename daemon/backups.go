@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hepto-net/hepto/control"
-	"github.com/hepto-net/hepto/k8s"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/state"
 )
@@ -38,7 +37,7 @@ const (
 
 type backupService struct {
 	st       state.Dir
-	kube     *k8s.Node
+	kube     *kubeNode
 	store    *membership.Store
 	self     string
 	client   *control.Client

@@ -17,9 +17,7 @@ import (
 
 	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/control"
-	"github.com/hepto-net/hepto/dns/kubewatch"
-	"github.com/hepto-net/hepto/k8s"
-	"github.com/hepto-net/hepto/k8s/publish"
+	"github.com/hepto-net/hepto/k8s/publish/ports"
 	"github.com/hepto-net/hepto/key"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/mesh"
@@ -128,6 +126,18 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return serve(ctx, cfg, n)
+}
+
+// NeedsKubernetes tells whether `hepto run` with cfg runs Kubernetes: a
+// TUN-mode node asking for it, unless its record says it was admitted to
+// the fabric only (unknown before it joins, or if the state does not load:
+// yes, and Run tells).
+func NeedsKubernetes(cfg Config) bool {
+	if !cfg.Kubernetes || cfg.Userspace {
+		return false
+	}
+	n, err := load(state.Dir(cfg.State))
+	return err != nil || n.self.RunsKubernetes()
 }
 
 // load reads the state directory; a missing or corrupt file is an error and
@@ -239,9 +249,9 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	identity := &control.Identity{Key: n.priv, Member: func(ip netip.Addr) (membership.Node, bool) { return n.store.Current().At(ip) }}
 	client.Identity = identity
 	sup := supervisor.New(log)
-	relay := publish.PortRange{Proto: "udp", Min: nat.RelayMin, Max: nat.RelayMax}
+	relay := ports.Range{Proto: "udp", Min: nat.RelayMin, Max: nat.RelayMax}
 	if cfg.RelayPorts != "" {
-		if relay, err = publish.ParsePortRange(cfg.RelayPorts); err != nil || relay.Proto != "udp" {
+		if relay, err = ports.ParseRange(cfg.RelayPorts); err != nil || relay.Proto != "udp" {
 			return fmt.Errorf("--relay-ports %q: want MIN-MAX (UDP)", cfg.RelayPorts)
 		}
 	}
@@ -253,7 +263,7 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 			JoinPeersChanged: func() { mh.Kick() }, Logger: log,
 			Restored: n.st.Has(state.RestoredFile),
 			BeforeRemove: func(ctx context.Context, node membership.Node) error {
-				return k8s.RemoveEtcdMember(ctx, client, n.store.Current().Nodes, node)
+				return removeEtcdMember(ctx, client, n.store.Current().Nodes, node)
 			},
 		})
 		if err != nil {
@@ -264,37 +274,14 @@ func serve(ctx context.Context, cfg Config, n *node) error {
 	m.Services(func() map[string]bool { return servicesUp(sup) })
 	dnsSvc := newDNS(cfg.DNS, n, tun, m, log)
 	// Kubernetes on TUN-mode nodes only; nil: the fabric alone.
-	var kube *k8s.Node
+	var kube *kubeNode
 	runKube := cfg.Kubernetes && !cfg.Userspace
 	if runKube && !n.self.RunsKubernetes() {
 		log.Info("no Kubernetes: this node was admitted to the fabric only")
 		runKube = false
 	}
 	if runKube {
-		// Pods ask their own node's DNS server.
-		clusterDNS, names := n.self.OverlayIPs[:1], kubewatch.Sink(dnsSvc)
-		if cfg.DNS.Disable {
-			clusterDNS, names = nil, nil
-		}
-		kube = k8s.New(k8s.Options{
-			StateDir: cfg.State, VolumesDir: cfg.VolumesDir, NodeName: n.self.Name, Addresses: n.self.OverlayIPs,
-			ControlPlane:    n.self.IsControlPlane(),
-			Anchor:          n.self.IsAnchor(),
-			ServiceCIDRs:    n.cluster.Networks.Services(),
-			PodCIDRs:        []netip.Prefix{n.cluster.Networks.PodsV4, n.cluster.Networks.PodsV6},
-			ClusterDNS:      clusterDNS,
-			ClusterDomain:   cfg.DNS.KubeDomain,
-			DNS:             names,
-			Overlay:         []netip.Prefix{n.cluster.Networks.OverlayV4, n.cluster.Networks.OverlayV6},
-			Members:         func() []membership.Node { return n.store.Current().Nodes },
-			Membership:      n.store,
-			CertValidity:    cfg.CertValidity,
-			UpstreamTimings: cfg.UpstreamTimings,
-			ReservedPorts:   reservedPorts(n.self, tun.ListenPort(), relay),
-			NoImageSharing:  cfg.NoImageSharing,
-			Client:          client,
-			Logger:          log,
-		})
+		kube = startKube(cfg, n, tun, dnsSvc, relay, client)
 	}
 	m.Components(kube.ComponentsUp)
 	m.Published(func() []metrics.Published { return publishedMetrics(kube) })

@@ -12,7 +12,6 @@ import (
 
 	"github.com/hepto-net/hepto/anchor"
 	"github.com/hepto-net/hepto/control"
-	"github.com/hepto-net/hepto/k8s"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/mesh"
 	"github.com/hepto-net/hepto/state"
@@ -27,7 +26,7 @@ type localAPI struct {
 	tun    *tunnel.Tunnel
 	mesh   *mesh.Mesh
 	anchor *anchor.Anchor // nil but on anchors
-	kube   *k8s.Node
+	kube   *kubeNode
 	sup    *supervisor.Supervisor
 	ln     net.Listener
 }
@@ -132,7 +131,7 @@ func (l *localAPI) handleBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	size, err := takeBackup(r.Context(), l.st, l.kube, req.Path)
 	switch {
-	case errors.Is(err, k8s.ErrNotControlPlane):
+	case errors.Is(err, errNotControlPlane):
 		localapi.WriteError(w, http.StatusBadRequest, err)
 	case err != nil:
 		localapi.WriteError(w, http.StatusInternalServerError, err)
@@ -248,9 +247,9 @@ func (l *localAPI) handleSecretsRotate(w http.ResponseWriter, r *http.Request) {
 // kubeStatus is the HTTP status of a Kubernetes error.
 func kubeStatus(err error) int {
 	switch {
-	case errors.Is(err, k8s.ErrNotControlPlane), errors.Is(err, k8s.ErrUnknownUser):
+	case errors.Is(err, errNotControlPlane), errors.Is(err, errUnknownUser):
 		return http.StatusNotFound
-	case errors.Is(err, k8s.ErrBadUser):
+	case errors.Is(err, errBadUser):
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
@@ -268,7 +267,7 @@ func (l *localAPI) handleImageImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch err := l.kube.ImportImage(r.Context(), req.Path); {
-	case errors.Is(err, k8s.ErrNoRuntime):
+	case errors.Is(err, errNoRuntime):
 		localapi.WriteError(w, http.StatusConflict, err)
 	case err != nil:
 		localapi.WriteError(w, http.StatusBadRequest, err)

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/hepto-net/hepto/kubebin"
 )
 
 var (
@@ -35,6 +37,10 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(binDir)
+		// Where a fabric build unpacks the full one: once for the run.
+		if os.Getenv(kubebin.EnvDir) == "" {
+			os.Setenv(kubebin.EnvDir, filepath.Join(binDir, "data"))
+		}
 		for _, b := range []struct {
 			bin       *string
 			name, pkg string

@@ -36,6 +36,7 @@ import (
 	"github.com/hepto-net/hepto/k8s/nodecert"
 	"github.com/hepto-net/hepto/k8s/proxy"
 	"github.com/hepto-net/hepto/k8s/publish"
+	"github.com/hepto-net/hepto/k8s/publish/ports"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/state"
@@ -58,7 +59,7 @@ const (
 )
 
 // Dir is where Kubernetes keeps its files, under hepto's state directory.
-const Dir = "kubernetes"
+const Dir = state.KubernetesDir
 
 // Options configure a node's Kubernetes.
 type Options struct {
@@ -98,7 +99,7 @@ type Options struct {
 	// ReservedPorts are the ports the node needs on its public addresses
 	// (its WireGuard port; an anchor's STUN, TURN and relay ports):
 	// refused to Services.
-	ReservedPorts []publish.PortRange
+	ReservedPorts []ports.Range
 	// NoImageSharing: containerd pulls from the registries alone, not
 	// from the other nodes first (k8s/imageshare).
 	NoImageSharing bool

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hepto-net/hepto/k8s/publish"
+	"github.com/hepto-net/hepto/k8s/publish/ports"
 	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/nat"
 )
@@ -33,7 +34,7 @@ type site struct {
 	name     string
 	anchor   bool
 	addrs    []netip.Addr
-	reserved []publish.PortRange // ports it needs itself on those addresses
+	reserved []ports.Range // ports it needs itself on those addresses
 	live     bool
 }
 
@@ -54,14 +55,14 @@ func sites(members []membership.Node, nodes []*corev1.Node, renewed map[string]t
 		}
 		s := site{name: m.Name, anchor: m.IsAnchor(), live: now.Sub(renewed[m.Name]) <= siteLive}
 		if s.anchor {
-			s.reserved = append(s.reserved, publish.PortRange{Proto: "udp", Min: nat.ServerPort, Max: nat.ServerPort},
-				publish.PortRange{Proto: "tcp", Min: nat.ServerPort, Max: nat.ServerPort})
+			s.reserved = append(s.reserved, ports.Range{Proto: "udp", Min: nat.ServerPort, Max: nat.ServerPort},
+				ports.Range{Proto: "tcp", Min: nat.ServerPort, Max: nat.ServerPort})
 			if host, port, err := net.SplitHostPort(m.Endpoint); err == nil {
 				if a, err := netip.ParseAddr(host); err == nil {
 					s.addrs = append(s.addrs, a.Unmap())
 				}
 				if p, err := strconv.ParseUint(port, 10, 16); err == nil {
-					s.reserved = append(s.reserved, publish.PortRange{Proto: "udp", Min: uint16(p), Max: uint16(p)})
+					s.reserved = append(s.reserved, ports.Range{Proto: "udp", Min: uint16(p), Max: uint16(p)})
 				}
 			}
 		}
@@ -72,7 +73,7 @@ func sites(members []membership.Node, nodes []*corev1.Node, renewed map[string]t
 			}
 			s.addrs = append(s.addrs, a)
 		}
-		if r, err := publish.ParsePorts(node.Annotations[publish.ReservedPorts]); err == nil {
+		if r, err := ports.Parse(node.Annotations[publish.ReservedPorts]); err == nil {
 			s.reserved = append(s.reserved, r...)
 		}
 		if len(s.addrs) > 0 {
@@ -129,8 +130,8 @@ func decide(services []*corev1.Service, sites []site, endpoints map[string][]str
 			out = append(out, d)
 			continue
 		}
-		ports := servicePorts(s)
-		if site, port, ok := reservedOn(targets, ports); ok {
+		want := servicePorts(s)
+		if site, port, ok := reservedOn(targets, want); ok {
 			d.cond = refused("PortReserved", "port %s is %s's own (WireGuard and ICE, STUN, TURN's relays): choose another", port, site)
 			out = append(out, d)
 			continue
@@ -139,7 +140,7 @@ func decide(services []*corev1.Service, sites []site, endpoints map[string][]str
 		conflict := ""
 		for _, t := range targets {
 			for _, a := range t.addrs {
-				for _, p := range ports {
+				for _, p := range want {
 					c := a.String() + " " + p.String()
 					if taken[c] != "" && conflict == "" {
 						conflict = fmt.Sprintf("port %s on %s is published already, by the older Service %s", p, a, taken[c])
@@ -209,22 +210,22 @@ func namedAnchors(s *corev1.Service) string {
 }
 
 // servicePorts are a Service's ports as ranges of one port.
-func servicePorts(s *corev1.Service) []publish.PortRange {
-	var out []publish.PortRange
+func servicePorts(s *corev1.Service) []ports.Range {
+	var out []ports.Range
 	for _, p := range s.Spec.Ports {
 		proto := strings.ToLower(string(p.Protocol))
 		if proto == "" {
 			proto = "tcp"
 		}
-		out = append(out, publish.PortRange{Proto: proto, Min: uint16(p.Port), Max: uint16(p.Port)})
+		out = append(out, ports.Range{Proto: proto, Min: uint16(p.Port), Max: uint16(p.Port)})
 	}
 	return out
 }
 
 // reservedOn tells a port that one of the sites needs itself.
-func reservedOn(sites []site, ports []publish.PortRange) (string, publish.PortRange, bool) {
+func reservedOn(sites []site, want []ports.Range) (string, ports.Range, bool) {
 	for _, t := range sites {
-		for _, p := range ports {
+		for _, p := range want {
 			for _, r := range t.reserved {
 				if r.Has(p.Proto, p.Min) {
 					return t.name, p, true
@@ -232,7 +233,7 @@ func reservedOn(sites []site, ports []publish.PortRange) (string, publish.PortRa
 			}
 		}
 	}
-	return "", publish.PortRange{}, false
+	return "", ports.Range{}, false
 }
 
 // ipMode tells who serves address a for the Service: kube-proxy (VIP),

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hepto-net/hepto/k8s/publish"
+	"github.com/hepto-net/hepto/k8s/publish/ports"
 	"github.com/hepto-net/hepto/membership"
 )
 
@@ -57,7 +58,7 @@ func TestSites(t *testing.T) {
 		port     uint16
 		reserved bool
 	}{{"udp", 4500, true}, {"tcp", 4500, false}, {"udp", 3478, true}, {"tcp", 3478, true}, {"udp", 50001, true}, {"udp", 49999, false}, {"tcp", 50001, false}} {
-		_, _, got := reservedOn([]site{vps}, []publish.PortRange{{Proto: c.proto, Min: c.port, Max: c.port}})
+		_, _, got := reservedOn([]site{vps}, []ports.Range{{Proto: c.proto, Min: c.port, Max: c.port}})
 		if got != c.reserved {
 			t.Errorf("vps %d/%s reserved %v, want %v", c.port, c.proto, got, c.reserved)
 		}
@@ -76,7 +77,7 @@ func TestSites(t *testing.T) {
 // Services are left alone; the mode says who serves each address.
 func TestDecide(t *testing.T) {
 	a1 := site{name: "a1", anchor: true, live: true, addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8::1")},
-		reserved: []publish.PortRange{{Proto: "udp", Min: 51820, Max: 51820}}}
+		reserved: []ports.Range{{Proto: "udp", Min: 51820, Max: 51820}}}
 	a2 := site{name: "a2", anchor: true, live: true, addrs: []netip.Addr{netip.MustParseAddr("203.0.113.2")}}
 	down := site{name: "down", anchor: true, addrs: []netip.Addr{netip.MustParseAddr("203.0.113.3")}}
 	home := site{name: "home", live: true, addrs: []netip.Addr{netip.MustParseAddr("2001:db8:5::2")}}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hepto-net/hepto/k8s/nodecert"
 	"github.com/hepto-net/hepto/k8s/publish"
+	"github.com/hepto-net/hepto/k8s/publish/ports"
 	"github.com/hepto-net/hepto/localapi"
 )
 
@@ -70,7 +71,7 @@ func (n *Node) announce(ctx context.Context, c kubernetes.Interface) {
 			for i, a := range addrs {
 				s[i] = a.String()
 			}
-			ann := map[string]string{publish.PublicIPs: strings.Join(s, ","), publish.ReservedPorts: publish.FormatPorts(n.o.ReservedPorts)}
+			ann := map[string]string{publish.PublicIPs: strings.Join(s, ","), publish.ReservedPorts: ports.Format(n.o.ReservedPorts)}
 			if space := n.volumeSpace(); space != "" {
 				ann[VolumeSpace] = space
 			}

@@ -37,9 +37,9 @@ const (
 	expiresAnnot    = "hepto.net/expires"
 	kubeconfigGroup = "hepto:kubeconfig:"
 	// DefaultUser is the kubeconfig's person when none is named.
-	DefaultUser = "admin"
+	DefaultUser = localapi.DefaultUser
 	// DefaultKubeconfigTTL is how long a kubeconfig lasts unless told.
-	DefaultKubeconfigTTL = 365 * 24 * time.Hour
+	DefaultKubeconfigTTL = localapi.DefaultKubeconfigTTL
 )
 
 // ErrUnknownUser: no kubeconfig of that person to revoke; ErrBadUser: a

@@ -117,6 +117,12 @@ type Kubeconfig struct {
 	Kubeconfig string `json:"kubeconfig"`
 }
 
+// What a KubeconfigRequest leaves empty.
+const (
+	DefaultUser          = "admin"              // the kubeconfig's person
+	DefaultKubeconfigTTL = 365 * 24 * time.Hour // how long it lasts
+)
+
 // KubeconfigRequest is the body of POST /v1/kubeconfig: a person's
 // kubeconfig, cluster admin or admin of Namespaces, lasting TTL (0: a
 // year).

@@ -26,6 +26,7 @@ const (
 	BackupKeyFile  = "backup.key"      // control-plane anchors: the key that seals backups
 	RestoredFile   = "restored"        // made by hepto restore, until the anchor hears from the cluster
 	SocketFile     = "hepto.sock"      // local command socket
+	KubernetesDir  = "kubernetes"      // Kubernetes' own state (certificates, etcd, kubelet)
 )
 
 // ErrNotExist is returned by Read for a file that is not there.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hepto-net/hepto/kubebin"
 )
 
 func main() {
@@ -24,9 +26,21 @@ func main() {
 	}
 	root.PersistentFlags().String("hepto", defaultBin(), "hepto binary")
 	root.AddCommand(demoCmd(), conformanceCmd(), benchCmd(), dnsBenchCmd(), dnsResolverCmd(), cniBenchCmd(), natBenchCmd(), idleBenchCmd(), k8sBenchCmd(), e2eImagesCmd())
+	// Where hepto unpacks its Kubernetes executable (kubebin): the lab's
+	// own directory, removed on exit, unless told.
+	data := ""
+	if os.Getenv(kubebin.EnvDir) == "" {
+		if dir, err := os.MkdirTemp("", "hepto-lab-data-"); err == nil {
+			data = dir
+			os.Setenv(kubebin.EnvDir, dir)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	stop()
+	if data != "" {
+		os.RemoveAll(data)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hepto-lab:", err)
 		os.Exit(1)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hepto-net/hepto/daemon"
+	"github.com/hepto-net/hepto/kubebin"
 	"github.com/hepto-net/hepto/localapi"
 	"github.com/hepto-net/hepto/state"
 )
@@ -43,6 +44,10 @@ func restoreCmd() *cobra.Command {
 		Short: "Bring a control-plane anchor back from a backup, into an empty state directory, before hepto run",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if kubebin.Embedded {
+				// etcd's snapshot is restored by the full executable.
+				return kubebin.Exec(os.Args)
+			}
 			key, err := os.ReadFile(keyFile)
 			if err != nil {
 				return fmt.Errorf("--key: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hepto-net/hepto/daemon"
+	"github.com/hepto-net/hepto/kubebin"
 	"github.com/hepto-net/hepto/metrics"
 )
 
@@ -57,6 +58,9 @@ func runCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.State = stateDir(cmd)
+			if kubebin.Embedded && daemon.NeedsKubernetes(cfg) {
+				return kubebin.Exec(os.Args)
+			}
 			if joinFile != "" {
 				if cfg.Join != "" {
 					return errors.New("--join and --join-file: one or the other")

@@ -25,6 +25,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hepto-net/hepto/k8s/component"
+	"github.com/hepto-net/hepto/kubebin"
 )
 
 // Namespace is the containerd namespace of Kubernetes' images and
@@ -89,10 +90,10 @@ func New(o Options) (*Containerd, error) {
 	return &Containerd{o: o, ready: component.NewGate()}, nil
 }
 
-// Binary finds one of containerd's programs: beside hepto's own executable
-// (where `make install` puts them), else on PATH.
+// Binary finds one of containerd's programs: beside the hepto executable
+// the person ran (where `make install` puts them), else on PATH.
 func Binary(name string) (string, error) {
-	if self, err := os.Executable(); err == nil {
+	if self, err := kubebin.Origin(); err == nil {
 		p := filepath.Join(filepath.Dir(self), name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil

@@ -17,36 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func TestParsePorts(t *testing.T) {
-	got, err := ParsePorts("51820/udp, 3478/TCP,49152-65535")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := FormatPorts(got); s != "51820/udp,3478/tcp,49152-65535/udp" {
-		t.Errorf("parsed and formatted: %q", s)
-	}
-	for _, bad := range []string{"0/udp", "70000/udp", "9-3/udp", "53/sctp", "x/tcp", "-/udp"} {
-		if _, err := ParsePorts(bad); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
-func FuzzParsePorts(f *testing.F) {
-	f.Add("51820/udp,3478/tcp,49152-65535")
-	f.Add("1-65535/TCP")
-	f.Fuzz(func(t *testing.T, s string) {
-		rs, err := ParsePorts(s)
-		if err != nil {
-			return
-		}
-		again, err := ParsePorts(FormatPorts(rs))
-		if err != nil || !slices.Equal(again, rs) {
-			t.Fatalf("%q → %q → %v %v", s, FormatPorts(rs), again, err)
-		}
-	})
-}
-
 func TestPublic(t *testing.T) {
 	for s, want := range map[string]bool{
 		"203.0.113.1": true, "2001:db8::1": true, "198.51.100.7": true, "8.8.8.8": true,

@@ -1,4 +1,6 @@
-package publish
+// Package ports reads and writes the port ranges a node reserves on its
+// public addresses (the hepto.net/reserved-ports annotation, --relay-ports).
+package ports
 
 import (
 	"fmt"
@@ -6,14 +8,14 @@ import (
 	"strings"
 )
 
-// PortRange is a range of ports of one protocol ("tcp" or "udp"),
+// Range is a range of ports of one protocol ("tcp" or "udp"),
 // inclusive.
-type PortRange struct {
+type Range struct {
 	Proto    string
 	Min, Max uint16
 }
 
-func (r PortRange) String() string {
+func (r Range) String() string {
 	if r.Min == r.Max {
 		return fmt.Sprintf("%d/%s", r.Min, r.Proto)
 	}
@@ -21,12 +23,12 @@ func (r PortRange) String() string {
 }
 
 // Has tells whether port of proto is in r.
-func (r PortRange) Has(proto string, port uint16) bool {
+func (r Range) Has(proto string, port uint16) bool {
 	return r.Proto == proto && r.Min <= port && port <= r.Max
 }
 
-// FormatPorts is the ReservedPorts annotation of rs.
-func FormatPorts(rs []PortRange) string {
+// Format is the reserved-ports annotation of rs.
+func Format(rs []Range) string {
 	s := make([]string, len(rs))
 	for i, r := range rs {
 		s[i] = r.String()
@@ -34,16 +36,16 @@ func FormatPorts(rs []PortRange) string {
 	return strings.Join(s, ",")
 }
 
-// ParsePorts reads a ReservedPorts annotation: "PORT/PROTO" or
+// Parse reads a reserved-ports annotation: "PORT/PROTO" or
 // "MIN-MAX/PROTO", comma-separated.
-func ParsePorts(s string) ([]PortRange, error) {
-	var out []PortRange
+func Parse(s string) ([]Range, error) {
+	var out []Range
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
-		r, err := ParsePortRange(item)
+		r, err := ParseRange(item)
 		if err != nil {
 			return nil, err
 		}
@@ -52,16 +54,16 @@ func ParsePorts(s string) ([]PortRange, error) {
 	return out, nil
 }
 
-// ParsePortRange reads "PORT/PROTO" or "MIN-MAX/PROTO"; PROTO is tcp or
+// ParseRange reads "PORT/PROTO" or "MIN-MAX/PROTO"; PROTO is tcp or
 // udp, and "MIN-MAX" alone is taken as UDP (relay ports).
-func ParsePortRange(s string) (PortRange, error) {
+func ParseRange(s string) (Range, error) {
 	ports, proto, ok := strings.Cut(s, "/")
 	if !ok {
 		proto = "udp"
 	}
 	proto = strings.ToLower(proto)
 	if proto != "tcp" && proto != "udp" {
-		return PortRange{}, fmt.Errorf("ports %q: protocol %q, want tcp or udp", s, proto)
+		return Range{}, fmt.Errorf("ports %q: protocol %q, want tcp or udp", s, proto)
 	}
 	lo, hi, isRange := strings.Cut(ports, "-")
 	if !isRange {
@@ -70,7 +72,7 @@ func ParsePortRange(s string) (PortRange, error) {
 	min, err1 := strconv.ParseUint(lo, 10, 16)
 	max, err2 := strconv.ParseUint(hi, 10, 16)
 	if err1 != nil || err2 != nil || min == 0 || min > max {
-		return PortRange{}, fmt.Errorf("ports %q: want PORT or MIN-MAX, from 1 to 65535", s)
+		return Range{}, fmt.Errorf("ports %q: want PORT or MIN-MAX, from 1 to 65535", s)
 	}
-	return PortRange{Proto: proto, Min: uint16(min), Max: uint16(max)}, nil
+	return Range{Proto: proto, Min: uint16(min), Max: uint16(max)}, nil
 }
