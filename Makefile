@@ -152,6 +152,9 @@ deps:
 # tunnel's namespace tests).
 RACE_PKGS := ./supervisor ./backup ./membership ./control ./state ./key ./localapi ./dns/... ./cni/netconf ./cni/ipam ./metrics ./nat ./tunnel ./mesh ./anchor ./podnet ./k8s/nodecert ./k8s/containerd ./k8s/images ./k8s/component ./k8s/apiendpoint ./k8s/publish
 test: deps build conformance-build ingress-tools
+	# The fabric build links no Kubernetes (docs/architecture.md, "Two builds in one file").
+	$(GO) vet $(FABRIC_GOFLAGS) ./cmd/hepto ./daemon ./kubebin
+	test -z "$$($(GO) list -deps $(FABRIC_GOFLAGS) ./cmd/hepto | grep '^k8s\.io/')"
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni $(GO) test $(HEPTO_GOFLAGS) -count=1 -run '^$$' ./... >/dev/null
 	HEPTO_BIN=$(CURDIR)/bin/hepto HEPTO_CNI_BIN=$(CURDIR)/bin/hepto-cni HEPTO_E2E_IMAGES=$(CURDIR)/bin/e2e-images $(GO) test $(HEPTO_GOFLAGS) -p 1 -count=1 -timeout 35m ./...
 	$(GO) test $(HEPTO_GOFLAGS) -race -short -p 1 -count=1 -timeout 10m $(RACE_PKGS)
