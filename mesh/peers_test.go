@@ -165,3 +165,30 @@ func TestRelayFailover(t *testing.T) {
 		t.Fatalf("relay %q with both down", by)
 	}
 }
+
+// TestMeasures: one end of each pair measures its RTT, the one that sends
+// no keepalives on it: the anchor towards a home, the lesser key between
+// homes (peers.go gives the greater one the keepalives).
+func TestMeasures(t *testing.T) {
+	_, nodes := testMembership(t)
+	for a, na := range nodes {
+		for b, nb := range nodes {
+			if a == b {
+				continue
+			}
+			if measures(na, nb) == measures(nb, na) {
+				t.Errorf("%s and %s: both or neither measure", a, b)
+			}
+			switch {
+			case na.IsAnchor() && !nb.IsAnchor():
+				if !measures(na, nb) {
+					t.Errorf("the anchor does not measure its link to %s", b)
+				}
+			case !na.IsAnchor() && !nb.IsAnchor():
+				if keepalives := nb.PublicKey.Less(na.PublicKey); measures(na, nb) == keepalives {
+					t.Errorf("%s → %s: measures %v, sends keepalives %v", a, b, measures(na, nb), keepalives)
+				}
+			}
+		}
+	}
+}

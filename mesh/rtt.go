@@ -11,17 +11,18 @@ import (
 	"time"
 
 	"github.com/hepto-net/hepto/control"
+	"github.com/hepto-net/hepto/membership"
 )
 
 // DefaultRTTInterval is how often each link's round-trip time is measured.
 const DefaultRTTInterval = 90 * time.Second
 
-// Round trips are measured by one end of each pair only, the one with the
-// greater WireGuard key: a 16-byte UDP probe to the other's control port,
-// answered at once, 108 bytes each way on the wire. The probe carries the
-// prober's previous measurement, so the other end learns the link's RTT
-// without an exchange of its own: one exchange a pair per interval, no more
-// than the keepalives it also stands in for.
+// Round trips are measured by one end of each pair only (measures): a
+// 16-byte UDP probe to the other's control port, answered at once, 108
+// bytes each way on the wire. The probe carries the prober's previous
+// measurement, so the other end learns the link's RTT without an exchange
+// of its own: one exchange a pair per interval, no more than the
+// keepalives it also stands in for.
 const (
 	rttMagic   = "hRTT"
 	rttProbe   = 1
@@ -95,7 +96,7 @@ func (m *Mesh) measureRTT(ctx context.Context) error {
 func (m *Mesh) probeRTT(ctx context.Context, pc net.PacketConn, pr *rttProber) {
 	var wg sync.WaitGroup
 	for _, n := range m.store.Current().Nodes {
-		if n.Name == m.o.Self.Name || !n.PublicKey.Less(m.o.Self.PublicKey) {
+		if n.Name == m.o.Self.Name || !measures(m.o.Self, n) {
 			continue
 		}
 		wg.Add(1)
@@ -118,6 +119,20 @@ func (m *Mesh) probeRTT(ctx context.Context, pc net.PacketConn, pr *rttProber) {
 		}(n.Name, n.OverlayIPs[0])
 	}
 	wg.Wait()
+}
+
+// measures tells whether self measures its link to n: the end that does
+// not send the link's keepalives (peers.go: a home to an anchor, the
+// greater key between homes). The answer is data, to which WireGuard
+// replies with a keepalive 10 s later unless the receiver sends first: on
+// the end that sends keepalives anyway, that was one packet more each
+// round; on this end it is the only one, and the busier end stays under
+// 300 B/min (docs/benchmarks.md).
+func measures(self, n membership.Node) bool {
+	if self.IsAnchor() != n.IsAnchor() {
+		return self.IsAnchor()
+	}
+	return self.PublicKey.Less(n.PublicKey)
 }
 
 // probeOnce sends one probe carrying prev and waits for its reply.
