@@ -67,6 +67,7 @@ var versionDir = regexp.MustCompile(`^[0-9a-f]{16}$`)
 // Unpack writes the executable whose zstd-compressed bytes src holds, and
 // whose SHA-256 is sum (hex), to dir/SUM/hepto, unless it is there
 // already, and removes other versions. It returns the executable's path.
+// Processes unpacking at once take turns (a lock file in dir).
 // Bytes that do not match sum are an error and leave nothing behind.
 func Unpack(dir string, src io.Reader, sum string) (string, error) {
 	if len(sum) != 64 {
@@ -77,6 +78,18 @@ func Unpack(dir string, src io.Reader, sum string) (string, error) {
 	}
 	vdir := filepath.Join(dir, sum[:16])
 	path := filepath.Join(vdir, Name)
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		return path, nil
+	}
+	// One process unpacks; the others starting at once wait for it.
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("%s: %w", lock.Name(), err)
+	}
 	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
 		return path, nil
 	}
@@ -103,7 +116,6 @@ func Unpack(dir string, src io.Reader, sum string) (string, error) {
 	if err := tmp.Close(); err != nil {
 		return "", err
 	}
-	// Another process may have won the race: the same bytes either way.
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", err
 	}

@@ -101,3 +101,33 @@ func TestOrigin(t *testing.T) {
 		t.Errorf("Dir() = %s, %v", d, err)
 	}
 }
+
+// TestUnpackAtOnce: processes starting together unpack once, in turn.
+func TestUnpackAtOnce(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	content := bytes.Repeat([]byte("hepto"), 1<<16)
+	z, sum := packed(t, content)
+	paths := make(chan string, 8)
+	for range 8 {
+		go func() {
+			p, err := Unpack(dir, bytes.NewReader(z), sum)
+			if err != nil {
+				t.Error(err)
+			}
+			paths <- p
+		}()
+	}
+	first := <-paths
+	for range 7 {
+		if p := <-paths; p != first {
+			t.Errorf("path %s, want %s", p, first)
+		}
+	}
+	if got, err := os.ReadFile(first); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("unpacked %d bytes, %v", len(got), err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, sum[:16], ".*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
