@@ -12,7 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-func packed(t *testing.T, content []byte) ([]byte, string) {
+func zstdOf(t *testing.T, content []byte) ([]byte, string) {
 	t.Helper()
 	var b bytes.Buffer
 	zw, err := zstd.NewWriter(&b)
@@ -30,7 +30,7 @@ func packed(t *testing.T, content []byte) ([]byte, string) {
 func TestUnpack(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	content := []byte("#!/bin/sh\necho full\n")
-	z, sum := packed(t, content)
+	z, sum := zstdOf(t, content)
 	old := filepath.Join(dir, "0123456789abcdef")
 	other := filepath.Join(dir, "keep-me")
 	for _, d := range []string{old, other} {
@@ -65,8 +65,8 @@ func TestUnpack(t *testing.T) {
 }
 
 func TestUnpackRefuses(t *testing.T) {
-	z, sum := packed(t, []byte("the real bytes"))
-	wrong, _ := packed(t, []byte("other bytes"))
+	z, sum := zstdOf(t, []byte("the real bytes"))
+	wrong, _ := zstdOf(t, []byte("other bytes"))
 	dir := filepath.Join(t.TempDir(), "data")
 	if _, err := Unpack(dir, bytes.NewReader(wrong), sum); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Errorf("bytes that do not match: %v", err)
@@ -106,7 +106,7 @@ func TestOrigin(t *testing.T) {
 func TestUnpackAtOnce(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	content := bytes.Repeat([]byte("hepto"), 1<<16)
-	z, sum := packed(t, content)
+	z, sum := zstdOf(t, content)
 	paths := make(chan string, 8)
 	for range 8 {
 		go func() {
