@@ -3,7 +3,6 @@
 package daemon
 
 import (
-	"context"
 	"net/netip"
 
 	"github.com/hepto-net/hepto/control"
@@ -52,11 +51,6 @@ func startKube(cfg Config, n *node, tun *tunnel.Tunnel, dnsSvc *dnsService, rela
 		Client:          client,
 		Logger:          cfg.Logger,
 	})
-}
-
-// removeEtcdMember takes a removed control-plane node out of etcd.
-func removeEtcdMember(ctx context.Context, client *control.Client, members []membership.Node, node membership.Node) error {
-	return k8s.RemoveEtcdMember(ctx, client, members, node)
 }
 
 // restoreEtcd makes an etcd data directory under kubeDir from a snapshot.

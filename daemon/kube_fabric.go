@@ -11,7 +11,6 @@ import (
 	"github.com/hepto-net/hepto/control"
 	"github.com/hepto-net/hepto/k8s/publish/ports"
 	"github.com/hepto-net/hepto/localapi"
-	"github.com/hepto-net/hepto/membership"
 	"github.com/hepto-net/hepto/supervisor"
 	"github.com/hepto-net/hepto/tunnel"
 )
@@ -35,10 +34,6 @@ var (
 func startKube(cfg Config, _ *node, _ *tunnel.Tunnel, _ *dnsService, _ ports.Range, _ *control.Client) *kubeNode {
 	cfg.Logger.Error("no Kubernetes", "err", errNoKubernetes)
 	return nil
-}
-
-func removeEtcdMember(context.Context, *control.Client, []membership.Node, membership.Node) error {
-	return errNoKubernetes
 }
 
 func restoreEtcd(string, string, string) error { return errNoKubernetes }

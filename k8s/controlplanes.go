@@ -110,37 +110,6 @@ func (n *Node) handleEtcdRemove(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// RemoveEtcdMember removes a control-plane node's etcd member before the
-// node leaves the cluster, through the first other control-plane node
-// that answers. A removal that would lose etcd's quorum is refused, and
-// so is one that no control-plane node can make: the node stays.
-func RemoveEtcdMember(ctx context.Context, client *control.Client, members []membership.Node, node membership.Node) error {
-	if !node.IsControlPlane() {
-		return nil
-	}
-	var errs []error
-	for _, m := range controlPlanes(members) {
-		if m.Name == node.Name || len(m.OverlayIPs) == 0 {
-			continue
-		}
-		req := control.EtcdRemoveRequest{Name: node.Name}
-		cctx, cancel := context.WithTimeout(ctx, controlPlaneCallTimeout)
-		err := client.Post(cctx, m.OverlayIPs[0], control.PathEtcdRemove, req, nil)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if control.IsPermanent(err) {
-			return fmt.Errorf("%s's etcd member: %w", node.Name, err)
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
-	}
-	if len(errs) == 0 {
-		return fmt.Errorf("%s is the last control-plane node: removing it would leave the cluster without one", node.Name)
-	}
-	return fmt.Errorf("no other control-plane node could remove %s's etcd member: %w", node.Name, errors.Join(errs...))
-}
-
 // controlPlaneStatus is etcd's membership for status, nil where no etcd
 // runs.
 func (n *Node) controlPlaneStatus() *localapi.ControlPlaneStatus {
