@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/hepto-net/hepto/membership"
@@ -50,5 +52,19 @@ func TestNeedsKubernetes(t *testing.T) {
 	}
 	if NeedsKubernetes(Config{State: dir, Kubernetes: true}) {
 		t.Error("a node admitted to the fabric only: Kubernetes wanted")
+	}
+}
+
+// TestRemoveEtcdMemberAlone: a node without the control plane leaves etcd
+// alone; the last control-plane node may not leave.
+func TestRemoveEtcdMemberAlone(t *testing.T) {
+	home := membership.Node{Name: "home-a", Index: 2}
+	cp := membership.Node{Name: "anchor", Index: 1, Roles: []string{membership.RoleAnchor, membership.RoleControlPlane}}
+	members := []membership.Node{cp, home}
+	if err := removeEtcdMember(context.Background(), nil, members, home); err != nil {
+		t.Errorf("a node without etcd: %v", err)
+	}
+	if err := removeEtcdMember(context.Background(), nil, members, cp); err == nil || !strings.Contains(err.Error(), "last control-plane node") {
+		t.Errorf("the last control-plane node: %v", err)
 	}
 }
