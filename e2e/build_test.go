@@ -73,6 +73,20 @@ func TestFabricBuild(t *testing.T) {
 		t.Error("the full build was unpacked a second time")
 	}
 
+	// Unpacked where nothing may be executed: a clear error, not a hang.
+	noexec := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "noexec,mode=0755,size=256m", "tmpfs", noexec).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", noexec).Run() })
+	cmd = exec.Command(heptoBin, "kubectl", "--state", state, "get", "nodes")
+	cmd.Env = append(os.Environ(), kubebin.EnvDir+"="+noexec)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "noexec") {
+		t.Errorf("hepto kubectl with a noexec data directory: %v, %s", err, out)
+	} else {
+		t.Logf("noexec data directory: %s", strings.TrimSpace(string(out)))
+	}
+
 	// A fabric-only node is the installed file's process itself.
 	w := newWorld(t)
 	a := w.anchor("anchor", w.publicHost("anchor"))

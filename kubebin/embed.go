@@ -5,6 +5,7 @@ package kubebin
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -37,8 +38,9 @@ func Exec(args []string) error {
 	if self, err := Origin(); err == nil {
 		env = append(env, EnvOrigin+"="+self)
 	}
-	if err := syscall.Exec(path, args, env); err != nil {
-		return fmt.Errorf("starting %s: %w", path, err)
+	err = syscall.Exec(path, args, env)
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("starting %s: %w (a file system mounted noexec? %s names another directory)", path, err, EnvDir)
 	}
-	return nil
+	return fmt.Errorf("starting %s: %w", path, err)
 }
