@@ -59,7 +59,10 @@ func runCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.State = stateDir(cmd)
 			if kubebin.Embedded && daemon.NeedsKubernetes(cfg) {
-				return kubebin.Exec(os.Args)
+				// Exec returns only on failure: the fabric then runs
+				// alone rather than not at all.
+				err := kubebin.Exec(os.Args)
+				fmt.Fprintln(os.Stderr, "hepto: Kubernetes cannot start, the fabric runs without it:", err)
 			}
 			if joinFile != "" {
 				if cfg.Join != "" {
